@@ -1,0 +1,369 @@
+"""The one run loop for every task: fit the decoder to A f(z) ≈ y and stream snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from . import metrics
+from .errors import InputError
+from .nets import UPSAMPLE_MODES, Decoder, fourier_input
+from .stopping import STOP_RULES, RatioWindowStop
+from .tasks import Task, to_image
+
+#: The λ the paper uses per task for the controlled network (SR: not stated; 1.4 as for denoising).
+PAPER_LIPSCHITZ = {"denoise": 1.4, "jpeg": 1.4, "inpaint": 1.6, "sr": 1.4, "enhance": 1.0}
+#: Backtracking restores the last saved weights when the loss grows by more than this factor (5 dB).
+BACKTRACK_FACTOR = 10**0.5
+MAX_ITERATIONS = 100_000
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run besides the task. Defaults are the paper's settings (method.md)."""
+
+    iterations: int = 10_000
+    every: int = 50  # a snapshot every this many steps
+    seed: int = 0
+    lr: float = 1e-3
+    width: int = 128
+    depth: int = 5
+    upsample: str = "bilinear"  # bilinear | nearest | gaussian
+    lipschitz: float | Sequence[float] = 0.0  # λ; 0 = vanilla DIP
+    gaussian_sigma: float | Sequence[float] | None = None  # None = the code's per-stage σ
+    padding: str = "reflect"  # reflect | zeros
+    sn_method: str = "svd"  # svd | power
+    power_iters: int = 2
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass)
+    channels_last: bool = False
+    auto_stop: str = "off"  # off | paper | relative (ours)
+    reg_noise_std: float = 0.0  # original DIP trick: z + N(0, std²) each step
+    ema: float = 0.0  # original DIP trick: exponential moving average of outputs (0 = off)
+    backtrack: bool = False  # original DIP trick: restore a copy of the weights when the loss jumps
+    device: str = "auto"  # auto | cpu | cuda
+    measure_every_step: bool = False  # compute FBC/blur/sharpness each step (benchmarks, faithful cost)
+
+    def validate(self) -> RunConfig:
+        """Raise ``InputError`` (one line) for any out-of-range setting; returns self."""
+
+        def num(name: str, lo: float, hi: float, integer: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+                raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {v!r}")
+            if integer and v != int(v):
+                raise InputError(f"{name} must be a whole number, got {v!r}")
+
+        num("iterations", 1, MAX_ITERATIONS, True)
+        num("every", 1, MAX_ITERATIONS, True)
+        num("seed", 0, 2**32 - 1, True)
+        num("lr", 1e-6, 1.0)
+        num("width", 4, 512, True)
+        num("depth", 1, 7, True)
+        num("power_iters", 1, 100, True)
+        num("reg_noise_std", 0, 1)
+        num("ema", 0, 0.9999)
+        for name, value, hi in (("lipschitz", self.lipschitz, 100.0), ("gaussian_sigma", self.gaussian_sigma, 10.0)):
+            values = [] if value is None else [value] if isinstance(value, (int, float)) else list(value)
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= hi:
+                    raise InputError(f"{name} must be between 0 and {hi:g}, got {v!r}")
+        for name, allowed in (
+            ("upsample", UPSAMPLE_MODES),
+            ("padding", ("reflect", "zeros")),
+            ("sn_method", ("svd", "power")),
+            ("precision", ("fp32", "bf16")),
+            ("auto_stop", STOP_RULES),
+            ("device", ("auto", "cpu", "cuda")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (re-loadable with ``RunConfig.from_dict``)."""
+        d = asdict(self)
+        for k in ("lipschitz", "gaussian_sigma"):
+            if isinstance(d[k], tuple):
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Build from a dict, ignoring unknown keys; validated."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names}).validate()
+
+
+#: Named starting points. ``paper``: the authors' configuration. ``cpu``/``cuda``: fast presets whose
+#: shortcuts were checked against the paper's curves (benchmarks/RESULTS.md).
+PRESETS: dict[str, dict] = {
+    "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50),
+    "cpu": dict(
+        width=64, padding="zeros", sn_method="power", precision="fp32", channels_last=False, iterations=1500, every=10
+    ),
+    "cuda": dict(
+        width=128,
+        padding="reflect",
+        sn_method="power",
+        precision="fp32",
+        channels_last=True,
+        iterations=10_000,
+        every=50,
+    ),
+}
+
+
+def preset(name: str = "auto", **overrides) -> RunConfig:
+    """A RunConfig from a named preset (``auto``: ``cuda`` when a GPU is present, else ``cpu``)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of auto, {', '.join(PRESETS)}")
+    return replace(RunConfig(), **{**PRESETS[name], **overrides}).validate()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available else CPU; asking for CUDA without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@dataclass
+class Snapshot:
+    """The state of a run at one logged iteration (what every front end consumes)."""
+
+    iter: int
+    image: np.ndarray | None  # H×W×C float32 in [0, 1]: the current result
+    loss: float
+    fbc: list[float]  # against the observation (in observation space: A f(z) vs y)
+    fbc_clean: list[float] | None  # against the clean image, when known
+    psnr: float | None
+    ssim: float | None
+    ratio: float  # blurriness / sharpness of the result
+    seconds: float
+    stopped: bool = False  # the automatic stop fired
+    stop_iter: int | None = None
+    done: bool = False  # the last snapshot of the run
+    message: str | None = None  # why the run ended early (non-finite loss), if it did
+    best_psnr: float | None = None
+    best_iter: int | None = None
+
+    def record(self) -> dict:
+        """The JSON-ready log line (no image)."""
+        keys = ("iter", "loss", "psnr", "ssim", "fbc", "fbc_clean", "ratio", "seconds")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class RunState:
+    """What the loop keeps between snapshots (exposed for tests and benchmarks)."""
+
+    net: Decoder
+    z: torch.Tensor
+    crop: tuple[int, int, int, int]
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    ratios: list[torch.Tensor] = field(default_factory=list)
+
+
+def build(task: Task, config: RunConfig) -> RunState:
+    """Seed, build the decoder and its input for ``task`` on the configured device."""
+    config.validate()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    net = Decoder(
+        task.channels,
+        width=config.width,
+        depth=config.depth,
+        upsample=config.upsample,
+        lipschitz=config.lipschitz,
+        gaussian_sigma=config.gaussian_sigma,
+        padding=config.padding,
+        sn_method=config.sn_method,
+        power_iters=config.power_iters,
+    )
+    m = net.multiple
+    h, w = task.out_size
+    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
+    crop = ((hp - h) // 2, (wp - w) // 2, h, w)
+    z = fourier_input(hp // m, wp // m, net.in_channels, torch.Generator().manual_seed(config.seed))
+    net, z = net.to(device), z.to(device)
+    if config.channels_last:
+        net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
+    task.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    return RunState(net, z, crop, optimizer, device)
+
+
+def forward(state: RunState, config: RunConfig, z: torch.Tensor | None = None) -> torch.Tensor:
+    """f(z) cropped to the task's output size, in fp32."""
+    autocast = (
+        torch.autocast(state.device.type, dtype=torch.bfloat16)
+        if config.precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        out = state.net(state.z if z is None else z)
+    top, left, h, w = state.crop
+    return out[..., top : top + h, left : left + w].float()
+
+
+def run(
+    task: Task,
+    config: RunConfig,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Snapshot]:
+    """Fit the decoder to ``task``; yield a Snapshot every ``config.every`` steps and a final one.
+
+    The caller may stop the run by closing the generator, or between steps with ``stop()`` returning
+    True (the final snapshot then holds the image reached). No host sync happens between snapshots
+    unless backtracking is on.
+    """
+    state = build(task, config)
+    net, device = state.net, state.device
+    stopper = RatioWindowStop.for_rule(config.auto_stop, config.iterations)
+    ref_dtype = torch.float64 if device.type == "cpu" else torch.float32
+    fbc_obs = metrics.FrequencyBandMeter(task.observation[0].to(ref_dtype))
+    fbc_clean = metrics.FrequencyBandMeter(task.clean[0].to(ref_dtype)) if task.clean is not None else None
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if config.reg_noise_std > 0 else None
+    average: torch.Tensor | None = None
+    saved: list[torch.Tensor] | None = None
+    last_loss = math.inf
+    best_psnr, best_iter = -math.inf, None
+    last_good: Snapshot | None = None
+    start = time.perf_counter()
+
+    def ratio_of(result: torch.Tensor) -> torch.Tensor:
+        gray = metrics.grayscale_t(result[0].to(ref_dtype))
+        return metrics.blurriness_t(gray) / metrics.sharpness_t(gray)
+
+    def measure(t: int, out: torch.Tensor, loss: torch.Tensor) -> Snapshot:
+        nonlocal best_psnr, best_iter
+        with torch.no_grad():
+            shown = average if average is not None else out
+            result = task.finish(shown)
+            observed = task.operator(shown)
+            if task.mask is not None:
+                observed = observed * task.mask
+            scalars = [loss.detach().float(), ratio_of(result).float()]
+            vectors = [fbc_obs(observed[0].to(ref_dtype)).float()]
+            if task.clean is not None:
+                scalars += [
+                    metrics.psnr_t(result, task.clean).float(),
+                    metrics.ssim_t(result[0], task.clean[0]).float(),
+                ]
+                vectors.append(fbc_clean(result[0].to(ref_dtype)).float())
+            host = torch.cat([torch.stack(scalars), *vectors]).cpu().tolist()  # the one sync per snapshot
+            image = to_image(result)
+        loss_v, ratio_v = host[0], host[1]
+        psnr_v = ssim_v = fbc_c = None
+        fbc_o = host[len(scalars) : len(scalars) + 5]
+        if task.clean is not None:
+            psnr_v, ssim_v = host[2], host[3]
+            fbc_c = host[len(scalars) + 5 :]
+            if psnr_v > best_psnr:
+                best_psnr, best_iter = psnr_v, t
+        return Snapshot(
+            iter=t,
+            image=image,
+            loss=loss_v,
+            fbc=fbc_o,
+            fbc_clean=fbc_c,
+            psnr=psnr_v,
+            ssim=ssim_v,
+            ratio=ratio_v,
+            seconds=time.perf_counter() - start,
+            best_psnr=None if best_iter is None else best_psnr,
+            best_iter=best_iter,
+        )
+
+    for t in range(1, config.iterations + 1):
+        state.optimizer.zero_grad(set_to_none=True)
+        z = state.z
+        if noise_gen is not None:
+            z = z + config.reg_noise_std * torch.randn(z.shape, generator=noise_gen, device=device).to(
+                memory_format=torch.channels_last if config.channels_last else torch.contiguous_format
+            )
+        out = forward(state, config, z)
+        loss = task.loss(out)
+        loss.backward()
+        if config.backtrack:
+            value = loss.item()
+            if saved is not None and value > BACKTRACK_FACTOR * last_loss:
+                with torch.no_grad():
+                    for p, s in zip(net.parameters(), saved):
+                        p.copy_(s)
+                continue
+            last_loss = value
+        state.optimizer.step()
+        out = out.detach()
+        if config.ema > 0:
+            average = out.clone() if average is None else average.mul_(config.ema).add_(out, alpha=1 - config.ema)
+        if stopper is not None or config.measure_every_step:
+            with torch.no_grad():
+                state.ratios.append(ratio_of(task.finish(average if average is not None else out)))
+                if config.measure_every_step:
+                    fbc_obs(out[0].to(ref_dtype))
+        fired = None
+        user_stop = stop is not None and stop()
+        last = t == config.iterations
+        if t % config.every == 0 or t == 1 or last or user_stop or (stopper is not None and len(state.ratios) >= 256):
+            if stopper is not None and state.ratios:
+                values = torch.stack(state.ratios).cpu().tolist()
+                first = t - len(values) + 1
+                state.ratios.clear()
+                for i, r in enumerate(values):
+                    if stopper.update(first + i, r) and fired is None:
+                        fired = first + i
+            if not (t % config.every == 0 or t == 1 or last or user_stop or fired):
+                continue
+            snap = measure(t, out, loss)
+            if not math.isfinite(snap.loss) or not np.isfinite(snap.image).all():
+                final = last_good or snap
+                final.done, final.message = True, f"stopped at iteration {t}: the loss became non-finite"
+                yield final
+                return
+            if config.backtrack:
+                saved = [p.detach().clone() for p in net.parameters()]
+            last_good = snap
+            if fired is not None:
+                snap.stopped, snap.stop_iter, snap.done = True, fired, True
+            snap.done = snap.done or last or user_stop
+            yield snap
+            if snap.done:
+                return
+
+
+def run_to_end(task: Task, config: RunConfig, stop: Callable[[], bool] | None = None) -> list[Snapshot]:
+    """All snapshots of a run, as a list."""
+    return list(run(task, config, stop))
+
+
+def summarise(task: Task, config: RunConfig, snapshots: list[Snapshot], device: str) -> dict:
+    """The run's summary (CLI ``summary.json``): stop, best and final PSNR, time, device."""
+    final = snapshots[-1]
+    scored = [s for s in snapshots if s.psnr is not None]
+    best = max(scored, key=lambda s: s.psnr) if scored else None
+    return {
+        "task": task.name,
+        "level": task.level,
+        "config": config.to_dict(),
+        "iterations": final.iter,
+        "stopped_early": final.stopped,
+        "stop_iter": final.stop_iter,
+        "best_psnr": None if best is None else best.psnr,
+        "best_iter": None if best is None else best.iter,
+        "final_psnr": final.psnr,
+        "seconds": final.seconds,
+        "device": device,
+        "message": final.message,
+    }

@@ -1,0 +1,34 @@
+"""Shared fixtures: small real images, and the reference test vectors shipped in tests/data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dip_core.io import load_image
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def reference_values() -> tuple[dict, dict[str, np.ndarray]]:
+    folder = DATA / "reference_values"
+    values = json.loads((folder / "values.json").read_text())
+    images = {k: np.load(folder / v) for k, v in values["images"].items()}
+    return values, images
+
+
+@pytest.fixture(scope="session")
+def house() -> np.ndarray:
+    return load_image(ROOT / "assets" / "house256.png")[0]
+
+
+@pytest.fixture(scope="session")
+def house64(house) -> np.ndarray:
+    from dip_core.io import resize_max_side
+
+    return resize_max_side(house, 64)[0]

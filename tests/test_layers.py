@@ -1,0 +1,126 @@
+"""LipschitzConv2d bound and power iteration, Gaussian kernel, mean-only BN, decoder shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dip_core.layers import GaussianUpsample, LipschitzConv2d, MeanOnlyBatchNorm, gaussian_kernel, spectral_norm_exact
+from dip_core.nets import Decoder, fourier_input
+
+
+def _train(net_or_conv, steps: int, lr: float = 1e-2, shape=(1, 8, 12, 12)):
+    torch.manual_seed(1)
+    x = torch.randn(*shape)
+    target = torch.randn(1, net_or_conv.out_channels, *shape[2:]) * 5
+    opt = torch.optim.Adam(net_or_conv.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((net_or_conv(x) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("method", ["svd", "power"])
+def test_lipschitz_bound_holds_after_training(method):
+    torch.manual_seed(0)
+    conv = LipschitzConv2d(8, 16, 3, lipschitz=0.5, sn_method=method, power_iters=3)
+    _train(conv, 200)  # pushes σ(W) far above λ
+    assert spectral_norm_exact(conv.weight) > 1.0
+    effective = conv.effective_weight()
+    assert spectral_norm_exact(effective) <= 0.5 * (1 + 1e-3)
+    assert spectral_norm_exact(effective) >= 0.5 * (1 - 1e-3)  # scaled to λ, not below
+
+
+def test_lipschitz_zero_is_plain_conv():
+    torch.manual_seed(0)
+    conv = LipschitzConv2d(4, 4, 3, lipschitz=0.0)
+    plain = torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")
+    plain.load_state_dict({"weight": conv.weight, "bias": conv.bias})
+    x = torch.randn(1, 4, 9, 9)
+    assert torch.allclose(conv(x), plain(x))
+
+
+def test_sigma_is_constant_in_backprop():
+    torch.manual_seed(0)
+    conv = LipschitzConv2d(4, 4, 3, lipschitz=0.1, sn_method="svd")
+    scale = float(spectral_norm_exact(conv.weight) / 0.1)
+    conv.weight.grad = None
+    conv.effective_weight().sum().backward()
+    assert torch.allclose(conv.weight.grad, torch.full_like(conv.weight, 1 / scale))
+
+
+def test_power_iteration_tracks_svd_during_optimisation():
+    torch.manual_seed(0)
+    lam = 1.4
+    net = Decoder(3, width=64, depth=2, lipschitz=lam, sn_method="power", power_iters=2)
+    z = fourier_input(8, 8)
+    target = torch.rand(1, 3, 32, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    errors, violations = [], []
+    for _ in range(200):
+        opt.zero_grad()
+        ((net(z) - target) ** 2).mean().backward()
+        opt.step()
+        net.eval()  # read the tracked σ without advancing the iteration
+        for conv in net.lipschitz_convs():
+            errors.append(abs(float(conv.sigma() / spectral_norm_exact(conv.weight)) - 1))
+            violations.append(float(spectral_norm_exact(conv.effective_weight())) / lam - 1)
+        net.train()
+    assert max(violations) <= 1e-3  # the bound holds at every step, not only at the end
+    assert max(errors[-12 * 50 :]) < 1e-3  # and σ is tracked closely once training settles
+
+
+def test_gaussian_kernel_as_stated():
+    k = gaussian_kernel(0.5)
+    d = (torch.arange(5, dtype=torch.float64) - 2) / 2
+    expected = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * 0.25))
+    assert torch.allclose(k, expected / expected.sum())
+    assert k.sum() == pytest.approx(1.0)
+    delta = gaussian_kernel(0.1)
+    assert delta[2, 2] > 0.9999
+    assert torch.equal(gaussian_kernel(0.0)[2, 2], torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_gaussian_upsample_doubles_and_is_fixed():
+    up = GaussianUpsample(3, 0.5)
+    x = torch.ones(1, 3, 8, 10)
+    y = up(x)
+    assert y.shape == (1, 3, 16, 20)
+    assert list(up.parameters()) == []
+    assert y[0, 0, 4:12, 4:16].mean() == pytest.approx(0.25, rel=1e-5)  # zero insertion: ¼ of the level
+    spike = GaussianUpsample(1, 0.1)(torch.ones(1, 1, 4, 4))
+    assert spike[0, 0, 0, 0] == pytest.approx(1.0, abs=1e-4) and spike[0, 0, 0, 1] == pytest.approx(0, abs=1e-4)
+
+
+def test_mean_only_batchnorm():
+    bn = MeanOnlyBatchNorm(2)
+    with torch.no_grad():
+        bn.bias.copy_(torch.tensor([1.0, -2.0]))
+    x = torch.randn(3, 2, 5, 5) * 4 + 7
+    y = bn(x)
+    assert torch.allclose(y.mean(dim=(2, 3)), torch.tensor([1.0, -2.0]).expand(3, 2), atol=1e-5)
+    assert torch.allclose(y.std(dim=(2, 3)), x.std(dim=(2, 3)))
+
+
+def test_decoder_matches_paper_size():
+    net = Decoder(3)
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(1.66e6, rel=0.01)
+    assert len(net.lipschitz_convs()) == 12
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "gaussian"])
+def test_decoder_output_shape(mode):
+    net = Decoder(1, width=8, depth=3, upsample=mode, lipschitz=[1.0] * 8, gaussian_sigma=[0.1, 0.5, 1.0])
+    out = net(fourier_input(4, 5))
+    assert out.shape == (1, 1, 32, 40)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_decoder_rejects_bad_settings():
+    with pytest.raises(ValueError, match="upsample"):
+        Decoder(3, upsample="cubic")
+    with pytest.raises(ValueError, match="lipschitz needs"):
+        Decoder(3, width=8, depth=2, lipschitz=[1.0, 2.0])
+    with pytest.raises(ValueError, match="Gaussian"):
+        GaussianUpsample(3, float("nan"))
