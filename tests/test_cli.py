@@ -1,0 +1,126 @@
+"""The command line end to end: files, keys, and bad input exiting 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_ANY_DEVICE = ["--preset", "cpu", "--width", "8", "--iters", "6", "--every", "2", "--quiet"]
+FAST = [*FAST_ANY_DEVICE, "--device", "cpu"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dip_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def image64(tmp_path_factory) -> Path:
+    from dip_core.io import load_image, resize_max_side, save_png
+
+    path = tmp_path_factory.mktemp("img") / "house64.png"
+    save_png(resize_max_side(load_image(ROOT / "assets" / "house256.png")[0], 64)[0], path)
+    return path
+
+
+def test_run_writes_all_outputs(tmp_path, image64):
+    out = tmp_path / "out"
+    res = cli("run", "--task", "denoise", "--image", str(image64), "--out", str(out), "--lipschitz", "1.4", *FAST)
+    assert res.returncode == 0, res.stderr
+    for name in ("observed.png", "result.png", "metrics.jsonl", "summary.json"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["iter"] for x in lines] == [1, 2, 4, 6]
+    assert set(lines[0]) == {"iter", "loss", "psnr", "ssim", "fbc", "fbc_clean", "ratio", "seconds"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert {
+        "task",
+        "config",
+        "iterations",
+        "stopped_early",
+        "stop_iter",
+        "best_psnr",
+        "best_iter",
+        "final_psnr",
+        "seconds",
+        "device",
+    } <= set(summary)
+    assert summary["task"] == "denoise" and summary["iterations"] == 6 and summary["device"] == "cpu"
+    assert summary["config"]["lipschitz"] == 1.4
+    assert summary["best_psnr"] == max(x["psnr"] for x in lines)
+    assert np.asarray(Image.open(out / "result.png")).shape == (64, 64, 3)
+
+
+def test_observed_run_has_null_psnr(tmp_path, image64):
+    out = tmp_path / "o"
+    res = cli("run", "--task", "sr", "--level", "2", "--observed", "--image", str(image64), "--out", str(out), *FAST)
+    assert res.returncode == 0, res.stderr
+    line = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert line["psnr"] is None and line["fbc_clean"] is None
+    assert json.loads((out / "summary.json").read_text())["final_psnr"] is None
+    assert Image.open(out / "result.png").size == (128, 128)
+
+
+def test_inpaint_with_mask_file(tmp_path, image64):
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[10:30, 10:30] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    res = cli(
+        "run",
+        "--task",
+        "inpaint",
+        "--image",
+        str(image64),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--out",
+        str(tmp_path / "i"),
+        *FAST,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--task", "denoise", "--image", "{text}"], "not a readable image"),
+        (["--task", "denoise", "--image", "{missing}"], "no such file"),
+        (["--task", "denoise", "--image", "{tiny}"], "smallest supported"),
+        (["--task", "denoise", "--image", "{img}", "--level", "-3"], "between"),
+        (["--task", "jpeg", "--image", "{img}", "--level", "500"], "between"),
+        (["--task", "sr", "--image", "{img}", "--level", "3"], "2, 4 or 8"),
+        (["--task", "blur", "--image", "{img}"], "invalid choice"),
+        (["--task", "denoise", "--image", "{img}", "--lipschitz", "nan"], "lipschitz"),
+        (["--task", "denoise", "--image", "{img}", "--iters", "0"], "iterations"),
+        (["--task", "denoise", "--image", "{img}", "--device", "cuda"], "cuda"),
+        (["--task", "inpaint", "--image", "{img}", "--mask", "{tiny}"], "must match"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, image64, args, match):
+    (tmp_path / "text.png").write_text("not an image")
+    Image.new("RGB", (4, 4)).save(tmp_path / "tiny.png")
+    paths = {
+        "text": tmp_path / "text.png",
+        "missing": tmp_path / "missing.png",
+        "tiny": tmp_path / "tiny.png",
+        "img": image64,
+    }
+    args = [a.format(**paths) for a in args]
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    res = cli("run", *FAST_ANY_DEVICE, *args, "--out", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert match in lines[0] and "Traceback" not in res.stderr
