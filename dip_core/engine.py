@@ -156,6 +156,8 @@ class Snapshot:
     message: str | None = None  # why the run ended early (non-finite loss), if it did
     best_psnr: float | None = None
     best_iter: int | None = None
+    step_ratios: list[tuple[int, float]] = field(default_factory=list)  # (t, r_t) of every step since
+    # the previous snapshot, when the ratio is measured each step (auto-stop or measure_every_step)
 
     def record(self) -> dict:
         """The JSON-ready log line (no image)."""
@@ -172,7 +174,7 @@ class RunState:
     crop: tuple[int, int, int, int]
     optimizer: torch.optim.Optimizer
     device: torch.device
-    ratios: list[torch.Tensor] = field(default_factory=list)
+    ratios: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, r_t) not yet fetched
 
 
 def build(task: Task, config: RunConfig) -> RunState:
@@ -240,6 +242,7 @@ def run(
     last_loss = math.inf
     best_psnr, best_iter = -math.inf, None
     last_good: Snapshot | None = None
+    step_ratios: list[tuple[int, float]] = []
     start = time.perf_counter()
 
     def ratio_of(result: torch.Tensor) -> torch.Tensor:
@@ -310,22 +313,22 @@ def run(
             average = out.clone() if average is None else average.mul_(config.ema).add_(out, alpha=1 - config.ema)
         if stopper is not None or config.measure_every_step:
             with torch.no_grad():
-                state.ratios.append(ratio_of(task.finish(average if average is not None else out)))
+                state.ratios.append((t, ratio_of(task.finish(average if average is not None else out))))
                 if config.measure_every_step:
                     fbc_obs(out[0].to(ref_dtype))
         fired = None
         user_stop = stop is not None and stop()
         last = t == config.iterations
-        if t % config.every == 0 or t == 1 or last or user_stop or (stopper is not None and len(state.ratios) >= 256):
-            if stopper is not None and state.ratios:
-                values = torch.stack(state.ratios).cpu().tolist()
-                first = t - len(values) + 1
-                state.ratios.clear()
-                for i, r in enumerate(values):
-                    if stopper.update(first + i, r) and fired is None:
-                        fired = first + i
-            if not (t % config.every == 0 or t == 1 or last or user_stop or fired):
-                continue
+        due = t % config.every == 0 or t == 1 or last or user_stop
+        if state.ratios and (due or len(state.ratios) >= 256):
+            values = torch.stack([r for _, r in state.ratios]).cpu().tolist()  # one batched fetch
+            steps = [i for i, _ in state.ratios]
+            state.ratios.clear()
+            for i, r in zip(steps, values):
+                step_ratios.append((i, r))
+                if stopper is not None and fired is None and stopper.update(i, r):
+                    fired = i
+        if due or fired:
             snap = measure(t, out, loss)
             if not math.isfinite(snap.loss) or not np.isfinite(snap.image).all():
                 final = last_good or snap
@@ -335,6 +338,7 @@ def run(
             if config.backtrack:
                 saved = [p.detach().clone() for p in net.parameters()]
             last_good = snap
+            snap.step_ratios, step_ratios = step_ratios, []
             if fired is not None:
                 snap.stopped, snap.stop_iter, snap.done = True, fired, True
             snap.done = snap.done or last or user_stop

@@ -187,3 +187,12 @@ def test_cuda_request_without_gpu_is_an_input_error(house64):
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="cuda"):
         run_to_end(make_task("denoise", house64, 25), small(device="cuda"))
+
+
+def test_per_step_ratios_cover_every_step(house64):
+    task = make_task("denoise", house64, 25)
+    snaps = run_to_end(task, small(iterations=23, every=10, measure_every_step=True))
+    steps = [t for s in snaps for t, _ in s.step_ratios]
+    assert steps == list(range(1, 24))
+    last_t, last_r = snaps[-1].step_ratios[-1]
+    assert last_t == 23 and last_r == pytest.approx(snaps[-1].ratio, rel=1e-5)
