@@ -1,0 +1,86 @@
+"""The reproduction harness: a tiny real run end to end, and its curve summaries on known curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import reproduce
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_reproduction_writes_report_curves_and_plots(tmp_path):
+    out = tmp_path / "rep"
+    argv = [
+        "--task",
+        "denoise",
+        "--images",
+        str(ROOT / "assets" / "house256.png"),
+        "--size",
+        "32",
+        "--width",
+        "8",
+        "--depth",
+        "3",
+        "--iters",
+        "12",
+        "--every",
+        "4",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert reproduce.main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert "| house256 | 0 | vanilla |" in report and "| house256 | 0 | lam1.4 |" in report
+    assert "## The paper's claims, checked per image" in report
+    curve = [json.loads(x) for x in (out / "house256__vanilla__s0.jsonl").read_text().splitlines()]
+    assert [c["iter"] for c in curve] == [1, 4, 8, 12]
+    assert [t for c in curve for t, _ in c["step_ratios"]] == list(range(1, 13))
+    assert (out / "house256__s0.png").stat().st_size > 10_000
+    before = report
+    (out / "report.md").unlink()
+    assert reproduce.main([*argv, "--report-only"]) == 0
+    rebuilt = (out / "report.md").read_text()
+    assert rebuilt.count("| house256 | 0 |") == before.count("| house256 | 0 |")
+
+
+def test_summary_of_a_decaying_and_a_flat_curve():
+    iters = list(range(10, 1010, 10))
+    decaying = [
+        {
+            "iter": t,
+            "psnr": 30 - abs(t - 300) / 100,
+            "fbc": [0.9, 0.7, 0.4, 0.2 + t / 2000, 0.1 + t / 2000],
+            "seconds": t / 10,
+        }
+        for t in iters
+    ]
+    s = reproduce.summarise_curve(decaying, [], 1000, 10)
+    assert s["peak_iter"] == pytest.approx(300, abs=20)
+    assert s["drop"] == pytest.approx(s["peak_psnr"] - s["end_psnr"]) and s["drop"] > 6
+    assert s["stop_paper_iter"] is None
+
+
+def test_stop_rules_on_recorded_ratios():
+    t = np.arange(1, 3001)
+    flat_after = [(int(i), float(5 + 20 * np.exp(-i / 200))) for i in t]  # settles: both rules fire
+    paper = reproduce.stop_iteration(flat_after, "paper", 3000)
+    relative = reproduce.stop_iteration(flat_after, "relative", 3000)
+    assert paper is not None and 200 < paper < 3000
+    assert relative is not None and relative < 3000
+    drifting = [(int(i), float(i)) for i in t]  # keeps drifting by 100 per window: never fires
+    assert reproduce.stop_iteration(drifting, "paper", 3000) is None
+
+
+def test_variants():
+    names = [v.name for v in reproduce.variants("denoise", [1.4, 2.0], [0.5])]
+    assert names == ["vanilla", "lam1.4_gauss0.5", "lam2_gauss0.5"]
+    assert [v.lipschitz for v in reproduce.variants("inpaint", None, None)] == [0.0, 1.6]
