@@ -243,15 +243,16 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         " per-step ratios. PSNR at a stop is the smoothed PSNR at the first snapshot at or after it.",
         "",
         "| image | seed | config | peak PSNR | peak iter | raw peak | end PSNR | drop | paper stop (iter / PSNR) |"
-        " relative stop (iter / PSNR) | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " relative stop (iter / PSNR) | seconds | iterations done |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['seed']} | {r['config']} | {fmt(r['peak_psnr'])} | {r['peak_iter']} | "
             f"{fmt(r['raw_peak_psnr'])} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
             f"{fmt(r['stop_paper_iter'])} / {fmt(r['stop_paper_psnr'])} | "
-            f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} | {r['seconds']:.0f} |"
+            f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} | {r['seconds']:.0f} | "
+            f"{r.get('completed_iters', config.iterations)} |"
         )
     lines += ["", "## Averages over images and seeds", "", "| config | peak PSNR | end PSNR | drop | seconds |"]
     lines.append("|---|---|---|---|---|")
@@ -289,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lipschitz", type=float, nargs="+", default=None, help="controlled λ values")
     p.add_argument("--gaussian-sigma", type=float, nargs="+", default=None, help="Gaussian upsampling σ values")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--variants", default="all", choices=("all", "vanilla", "controlled"), help="run only some (parallel jobs)"
+    )
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True)
@@ -318,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             curves = {}
             for v in variants(args.task, args.lipschitz, args.gaussian_sigma):
+                if args.variants != "all" and (v.name == "vanilla") != (args.variants == "vanilla"):
+                    continue
                 task = make_task(args.task, img, args.level, seed=seed)
                 config = RunConfig(
                     **{

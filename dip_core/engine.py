@@ -202,6 +202,8 @@ def build(task: Task, config: RunConfig) -> RunState:
     if config.channels_last:
         net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
     task.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest conv algorithms
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     return RunState(net, z, crop, optimizer, device)
 
