@@ -120,6 +120,7 @@ def run_one(task, config: RunConfig, log_path: Path) -> dict:
             rec = snap.record()
             rec["step_ratios"] = snap.step_ratios
             log.write(json.dumps(rec) + "\n")
+            log.flush()  # a run cut off by a time limit keeps every snapshot written so far
             records.append(rec)
             ratios += snap.step_ratios
     return summarise_curve(records, ratios, config.iterations, config.every)
@@ -236,7 +237,10 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         f"- setting: size ≤ {args.size or 'native'} px, width {config.width}, depth {config.depth}, "
         f"lr {config.lr}, {config.iterations} iterations, padding {config.padding}, σ by {config.sn_method}, "
         f"precision {config.precision}, level {args.level if args.level is not None else 'default'}, "
-        f"{args.seeds} seed(s); total wall time {wall / 60:.1f} min",
+        f"{args.seeds} seed(s); "
+        + ("sum of run times" if args.report_only else "total wall time")
+        + f" {wall / 60:.1f} min",
+        *([f"- note: {args.note}"] if args.note else []),
         "- PSNR is smoothed over ~50 steps (centred moving average of the snapshots) before taking peak and"
         " end; `raw peak` is the best single snapshot. Stops: `paper` = the authors' rule (window 100, ε = 0.01"
         " absolute); `relative` = ours (window = iterations/20, |m1 − m2|/m2 < 0.01), evaluated on the same"
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True)
+    p.add_argument("--note", default=None, help="a line for the report (e.g. where --report-only curves came from)")
     p.add_argument(
         "--report-only", action="store_true", help="rebuild report.md and plots from the .jsonl curves in --out"
     )
