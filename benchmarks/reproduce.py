@@ -78,20 +78,26 @@ def psnr_at(iters: list[int], psnrs: np.ndarray, t: int | None) -> float | None:
 def summarise_curve(records: list[dict], ratios: list[tuple[int, float]], iterations: int, every: int) -> dict:
     """Peak, end, drop, stops and FBC at peak/end of one run (PSNR smoothed over ~50 steps)."""
     iters = [r["iter"] for r in records]
+    out = {"fbc_at_end": records[-1]["fbc"], "seconds": records[-1]["seconds"]}
+    if any(r["psnr"] is None for r in records):  # no ground truth (enhancement): FBC and stops only
+        out.update(peak_psnr=None, peak_iter=None, raw_peak_psnr=None, end_psnr=None, drop=None)
+        out["fbc_at_peak"] = records[-1]["fbc"]
+        for rule in ("paper", "relative"):
+            out[f"stop_{rule}_iter"] = stop_iteration(ratios, rule, iterations)
+            out[f"stop_{rule}_psnr"] = None
+        return out
     raw = np.array([r["psnr"] for r in records])
     smooth = moving_average(list(raw), max(1, 50 // every))
     peak_i = int(np.argmax(smooth))
     end_psnr = float(smooth[-1])
-    out = {
-        "peak_psnr": float(smooth[peak_i]),
-        "peak_iter": iters[peak_i],
-        "raw_peak_psnr": float(raw.max()),
-        "end_psnr": end_psnr,
-        "drop": float(smooth[peak_i] - end_psnr),
-        "fbc_at_peak": records[peak_i]["fbc"],
-        "fbc_at_end": records[-1]["fbc"],
-        "seconds": records[-1]["seconds"],
-    }
+    out.update(
+        peak_psnr=float(smooth[peak_i]),
+        peak_iter=iters[peak_i],
+        raw_peak_psnr=float(raw.max()),
+        end_psnr=end_psnr,
+        drop=float(smooth[peak_i] - end_psnr),
+        fbc_at_peak=records[peak_i]["fbc"],
+    )
     for rule in ("paper", "relative"):
         t = stop_iteration(ratios, rule, iterations)
         out[f"stop_{rule}_iter"] = t
@@ -137,7 +143,10 @@ def plot(image: str, seed: int, curves: dict[str, list[dict]], path: Path) -> No
     styles = ["-", "--", ":", "-."]
     for k, (name, recs) in enumerate(curves.items()):
         it = [r["iter"] for r in recs]
-        axes[0, 0].plot(it, [r["psnr"] for r in recs], styles[k % 4], label=name, lw=1)
+        if recs[0]["psnr"] is not None:
+            axes[0, 0].plot(it, [r["psnr"] for r in recs], styles[k % 4], label=name, lw=1)
+        else:  # no ground truth: show the blur/sharpness ratio instead
+            axes[0, 0].plot(it, [r["ratio"] for r in recs], styles[k % 4], label=f"{name} (blur/sharpness)", lw=1)
         for b in range(5):
             ax = axes.flat[b + 1]
             ax.plot(it, [r["fbc"][b] for r in recs], styles[k % 4], label=name, lw=1)
@@ -166,7 +175,7 @@ def claims(rows: list[dict], iterations: int) -> list[str]:
     for (image, seed), cfgs in by_image.items():
         v = cfgs.get("vanilla")
         for name, c in cfgs.items():
-            if name == "vanilla" or v is None:
+            if name == "vanilla" or v is None or v["peak_psnr"] is None:
                 continue
             stop = c["stop_paper_iter"]
             stop_rel = c["stop_relative_iter"]
@@ -262,9 +271,12 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
     lines.append("|---|---|---|---|---|")
     for name in dict.fromkeys(r["config"] for r in rows):
         sel = [r for r in rows if r["config"] == name]
-        avg = {k: float(np.mean([r[k] for r in sel])) for k in ("peak_psnr", "end_psnr", "drop", "seconds")}
+        avg = {
+            k: None if any(r[k] is None for r in sel) else float(np.mean([r[k] for r in sel]))
+            for k in ("peak_psnr", "end_psnr", "drop", "seconds")
+        }
         lines.append(
-            f"| {name} | {avg['peak_psnr']:.2f} | {avg['end_psnr']:.2f} | {avg['drop']:.2f} | {avg['seconds']:.0f} |"
+            f"| {name} | {fmt(avg['peak_psnr'])} | {fmt(avg['end_psnr'])} | {fmt(avg['drop'])} | {avg['seconds']:.0f} |"
         )
     lines += ["", "## FBC (against the observation) at the peak and at the end", ""]
     lines += ["| image | seed | config | bands 1→5 at peak | bands 1→5 at end |", "|---|---|---|---|---|"]
@@ -342,16 +354,14 @@ def main(argv: list[str] | None = None) -> int:
                 log = out / f"{image_name}__{v.name}__s{seed}.jsonl"
                 summary = run_one(task, config, log)
                 device = str(
-                    next(iter([config.device]))
-                    if config.device != "auto"
-                    else ("cuda" if torch.cuda.is_available() else "cpu")
+                    config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
                 )
                 row = {"image": image_name, "seed": seed, "config": v.name, "device": device, **summary}
                 rows.append(row)
                 curves[v.name] = [json.loads(x) for x in log.read_text().splitlines()]
                 print(
-                    f"{image_name} s{seed} {v.name}: peak {summary['peak_psnr']:.2f} @ {summary['peak_iter']}, "
-                    f"end {summary['end_psnr']:.2f}, paper stop {summary['stop_paper_iter']}, "
+                    f"{image_name} s{seed} {v.name}: peak {fmt(summary['peak_psnr'])} @ {summary['peak_iter']}, "
+                    f"end {fmt(summary['end_psnr'])}, paper stop {summary['stop_paper_iter']}, "
                     f"relative stop {summary['stop_relative_iter']}, {summary['seconds']:.0f} s",
                     flush=True,
                 )
