@@ -248,8 +248,7 @@ def run(
     start = time.perf_counter()
 
     def ratio_of(result: torch.Tensor) -> torch.Tensor:
-        gray = metrics.grayscale_t(result[0].to(ref_dtype))
-        return metrics.blurriness_t(gray) / metrics.sharpness_t(gray)
+        return metrics.ratio_t(metrics.grayscale_t(result[0].to(ref_dtype)))
 
     def measure(t: int, out: torch.Tensor, loss: torch.Tensor) -> Snapshot:
         nonlocal best_psnr, best_iter

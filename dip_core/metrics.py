@@ -181,7 +181,8 @@ def blurriness_t(gray: torch.Tensor, size: int = 9) -> torch.Tensor:
         d_b = _abs_diff(blurred, dim)[1 : mm - 1, 1 : nn_ - 1]
         v = (d_f - d_b).clamp_min(0)
         s_f = d_f.sum()
-        result.append((s_f - v.sum()) / s_f)
+        # A flat image has no edges to blur: the limit of the ratio is 1 (fully blurred), not 0/0.
+        result.append(torch.where(s_f > 0, (s_f - v.sum()) / s_f.clamp_min(1e-30), torch.ones_like(s_f)))
     return torch.maximum(result[0], result[1])
 
 
@@ -225,8 +226,12 @@ def sharpness(img: ArrayLike) -> float:
 
 def blur_sharpness_ratio(img: ArrayLike) -> float:
     """r = blurriness / sharpness, the signal of the automatic stop."""
-    gray = grayscale_t(to_chw(img))
-    return float(blurriness_t(gray) / sharpness_t(gray))
+    return float(ratio_t(grayscale_t(to_chw(img))))
+
+
+def ratio_t(gray: torch.Tensor) -> torch.Tensor:
+    """r = B / max(S, 1e-8): finite even for a flat image (whose sharpness is 0)."""
+    return blurriness_t(gray) / sharpness_t(gray).clamp_min(1e-8)
 
 
 def mean_bands(values: Sequence[float]) -> float:

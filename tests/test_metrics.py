@@ -65,3 +65,10 @@ def test_psnr_and_ssim():
 def test_fbc_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in size"):
         metrics.frequency_band_correspondence(np.zeros((8, 8)), np.zeros((8, 9)))
+
+
+def test_flat_image_has_finite_blur_and_ratio():
+    flat = np.full((32, 32), 0.4)
+    assert metrics.blurriness(flat) == 1.0
+    assert metrics.sharpness(flat) == 0.0
+    assert np.isfinite(metrics.blur_sharpness_ratio(flat))
