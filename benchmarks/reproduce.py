@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import make_task, preset
-from dip_core.engine import PAPER_LIPSCHITZ, RunConfig, run
-from dip_core.io import load_image, resize_max_side
-from dip_core.stopping import RatioWindowStop
+from dip_core import preset
+from dip_core.engine import PAPER_LIPSCHITZ, RunConfig
+from dip_core.stopping import first_stop
+from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -42,13 +40,10 @@ class Variant:
 def variants(task: str, lipschitz: list[float] | None, sigmas: list[float] | None) -> list[Variant]:
     """Vanilla DIP first, then every controlled (λ, σ) pair; σ given means Gaussian upsampling."""
     lams = lipschitz or [PAPER_LIPSCHITZ[task]]
-    out = [Variant("vanilla", 0.0, "bilinear", None)]
+    pairs = [(0.0, "bilinear", None)]
     for lam in lams:
-        if sigmas:
-            out += [Variant(f"lam{lam:g}_gauss{s:g}", lam, "gaussian", s) for s in sigmas]
-        else:
-            out.append(Variant(f"lam{lam:g}", lam, "bilinear", None))
-    return out
+        pairs += [(lam, "gaussian", s) for s in sigmas] if sigmas else [(lam, "bilinear", None)]
+    return [Variant(variant_name(lam, up, s), lam, up, s) for lam, up, s in pairs]
 
 
 def moving_average(values: list[float], window: int) -> np.ndarray:
@@ -60,11 +55,7 @@ def moving_average(values: list[float], window: int) -> np.ndarray:
 
 def stop_iteration(ratios: list[tuple[int, float]], rule: str, iterations: int) -> int | None:
     """The first step at which a stopping rule fires on the recorded per-step ratios."""
-    stopper = RatioWindowStop.for_rule(rule, iterations)
-    for t, r in ratios:
-        if stopper.update(t, r):
-            return t
-    return None
+    return first_stop(ratios, rule, iterations)
 
 
 def psnr_at(iters: list[int], psnrs: np.ndarray, t: int | None) -> float | None:
@@ -103,33 +94,6 @@ def summarise_curve(records: list[dict], ratios: list[tuple[int, float]], iterat
         out[f"stop_{rule}_iter"] = t
         out[f"stop_{rule}_psnr"] = psnr_at(iters, smooth, t)
     return out
-
-
-def load_images(spec: str, size: int | None) -> list[tuple[str, np.ndarray]]:
-    """One file, or every image in a folder (sorted), downscaled to ``size`` when larger."""
-    path = Path(spec)
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    images = []
-    for f in files:
-        img, _ = load_image(f)
-        if size and max(img.shape[:2]) > size:
-            img = resize_max_side(img, size)[0]
-        images.append((f.stem, img))
-    return images
-
-
-def run_one(task, config: RunConfig, log_path: Path) -> dict:
-    """Run to the end, streaming snapshots to ``log_path``; returns the summary."""
-    records, ratios = [], []
-    with open(log_path, "w") as log:
-        for snap in run(task, config):
-            rec = snap.record()
-            rec["step_ratios"] = snap.step_ratios
-            log.write(json.dumps(rec) + "\n")
-            log.flush()  # a run cut off by a time limit keeps every snapshot written so far
-            records.append(rec)
-            ratios += snap.step_ratios
-    return summarise_curve(records, ratios, config.iterations, config.every)
 
 
 def plot(image: str, seed: int, curves: dict[str, list[dict]], path: Path) -> None:
@@ -215,6 +179,7 @@ def claims(rows: list[dict], iterations: int) -> list[str]:
 def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
     """Summaries recomputed from the streamed curves (e.g. after a run was cut off); partial runs included."""
     rows = []
+    devices = {r["key"]: r.get("device", "?") for r in load_rows(out)}
     by_plot: dict[tuple[str, int], dict[str, list[dict]]] = {}
     for log in sorted(out.glob("*__*__s*.jsonl")):
         image, name, seed = log.stem.split("__")
@@ -225,7 +190,9 @@ def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
         iterations = max(config.iterations, records[-1]["iter"])
         summary = summarise_curve(records, ratios, iterations, config.every)
         summary["completed_iters"] = records[-1]["iter"]
-        rows.append({"image": image, "seed": int(seed[1:]), "config": name, "device": "see command", **summary})
+        rows.append(
+            {"image": image, "seed": int(seed[1:]), "config": name, "device": devices.get(log.stem, "?"), **summary}
+        )
         by_plot.setdefault((image, int(seed[1:])), {})[name] = records
     for (image, seed), curves in by_plot.items():
         plot(image, seed, curves, out / f"{image}__s{seed}.png")
@@ -312,11 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True)
+    p.add_argument("--ray", action="store_true", help="run the grid as Ray tasks (the sweep machinery)")
+    p.add_argument("--ray-address", default=None, help="a Ray cluster (implies --ray)")
+    p.add_argument("--cpus-per-run", type=int, default=1)
+    p.add_argument("--gpus-per-run", type=float, default=0)
     p.add_argument("--note", default=None, help="a line for the report (e.g. where --report-only curves came from)")
     p.add_argument(
         "--report-only", action="store_true", help="rebuild report.md and plots from the .jsonl curves in --out"
     )
     args = p.parse_args(argv)
+    args.ray = args.ray or args.ray_address is not None
 
     overrides = {
         k: v
@@ -333,41 +305,45 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args, base, rows, out, sum(r["seconds"] for r in rows))
         print(f"report: {out / 'report.md'} ({len(rows)} runs)")
         return 0
-    rows: list[dict] = []
+    specs = [
+        RunSpec(
+            args.task,
+            str(image),
+            v.lipschitz,
+            v.upsample,
+            v.gaussian_sigma,
+            seed,
+            level=args.level,
+            max_side=args.size,
+            preset=args.preset,
+            overrides={**overrides, "device": args.device},
+            variant=v.name,
+        )
+        for image in image_files(args.images)
+        for seed in range(args.seeds)
+        for v in variants(args.task, args.lipschitz, args.gaussian_sigma)
+        if args.variants == "all" or (v.name == "vanilla") == (args.variants == "vanilla")
+    ]
+
+    def progress(row: dict) -> None:
+        print(
+            f"{row['key']}: best {fmt(row['best_psnr'])} @ {row['best_iter']}, final {fmt(row['final_psnr'])}, "
+            f"paper stop {row['stop_paper_iter']}, relative stop {row['stop_relative_iter']}, "
+            f"{row['seconds']:.0f} s",
+            flush=True,
+        )
+
     start = time.perf_counter()
-    for image_name, img in load_images(args.images, args.size):
-        for seed in range(args.seeds):
-            curves = {}
-            for v in variants(args.task, args.lipschitz, args.gaussian_sigma):
-                if args.variants != "all" and (v.name == "vanilla") != (args.variants == "vanilla"):
-                    continue
-                task = make_task(args.task, img, args.level, seed=seed)
-                config = RunConfig(
-                    **{
-                        **base.to_dict(),
-                        "lipschitz": v.lipschitz,
-                        "upsample": v.upsample,
-                        "gaussian_sigma": v.gaussian_sigma,
-                        "seed": seed,
-                    }
-                ).validate()
-                log = out / f"{image_name}__{v.name}__s{seed}.jsonl"
-                summary = run_one(task, config, log)
-                device = str(
-                    config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-                )
-                row = {"image": image_name, "seed": seed, "config": v.name, "device": device, **summary}
-                rows.append(row)
-                curves[v.name] = [json.loads(x) for x in log.read_text().splitlines()]
-                print(
-                    f"{image_name} s{seed} {v.name}: peak {fmt(summary['peak_psnr'])} @ {summary['peak_iter']}, "
-                    f"end {fmt(summary['end_psnr'])}, paper stop {summary['stop_paper_iter']}, "
-                    f"relative stop {summary['stop_relative_iter']}, {summary['seconds']:.0f} s",
-                    flush=True,
-                )
-                (out / "rows.json").write_text(json.dumps(rows, indent=1))
-            plot(image_name, seed, curves, out / f"{image_name}__s{seed}.png")
-    write_report(args, base, rows, out, time.perf_counter() - start)
+    execute(
+        specs,
+        out,
+        use_ray=args.ray,
+        ray_address=args.ray_address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        on_row=progress,
+    )
+    write_report(args, base, rows_from_logs(out, base), out, time.perf_counter() - start)
     print(f"report: {out / 'report.md'}")
     return 0
 

@@ -47,3 +47,14 @@ class RatioWindowStop:
             return False
         diff = abs(m1 - m2)
         return diff < self.eps * abs(m2) if self.relative else diff < self.eps
+
+
+def first_stop(ratios: list[tuple[int, float]], rule: str, iterations: int) -> int | None:
+    """The first step at which ``rule`` fires on recorded (t, r_t) pairs, or None (offline evaluation)."""
+    stopper = RatioWindowStop.for_rule(rule, iterations)
+    if stopper is None:
+        return None
+    for t, r in ratios:
+        if stopper.update(t, r):
+            return t
+    return None

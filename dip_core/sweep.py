@@ -1,0 +1,305 @@
+"""Sweeps of λ × σ × image × seed: one run per spec, sequential or as Ray tasks, resumable.
+
+Each finished run appends one row to ``DIR/results.jsonl``; runs whose key is already there are
+skipped, so a crashed or cancelled sweep restarts where it stopped. Ray is optional: without it (or
+with ``use_ray=False``) the same specs run one after another in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .engine import PRESETS, RunConfig, preset, run
+from .errors import InputError
+from .io import load_image, resize_max_side
+from .stopping import first_stop
+from .tasks import make_task
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class RunSpec:
+    """Everything one run needs, as plain data (sent to Ray workers as is)."""
+
+    task: str
+    image: str  # path to a clean image
+    lipschitz: float
+    upsample: str  # bilinear | nearest | gaussian
+    gaussian_sigma: float | None
+    seed: int
+    level: float | None = None
+    max_side: int | None = None
+    preset: str = "auto"
+    overrides: dict = field(default_factory=dict)  # RunConfig fields (width, lr, iterations, every, device, ...)
+    variant: str = ""  # the configuration's name in file names and tables
+
+    @property
+    def key(self) -> str:
+        """Unique and stable: image stem, variant and seed."""
+        return f"{Path(self.image).stem}__{self.variant}__s{self.seed}"
+
+
+def variant_name(lipschitz: float, upsample: str, gaussian_sigma: float | None) -> str:
+    """``vanilla`` for λ = 0 with bilinear upsampling, else e.g. ``lam1.4`` or ``lam1.4_gauss0.5``."""
+    if lipschitz == 0 and upsample == "bilinear":
+        return "vanilla"
+    name = f"lam{lipschitz:g}"
+    if upsample == "gaussian":
+        name += f"_gauss{gaussian_sigma:g}" if gaussian_sigma is not None else "_gauss"
+    elif upsample != "bilinear":
+        name += f"_{upsample}"
+    return name
+
+
+def image_files(spec: str) -> list[Path]:
+    """One image file, or every image in a folder (sorted)."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{spec}: no images in this folder")
+        return files
+    if not path.is_file():
+        raise InputError(f"{spec}: no such file or folder")
+    return [path]
+
+
+def grid(
+    task: str,
+    images: str,
+    lipschitz: Iterable[float],
+    gaussian_sigmas: Iterable[float | None],
+    seeds: int,
+    **common,
+) -> list[RunSpec]:
+    """The product images × λ × σ × seeds; a σ of None means bilinear upsampling."""
+    specs = []
+    for image in image_files(images):
+        for lam in lipschitz:
+            for sigma in gaussian_sigmas:
+                up = "bilinear" if sigma is None else "gaussian"
+                for seed in range(seeds):
+                    specs.append(
+                        RunSpec(
+                            task,
+                            str(image),
+                            float(lam),
+                            up,
+                            sigma,
+                            seed,
+                            variant=variant_name(lam, up, sigma),
+                            **common,
+                        )
+                    )
+    return specs
+
+
+def config_of(spec: RunSpec) -> RunConfig:
+    """The RunConfig of a spec: its preset, its overrides, then its λ, upsampling, σ and seed."""
+    return preset(
+        spec.preset,
+        **{
+            **spec.overrides,
+            "lipschitz": spec.lipschitz,
+            "upsample": spec.upsample,
+            "gaussian_sigma": spec.gaussian_sigma,
+            "seed": spec.seed,
+            "measure_every_step": True,  # per-step ratios: any stopping rule can be evaluated afterwards
+        },
+    )
+
+
+def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = None) -> dict:
+    """Execute one run to the end of its budget; returns its result row (and writes its curve if asked)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = config_of(spec)
+    img, _ = load_image(spec.image)
+    if spec.max_side and max(img.shape[:2]) > spec.max_side:
+        img = resize_max_side(img, spec.max_side)[0]
+    task = make_task(spec.task, img, spec.level, seed=spec.seed)
+    records, ratios = [], []
+    log = open(Path(curve_dir) / f"{spec.key}.jsonl", "w") if curve_dir else None
+    try:
+        for snap in run(task, config):
+            rec = snap.record()
+            rec["step_ratios"] = snap.step_ratios
+            records.append(rec)
+            ratios += snap.step_ratios
+            if log:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+    finally:
+        if log:
+            log.close()
+    psnrs = [(r["iter"], r["psnr"]) for r in records if r["psnr"] is not None]
+    row = {"key": spec.key, "spec": asdict(spec), "iterations": records[-1]["iter"], "seconds": records[-1]["seconds"]}
+    row["device"] = (
+        "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    row["final_psnr"] = psnrs[-1][1] if psnrs else None
+    best = max(psnrs, key=lambda x: x[1]) if psnrs else None
+    row["best_psnr"], row["best_iter"] = (best[1], best[0]) if best else (None, None)
+    for rule in ("paper", "relative"):
+        t = first_stop(ratios, rule, config.iterations)
+        at = next((p for i, p in psnrs if i >= t), None) if t is not None else None
+        row[f"stop_{rule}_iter"] = t
+        row[f"stop_{rule}_psnr"] = at
+    return row
+
+
+def done_keys(results: Path) -> set[str]:
+    """Keys of the rows already in results.jsonl (a torn last line from a crash is ignored)."""
+    keys = set()
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            try:
+                keys.add(json.loads(line)["key"])
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return keys
+
+
+def ray_available() -> bool:
+    """True when the optional ``ray`` package can be imported."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def execute(
+    specs: list[RunSpec],
+    out: str | os.PathLike,
+    *,
+    use_ray: bool = True,
+    ray_address: str | None = None,
+    cpus_per_run: int = 1,
+    gpus_per_run: float = 0,
+    curves: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run every spec whose row is missing from ``out/results.jsonl``, appending rows as runs finish.
+
+    Returns the rows written in this call. Ray tasks when ``use_ray`` and Ray is installed (a local
+    instance unless ``ray_address`` names a cluster); otherwise sequential, in this process.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    todo = [s for s in specs if s.key not in done_keys(results)]
+    if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
+        with open(results, "a") as f:
+            f.write("\n")  # end a line torn by a crash, so the next row starts on its own line
+    curve_dir = str(out) if curves else None
+    written = []
+
+    def record(row: dict) -> None:
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        written.append(row)
+        if on_row:
+            on_row(row)
+
+    if not todo:
+        return written
+    if use_ray and ray_available():
+        import ray
+
+        if not ray.is_initialized():
+            if ray_address:
+                ray.init(address=ray_address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=max(cpus_per_run, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(run_spec)
+        pending = [remote.remote(s, curve_dir, cpus_per_run) for s in todo]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            record(ray.get(ready[0]))
+    else:
+        for s in todo:
+            record(run_spec(s, curve_dir, None))
+    return written
+
+
+def load_rows(out: str | os.PathLike) -> list[dict]:
+    """Every complete row of ``out/results.jsonl``."""
+    rows = []
+    path = Path(out) / "results.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
+    """Markdown: per image, the best configuration by final PSNR, by peak PSNR and by PSNR at the stop.
+
+    PSNR values are averaged over seeds; where the stopping rule never fired, a run's PSNR at the stop is
+    its final PSNR (it ran to the end of its budget).
+    """
+    by_image: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        by_image.setdefault(Path(r["spec"]["image"]).stem, {}).setdefault(r["spec"]["variant"], []).append(r)
+
+    def mean(values: list[float | None]) -> float | None:
+        vals = [v for v in values if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    def best(cfgs: dict[str, float | None]) -> str:
+        scored = {k: v for k, v in cfgs.items() if v is not None}
+        if not scored:
+            return "—"
+        k = max(scored, key=scored.get)
+        return f"{k} ({scored[k]:.2f} dB)"
+
+    lines = [
+        f"| image | best by final PSNR | best by peak PSNR | best by PSNR at the {stop_rule} stop | runs |",
+        "|---|---|---|---|---|",
+    ]
+    for image, cfgs in sorted(by_image.items()):
+        final = {k: mean([r["final_psnr"] for r in v]) for k, v in cfgs.items()}
+        peak = {k: mean([r["best_psnr"] for r in v]) for k, v in cfgs.items()}
+        at_stop = {
+            k: mean([r[f"stop_{stop_rule}_psnr"] if r[f"stop_{stop_rule}_iter"] else r["final_psnr"] for r in v])
+            for k, v in cfgs.items()
+        }
+        n = sum(len(v) for v in cfgs.values())
+        lines.append(f"| {image} | {best(final)} | {best(peak)} | {best(at_stop)} | {n} |")
+    lines += ["", "| image | config | seeds | final PSNR | peak PSNR (iter) | paper stop (iter / PSNR) | seconds |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for image, cfgs in sorted(by_image.items()):
+        for k, v in sorted(cfgs.items()):
+            r0 = v[0]
+            fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
+            lines.append(
+                f"| {image} | {k} | {len(v)} | {fmt(mean([r['final_psnr'] for r in v]))} | "
+                f"{fmt(mean([r['best_psnr'] for r in v]))} ({r0['best_iter']}) | "
+                f"{r0['stop_paper_iter'] or '—'} / {fmt(r0['stop_paper_psnr'])} | "
+                f"{mean([r['seconds'] for r in v]):.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def sweep(specs: list[RunSpec], out: str | os.PathLike, *, stop_rule: str = "paper", **kw) -> tuple[str, float]:
+    """Execute, then write ``out/summary.md``; returns the summary and the wall time in seconds."""
+    start = time.perf_counter()
+    execute(specs, out, **kw)
+    wall = time.perf_counter() - start
+    table = summary_table(load_rows(out), stop_rule)
+    Path(out, "summary.md").write_text(f"# Sweep summary\n\n{table}")
+    return table, wall
+
+
+__all__ = ["PRESETS", "RunSpec", "execute", "grid", "load_rows", "run_spec", "summary_table", "sweep"]

@@ -1,0 +1,184 @@
+"""Sweeps: all rows of a tiny grid, resuming after a kill, Ray and sequential giving the same rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dip_core import sweep
+from dip_core.io import load_image, resize_max_side, save_png
+
+ROOT = Path(__file__).resolve().parent.parent
+OVERRIDES = dict(width=8, depth=3, iterations=8, every=4, device="cpu", lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sweep_imgs")
+    img = load_image(ROOT / "assets" / "house256.png")[0]
+    save_png(resize_max_side(img, 24)[0], folder / "a.png")
+    save_png(resize_max_side(img[64:192, 64:192], 24)[0], folder / "b.png")
+    return folder
+
+
+def tiny_grid(images: Path) -> list[sweep.RunSpec]:
+    return sweep.grid("denoise", str(images / "a.png"), [0.0, 1.4], [None, 0.5], 1, preset="cpu", overrides=OVERRIDES)
+
+
+def rows_by_key(out: Path) -> dict[str, dict]:
+    return {r["key"]: r for r in sweep.load_rows(out)}
+
+
+def test_grid_names_and_keys(images):
+    specs = sweep.grid("denoise", str(images), [0, 1.4], [None, 0.5], 2, overrides=OVERRIDES)
+    assert len(specs) == 2 * 2 * 2 * 2
+    assert len({s.key for s in specs}) == len(specs)
+    assert {s.variant for s in specs} == {"vanilla", "lam0_gauss0.5", "lam1.4", "lam1.4_gauss0.5"}
+
+
+def test_sequential_sweep_resumes_only_missing_rows(images, tmp_path):
+    specs = tiny_grid(images)
+    first = sweep.execute(specs[:2], tmp_path, use_ray=False)
+    assert [r["key"] for r in first] == [s.key for s in specs[:2]]
+    before = (tmp_path / "results.jsonl").read_text()
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write('{"key": "torn')  # a crash mid-write leaves a torn line: ignored, not fatal
+    rest = sweep.execute(specs, tmp_path, use_ray=False)
+    assert sorted(r["key"] for r in rest) == sorted(s.key for s in specs[2:])
+    assert (tmp_path / "results.jsonl").read_text().startswith(before)
+    rows = rows_by_key(tmp_path)
+    assert set(rows) == {s.key for s in specs}
+    assert sweep.execute(specs, tmp_path, use_ray=False) == []  # nothing left to do
+    row = rows[specs[0].key]
+    assert row["iterations"] == 8 and row["final_psnr"] is not None and row["best_iter"] in (1, 4, 8)
+    assert (tmp_path / f"{specs[0].key}.jsonl").is_file()
+
+
+def test_summary_table_names_the_best_configuration(images, tmp_path):
+    table, _ = sweep.sweep(tiny_grid(images), tmp_path, use_ray=False)
+    assert "| a | " in table and "best by final PSNR" in table
+    assert (tmp_path / "summary.md").read_text().endswith(table)
+
+
+def test_cli_sweep_sequential_fallback(images, tmp_path):
+    args = [
+        "--task",
+        "denoise",
+        "--images",
+        str(images),
+        "--lipschitz",
+        "0",
+        "1.4",
+        "--gaussian-sigma",
+        "none",
+        "--preset",
+        "cpu",
+        "--width",
+        "8",
+        "--iters",
+        "4",
+        "--every",
+        "2",
+        "--device",
+        "cpu",
+        "--no-ray",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-m", "dip_core", "sweep", *args, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "4 runs, 0 already done, sequential" in res.stderr
+    assert len(sweep.load_rows(tmp_path)) == 4 and (tmp_path / "summary.md").is_file()
+    bad = subprocess.run(
+        [sys.executable, "-m", "dip_core", "sweep", *args, "--gaussian-sigma", "wide", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+needs_ray = pytest.mark.skipif(not sweep.ray_available(), reason="ray is not installed (requirements-sweep.txt)")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ray_sweep_gives_the_same_rows_as_sequential(images, tmp_path):
+    import ray
+
+    specs = tiny_grid(images)
+    try:
+        sweep.execute(specs, tmp_path / "ray", use_ray=True, cpus_per_run=1)
+    finally:
+        ray.shutdown()
+    sweep.execute(specs, tmp_path / "seq", use_ray=False)
+    with_ray, sequential = rows_by_key(tmp_path / "ray"), rows_by_key(tmp_path / "seq")
+    assert set(with_ray) == set(sequential) == {s.key for s in specs}
+    for key, row in with_ray.items():
+        other = sequential[key]
+        assert row["best_iter"] == other["best_iter"] and row["iterations"] == other["iterations"]
+        # the same runs; only the thread count differs (1 per Ray task), so float sums may differ slightly
+        assert row["final_psnr"] == pytest.approx(other["final_psnr"], abs=1e-3)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_killed_ray_sweep_restarts_and_completes_only_missing_rows(images, tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dip_core",
+        "sweep",
+        "--task",
+        "denoise",
+        "--images",
+        str(images),
+        "--lipschitz",
+        "0",
+        "1.4",
+        "--gaussian-sigma",
+        "none",
+        "0.5",
+        "--preset",
+        "cpu",
+        "--width",
+        "8",
+        "--iters",
+        "30",
+        "--every",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and len(sweep.load_rows(out)) < 1:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: no clean shutdown
+        proc.wait(timeout=30)
+    done_before = sweep.load_rows(out)
+    assert 1 <= len(done_before) < 8
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"8 runs, {len(done_before)} already done, ray" in res.stderr
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.endswith("}")]
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 8
+    assert rows[: len(done_before)] == done_before
