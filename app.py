@@ -1,24 +1,31 @@
-"""Hugging Face Space entry point: build the Gradio app and serve it on 0.0.0.0:7860."""
+"""Hugging Face Space entry point: build the Spectral Bias Lab and serve it on 0.0.0.0:7860."""
 
 from __future__ import annotations
 
 import os
 
+try:  # ZeroGPU wants `spaces` imported before anything touches CUDA; optional elsewhere
+    import spaces  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
 import gradio as gr
+import torch
 
-import dip_core
+from demo.ui import build_demo, launch_options
+
+QUEUE_SIZE = 16  # requests waiting beyond this are refused ("queue full")
 
 
-def build_demo() -> gr.Blocks:
-    """A placeholder page until the live lab lands (see the app issue)."""
-    with gr.Blocks(title="Spectral Bias Lab") as demo:
-        gr.Markdown(
-            "# Spectral Bias Lab\nThe live app is being built. Meanwhile, the engine runs from the command line:"
-            " `python -m dip_core run --task denoise --image assets/house256.png --out out/`."
-            f"\n\nTasks available: {', '.join(dip_core.TASKS)}."
-        )
-    return demo
+def make_app() -> gr.Blocks:
+    """The app with its queue configured (one run at a time; Stop and the small events run beside it)."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
+    return build_demo().queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
 
 
 if __name__ == "__main__":
-    build_demo().launch(server_name="0.0.0.0", server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    make_app().launch(
+        server_name="0.0.0.0",
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        **launch_options(),
+    )

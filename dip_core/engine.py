@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -13,6 +14,7 @@ import torch
 
 from . import metrics
 from .errors import InputError
+from .layers import CONV_ALGOS, POWER_WARMUP_STEPS, LipschitzConv2d
 from .nets import UPSAMPLE_MODES, Decoder, fourier_input
 from .stopping import STOP_RULES, RatioWindowStop
 from .tasks import Task, to_image
@@ -48,6 +50,8 @@ class RunConfig:
     backtrack: bool = False  # original DIP trick: restore a copy of the weights when the loss jumps
     device: str = "auto"  # auto | cpu | cuda
     measure_every_step: bool = False  # compute FBC/blur/sharpness each step (benchmarks, faithful cost)
+    conv_algo: str = "direct"  # direct | winograd (3×3 convs by NNPACK on CPU; ignored elsewhere)
+    cuda_graph: bool = False  # CUDA: replay the whole step as one captured graph (eager fallback)
 
     def validate(self) -> RunConfig:
         """Raise ``InputError`` (one line) for any out-of-range setting; returns self."""
@@ -78,6 +82,7 @@ class RunConfig:
             ("padding", ("reflect", "zeros")),
             ("sn_method", ("svd", "power")),
             ("precision", ("fp32", "bf16")),
+            ("conv_algo", CONV_ALGOS),
             ("auto_stop", STOP_RULES),
             ("device", ("auto", "cpu", "cuda")),
         ):
@@ -105,14 +110,22 @@ class RunConfig:
 PRESETS: dict[str, dict] = {
     "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50),
     "cpu": dict(
-        width=64, padding="zeros", sn_method="power", precision="fp32", channels_last=False, iterations=1500, every=10
+        width=64,
+        padding="zeros",
+        sn_method="power",
+        conv_algo="winograd",
+        precision="fp32",
+        channels_last=False,
+        iterations=1500,
+        every=10,
     ),
     "cuda": dict(
         width=128,
         padding="reflect",
         sn_method="power",
         precision="fp32",
-        channels_last=True,
+        channels_last=False,
+        cuda_graph=True,
         iterations=10_000,
         every=50,
     ),
@@ -156,6 +169,8 @@ class Snapshot:
     message: str | None = None  # why the run ended early (non-finite loss), if it did
     best_psnr: float | None = None
     best_iter: int | None = None
+    step_psnrs: list[tuple[int, float]] = field(default_factory=list)  # (t, PSNR_t) likewise, with
+    # ``measure_every_step`` and a known clean image
     step_ratios: list[tuple[int, float]] = field(default_factory=list)  # (t, r_t) of every step since
     # the previous snapshot, when the ratio is measured each step (auto-stop or measure_every_step)
 
@@ -175,6 +190,7 @@ class RunState:
     optimizer: torch.optim.Optimizer
     device: torch.device
     ratios: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, r_t) not yet fetched
+    psnrs: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, PSNR_t) not yet fetched
 
 
 def build(task: Task, config: RunConfig) -> RunState:
@@ -204,14 +220,62 @@ def build(task: Task, config: RunConfig) -> RunState:
     task.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest conv algorithms
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    for conv in net.modules():
+        if isinstance(conv, LipschitzConv2d):
+            conv.conv_algo = config.conv_algo
+    graphed = config.cuda_graph and device.type == "cuda"
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, capturable=graphed)
     return RunState(net, z, crop, optimizer, device)
 
 
-def forward(state: RunState, config: RunConfig, z: torch.Tensor | None = None) -> torch.Tensor:
-    """f(z) cropped to the task's output size, in fp32."""
+class GraphStep:
+    """The whole training step (forward, loss, backward, Adam) captured once as a CUDA graph, then replayed.
+
+    Removes the per-kernel launch cost that dominates a GPU step. Captured after the power iteration's
+    warm-up, so the graph holds its steady-state iteration count; the capture itself performs the step.
+    """
+
+    def __init__(self, state: RunState, config: RunConfig, task: Task) -> None:
+        device = state.device
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):  # warm the capture stream (library handles) without an update
+            state.optimizer.zero_grad(set_to_none=True)
+            task.loss(forward(state, config, cache_casts=False)).backward()
+            state.optimizer.zero_grad(set_to_none=True)  # grads are then allocated in the graph's pool
+        torch.cuda.current_stream(device).wait_stream(stream)
+        torch.cuda.synchronize(device)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: other runs (other app sessions) may use the GPU from their threads meanwhile
+        with torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"):
+            self.out = forward(state, config, cache_casts=False)
+            self.loss = task.loss(self.out)
+            self.loss.backward()
+            state.optimizer.step()
+        self.graph.replay()  # the capture only recorded: this performs the step
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.graph.replay()
+        return self.out, self.loss
+
+
+def graph_start(config: RunConfig) -> int | None:
+    """The step at which ``run`` captures its CUDA graph, or None when the run stays eager."""
+    if not config.cuda_graph or config.reg_noise_std > 0 or config.backtrack:
+        return None  # fresh noise each step, or a host sync each step
+    lams = [config.lipschitz] if isinstance(config.lipschitz, (int, float)) else config.lipschitz
+    if not any(lam > 0 for lam in lams):
+        return 4
+    # an exact SVD checks its result on the host: not capturable
+    return POWER_WARMUP_STEPS + 1 if config.sn_method == "power" else None
+
+
+def forward(
+    state: RunState, config: RunConfig, z: torch.Tensor | None = None, cache_casts: bool = True
+) -> torch.Tensor:
+    """f(z) cropped to the task's output size, in fp32 (``cache_casts=False`` while capturing a graph)."""
     autocast = (
-        torch.autocast(state.device.type, dtype=torch.bfloat16)
+        torch.autocast(state.device.type, dtype=torch.bfloat16, cache_enabled=cache_casts)
         if config.precision == "bf16"
         else contextlib.nullcontext()
     )
@@ -245,6 +309,7 @@ def run(
     best_psnr, best_iter = -math.inf, None
     last_good: Snapshot | None = None
     step_ratios: list[tuple[int, float]] = []
+    step_psnrs: list[tuple[int, float]] = []
     start = time.perf_counter()
 
     def ratio_of(result: torch.Tensor) -> torch.Tensor:
@@ -290,16 +355,30 @@ def run(
             best_iter=best_iter,
         )
 
+    capture_at = graph_start(config) if device.type == "cuda" else None
+    graph: GraphStep | None = None
     for t in range(1, config.iterations + 1):
-        state.optimizer.zero_grad(set_to_none=True)
-        z = state.z
-        if noise_gen is not None:
-            z = z + config.reg_noise_std * torch.randn(z.shape, generator=noise_gen, device=device).to(
-                memory_format=torch.channels_last if config.channels_last else torch.contiguous_format
-            )
-        out = forward(state, config, z)
-        loss = task.loss(out)
-        loss.backward()
+        if graph is None and t == capture_at:
+            try:
+                graph = GraphStep(state, config, task)
+            except Exception as err:  # any capture failure: stay eager (same results, slower)
+                warnings.warn(f"CUDA graph capture failed, running eagerly: {err}", RuntimeWarning, stacklevel=2)
+                capture_at = None
+                torch.cuda.synchronize(device)
+            else:
+                out, loss = graph.out, graph.loss
+        elif graph is not None:
+            out, loss = graph.step()
+        if graph is None:
+            state.optimizer.zero_grad(set_to_none=True)
+            z = state.z
+            if noise_gen is not None:
+                z = z + config.reg_noise_std * torch.randn(z.shape, generator=noise_gen, device=device).to(
+                    memory_format=torch.channels_last if config.channels_last else torch.contiguous_format
+                )
+            out = forward(state, config, z)
+            loss = task.loss(out)
+            loss.backward()
         if config.backtrack:
             value = loss.item()
             if saved is not None and value > BACKTRACK_FACTOR * last_loss:
@@ -308,19 +387,27 @@ def run(
                         p.copy_(s)
                 continue
             last_loss = value
-        state.optimizer.step()
+        if graph is None:
+            state.optimizer.step()
         out = out.detach()
         if config.ema > 0:
             average = out.clone() if average is None else average.mul_(config.ema).add_(out, alpha=1 - config.ema)
         if stopper is not None or config.measure_every_step:
             with torch.no_grad():
-                state.ratios.append((t, ratio_of(task.finish(average if average is not None else out))))
+                result = task.finish(average if average is not None else out)
+                state.ratios.append((t, ratio_of(result)))
                 if config.measure_every_step:
                     fbc_obs(out[0].to(ref_dtype))
+                    if task.clean is not None:
+                        state.psnrs.append((t, metrics.psnr_t(result, task.clean)))
         fired = None
         user_stop = stop is not None and stop()
         last = t == config.iterations
         due = t % config.every == 0 or t == 1 or last or user_stop
+        if state.psnrs and (due or len(state.psnrs) >= 256):
+            values = torch.stack([v for _, v in state.psnrs]).cpu().tolist()
+            step_psnrs += zip([i for i, _ in state.psnrs], values)
+            state.psnrs.clear()
         if state.ratios and (due or len(state.ratios) >= 256):
             values = torch.stack([r for _, r in state.ratios]).cpu().tolist()  # one batched fetch
             steps = [i for i, _ in state.ratios]
@@ -340,6 +427,7 @@ def run(
                 saved = [p.detach().clone() for p in net.parameters()]
             last_good = snap
             snap.step_ratios, step_ratios = step_ratios, []
+            snap.step_psnrs, step_psnrs = step_psnrs, []
             if fired is not None:
                 snap.stopped, snap.stop_iter, snap.done = True, fired, True
             snap.done = snap.done or last or user_stop

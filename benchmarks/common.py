@@ -1,0 +1,160 @@
+"""Shared pieces of the benchmarks: the House task, per-step timing, machine facts, FLOPs and peak GFLOP/s."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dip_core.engine import RunConfig, resolve_device
+from dip_core.io import load_image
+from dip_core.nets import Decoder, fourier_input
+from dip_core.tasks import Task, make_task
+
+ROOT = Path(__file__).resolve().parent.parent
+HOUSE = ROOT / "assets" / "house256.png"
+
+
+def house(size: int = 256, path: str | os.PathLike | None = None) -> np.ndarray:
+    """The House image (or ``path``) resized to size × size (bicubic), H×W×3 float32 in [0, 1]."""
+    img = load_image(path or HOUSE)[0]
+    if img.shape[:2] != (size, size):
+        u8 = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+        pil = Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8).resize((size, size), Image.BICUBIC)
+        img = np.asarray(pil, dtype=np.float32) / 255
+        img = img[:, :, None] if img.ndim == 2 else img
+    return img
+
+
+def denoise_task(size: int = 256, sigma: float = 25.0, seed: int = 0, path=None) -> Task:
+    """Denoising σ on House at size² (noise seeded)."""
+    return make_task("denoise", house(size, path), sigma, seed=seed)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepClock:
+    """Timestamps after every step, without a host sync on CUDA (events), read after each chunk."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.marks: list = []
+
+    def mark(self) -> bool:
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+        return False  # used as the engine's ``stop`` callback: never stops the run
+
+    def deltas(self) -> list[float]:
+        """Seconds between consecutive marks since the last call (syncs on CUDA)."""
+        marks, self.marks = self.marks, self.marks[-1:]
+        if len(marks) < 2:
+            return []
+        if self.device.type == "cuda":
+            marks[-1].synchronize()
+            return [a.elapsed_time(b) / 1000 for a, b in zip(marks, marks[1:])]
+        return [b - a for a, b in zip(marks, marks[1:])]
+
+    def reset(self) -> None:
+        self.marks = []
+
+
+def median_ms(values: list[float]) -> float | None:
+    return 1000 * statistics.median(values) if values else None
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, reps: int = 3
+) -> float:
+    """Achieved GFLOP/s of an n×n matmul in ``dtype`` on ``device`` (the machine's practical peak)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def step_flops(config: RunConfig, channels: int, size: int) -> float:
+    """Conv/matmul FLOPs of one training step (forward + backward) of ``config``'s decoder at size².
+
+    Counted with torch's FlopCounterMode on the meta device (no compute); the Winograd path is counted
+    as the direct convolution it replaces, so GFLOP/s figures are direct-convolution equivalents.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = Decoder(channels, width=config.width, depth=config.depth, upsample=config.upsample, padding=config.padding)
+    net = net.to("meta")
+    z = fourier_input(size // net.multiple, size // net.multiple, net.in_channels).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(z).square().mean().backward()
+    return float(counter.get_total_flops())
+
+
+def machine(device: torch.device) -> dict:
+    """What ran the benchmark: CPU model and flags that matter, threads, GPU, torch, load, date."""
+    cpu = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", "x86_64"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "simd": simd,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def pick_device(name: str) -> torch.device:
+    return resolve_device(name)
+
+
+def interleave(runners: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, list[float]]:
+    """Call each runner once per round, alternating, and collect the step times each returns."""
+    out: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            out[name] += fn()
+    return out

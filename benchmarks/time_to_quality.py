@@ -1,0 +1,364 @@
+"""Time to quality: wall-clock seconds until denoising House reaches 30 dB, reference against our preset.
+
+    python -m benchmarks.time_to_quality [--json] [--size PX] [--steps N] [--ref-steps N] ...
+
+Denoising σ = 25 on House (256² by default), noise and network seeded. Lanes, advanced alternately in
+chunks in one process so that machine drift hits all of them alike; each lane's clock only counts its
+own steps (its measurements and snapshots included, its construction not):
+
+- ``reference_vanilla``: the authors' configuration (128 ch, reflection padding, lr 1e-3, fp32), λ = 0,
+  with their numpy measurements every step (benchmarks/reference.py). Gives ``reference_s_to_30db``.
+- ``reference_controlled``: the same with λ = 1.4 and exact SVD every step. Gives ``reference_peak_psnr``.
+- ``preset``: ``dip_core.engine.run`` with the CPU/CUDA preset the app and the CLI use (λ from
+  ``--preset-lipschitz``), measuring PSNR/ratio/FBC on the device every step. Gives ``preset_s_to_30db``
+  and ``preset_peak_psnr``.
+- ``preset_vanilla`` / ``preset_controlled`` (with ``--long-steps``): the preset with λ = 0 and with
+  λ = ``--controlled-lipschitz`` over a longer budget: does vanilla still decay, does controlled hold?
+- ``same_controlled``: the authors' network and λ = 1.4 (128 ch, lr 1e-3) with the preset's numerics
+  (padding, σ method, conv algorithm, precision): is the curve unchanged against ``reference_controlled``?
+
+``--merge FILE ...`` adds lanes from earlier ``--json --curves`` outputs of this command (same image,
+size, σ and seed), so that expensive reference lanes need not be rerun; merged lanes are marked.
+
+"Reaches 30 dB" means the trailing ``--window``-step (25) moving average of the per-step PSNR first
+gets to ``--target`` (30.0). Seconds are measured wall-clock; ``*_projected_s`` (steps × the lane's
+median step time) is given too, as it is robust to load spikes on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
+
+from .common import StepClock, denoise_task, machine, pick_device, sync
+from .reference import ReferenceRun
+
+LANES = (
+    "reference_vanilla",
+    "reference_controlled",
+    "same_controlled",
+    "preset",
+    "preset_vanilla",
+    "preset_controlled",
+)
+
+
+class Lane:
+    """One run advanced chunk by chunk; collects per-step PSNR and per-step wall time."""
+
+    name: str
+    budget: int
+
+    def __init__(self) -> None:
+        self.psnr: list[float] = []
+        self.seconds: list[float] = []  # wall time of each step (snapshot cost on the step that took it)
+
+    @property
+    def done(self) -> bool:
+        return len(self.psnr) >= self.budget
+
+    def advance(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ReferenceLane(Lane):
+    def __init__(self, name: str, task, lipschitz: float, budget: int, chunk: int, device: torch.device) -> None:
+        super().__init__()
+        self.name, self.budget, self.chunk, self.device = name, budget, chunk, device
+        self.ref = ReferenceRun(task, lipschitz=lipschitz, device=device.type, measure=True)
+        self.config = {"configuration": "authors (benchmarks/reference.py)", "lipschitz": lipschitz}
+
+    def advance(self) -> None:
+        for _ in range(min(self.chunk, self.budget - len(self.psnr))):
+            sync(self.device)
+            t = time.perf_counter()
+            values = self.ref.step()  # ends with a host copy: synchronous
+            self.seconds.append(time.perf_counter() - t)
+            self.psnr.append(values["psnr"])
+
+
+class EngineLane(Lane):
+    def __init__(self, name: str, task, config: RunConfig, budget: int, device: torch.device) -> None:
+        super().__init__()
+        self.name, self.budget = name, budget
+        self.config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True).validate()
+        self.clock = StepClock(device)
+        self.gen = run(task, self.config, stop=self.clock.mark)
+
+    def advance(self) -> None:
+        self.clock.reset()
+        self.clock.mark()
+        snap = next(self.gen)  # runs up to the next snapshot (config.every steps, or 1 at the start)
+        self.clock.mark()  # the snapshot's own cost, charged to its step
+        deltas = self.clock.deltas()
+        steps = deltas[:-1]
+        if steps:
+            steps[-1] += deltas[-1]
+        self.seconds += steps
+        self.psnr += [p for _, p in snap.step_psnrs]
+        if snap.done:
+            self.budget = len(self.psnr)  # finished (or stopped early on a non-finite loss)
+
+    def close(self) -> None:
+        self.gen.close()
+
+
+def moving_average(values: list[float], window: int) -> list[float | None]:
+    """Trailing mean over ``window`` steps (None before the window is full)."""
+    out: list[float | None] = []
+    acc = 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / window if i >= window - 1 else None)
+    return out
+
+
+def summarise(lane: Lane, target: float, window: int) -> dict:
+    """Crossing step and time, peaks, final level and decay of one lane."""
+    p, secs = lane.psnr, lane.seconds
+    ma = moving_average(p, window)
+    cross = next((i for i, m in enumerate(ma) if m is not None and m >= target), None)
+    cum = list(_cumsum(secs))
+    valid = [(m, i) for i, m in enumerate(ma) if m is not None]
+    peak_ma, peak_ma_i = max(valid) if valid else (None, None)
+    peak_i = max(range(len(p)), key=p.__getitem__) if p else None
+    median_step = statistics.median(secs) if secs else None
+    final_ma = ma[-1] if ma else None
+    return {
+        "config": lane.config if isinstance(lane.config, dict) else _config_summary(lane.config),
+        "steps": len(p),
+        "steps_to_target": None if cross is None else cross + 1,
+        "s_to_target": None if cross is None else round(cum[cross], 2),
+        "projected_s_to_target": None if cross is None else round((cross + 1) * median_step, 2),
+        "median_step_ms": None if median_step is None else round(1000 * median_step, 2),
+        "peak_psnr": None if peak_i is None else round(p[peak_i], 3),
+        "peak_step": None if peak_i is None else peak_i + 1,
+        "peak_s": None if peak_i is None else round(cum[peak_i], 2),
+        "peak_ma_psnr": None if peak_ma is None else round(peak_ma, 3),
+        "peak_ma_step": None if peak_ma_i is None else peak_ma_i + 1,
+        "final_ma_psnr": None if final_ma is None else round(final_ma, 3),
+        "drop_from_peak_ma_db": None if peak_ma is None or final_ma is None else round(peak_ma - final_ma, 3),
+        "total_s": round(cum[-1], 2) if cum else 0.0,
+    }
+
+
+def _cumsum(values):
+    acc = 0.0
+    for v in values:
+        acc += v
+        yield acc
+
+
+def _config_summary(config: RunConfig) -> dict:
+    keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "conv_algo", "precision", "channels_last")
+    return {k: getattr(config, k) for k in (*keys, "cuda_graph", "every")}
+
+
+def benchmark(
+    size: int = 256,
+    sigma: float = 25.0,
+    seed: int = 0,
+    steps: int = 600,
+    ref_steps: int = 450,
+    ref_controlled_steps: int = 700,
+    long_steps: int = 0,
+    lanes: tuple[str, ...] = ("reference_vanilla", "reference_controlled", "preset"),
+    preset_name: str = "auto",
+    preset_lipschitz: float | None = None,
+    controlled_lipschitz: float = 1.4,
+    target: float = 30.0,
+    window: int = 25,
+    chunk: int = 10,
+    device: str = "auto",
+    image: str | None = None,
+    curves: bool = False,
+    overrides: dict | None = None,
+    merge: list[str] | None = None,
+) -> dict:
+    """Run the lanes interleaved and return the result dict (see the module docstring)."""
+    dev = pick_device(device)
+    name = preset_name if preset_name != "auto" else ("cuda" if dev.type == "cuda" else "cpu")
+    base = preset(name, device=dev.type, seed=seed, every=chunk, **(overrides or {}))
+    if preset_lipschitz is not None:
+        base = replace(base, lipschitz=preset_lipschitz).validate()
+
+    def task():
+        return denoise_task(size, sigma, seed, image)
+
+    made: list[Lane] = []
+    for lane in lanes:
+        if lane == "reference_vanilla":
+            made.append(ReferenceLane(lane, task(), 0.0, ref_steps, chunk, dev))
+        elif lane == "reference_controlled":
+            made.append(ReferenceLane(lane, task(), 1.4, ref_controlled_steps, chunk, dev))
+        elif lane == "preset":
+            made.append(EngineLane(lane, task(), base, steps, dev))
+        elif lane == "preset_vanilla":
+            made.append(EngineLane(lane, task(), replace(base, lipschitz=0.0), long_steps or steps, dev))
+        elif lane == "preset_controlled":
+            cfg = replace(base, lipschitz=controlled_lipschitz)
+            made.append(EngineLane(lane, task(), cfg, long_steps or steps, dev))
+        elif lane == "same_controlled":
+            cfg = replace(base, width=128, depth=5, lr=1e-3, lipschitz=1.4, upsample="bilinear", gaussian_sigma=None)
+            made.append(EngineLane(lane, task(), cfg, ref_controlled_steps, dev))
+        else:
+            raise ValueError(f"unknown lane {lane!r}")
+    started = time.perf_counter()
+    try:
+        while not all(lane.done for lane in made):
+            for lane in made:
+                if not lane.done:
+                    lane.advance()
+    finally:
+        for lane in made:
+            lane.close()
+    summary = {lane.name: summarise(lane, target, window) for lane in made}
+    curves_of = {lane.name: [round(v, 3) for v in lane.psnr] for lane in made}
+    seconds_of = {lane.name: [round(v, 4) for v in lane.seconds] for lane in made}
+    for path in merge or ():
+        old = json.loads(open(path).read())
+        if (old["size"], old["sigma"], old["seed"]) != (size, sigma, seed) or "curves" not in old:
+            raise ValueError(f"{path}: not a --curves output for size {size}, σ {sigma:g}, seed {seed}")
+        for name, values in old["curves"].items():
+            if name in summary:
+                continue
+            lane = Lane()
+            lane.name, lane.psnr, lane.seconds = name, values, old["step_seconds"][name]
+            lane.config = {**old["lanes"][name]["config"], "merged_from": f"{path} ({old['machine']['date']})"}
+            summary[name] = summarise(lane, target, window)
+            curves_of[name], seconds_of[name] = values, old["step_seconds"][name]
+    ref = summary.get("reference_vanilla", {})
+    ref_c = summary.get("reference_controlled", {})
+    pre = summary.get("preset", {})
+    result = {
+        "reference_s_to_30db": ref.get("s_to_target"),
+        "preset_s_to_30db": pre.get("s_to_target"),
+        "speedup": _ratio(ref.get("s_to_target"), pre.get("s_to_target")),
+        "preset_peak_psnr": pre.get("peak_psnr"),
+        "reference_peak_psnr": ref_c.get("peak_psnr"),
+        # extras
+        "projected_speedup": _ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target")),
+        "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"]),
+        "size": size,
+        "sigma": sigma,
+        "seed": seed,
+        "target_db": target,
+        "window": window,
+        "lanes": summary,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "machine": machine(dev),
+    }
+    same = summary.get("same_controlled")
+    if same and ref_c:
+        result["same_vs_reference_peak_db"] = round(same["peak_psnr"] - ref_c["peak_psnr"], 3)
+        result["same_vs_reference_peak_ma_db"] = round(same["peak_ma_psnr"] - ref_c["peak_ma_psnr"], 3)
+    if curves:
+        result["curves"] = curves_of
+        result["step_seconds"] = seconds_of
+    return result
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else round(a / b, 2)
+
+
+def table(result: dict) -> str:
+    lines = [
+        f"device: {result['device']}   House {result['size']}², σ = {result['sigma']:g}, seed {result['seed']}; "
+        f"target: {result['window']}-step moving average ≥ {result['target_db']:g} dB"
+    ]
+    head = f"{'lane':22s} {'steps':>6s} {'ms/step':>8s} {'→target':>8s} {'s':>8s} {'proj. s':>8s}"
+    head += f" {'peak':>7s} {'@step':>6s} {'peakMA':>7s} {'finalMA':>8s}"
+    lines.append(head)
+    for name, s in result["lanes"].items():
+
+        def f(v, fmt):
+            return "—" if v is None else format(v, fmt)
+
+        lines.append(
+            f"{name:22s} {s['steps']:6d} {f(s['median_step_ms'], '.1f'):>8s} {f(s['steps_to_target'], 'd'):>8s} "
+            f"{f(s['s_to_target'], '.1f'):>8s} {f(s['projected_s_to_target'], '.1f'):>8s} "
+            f"{f(s['peak_psnr'], '.2f'):>7s} {f(s['peak_step'], 'd'):>6s} {f(s['peak_ma_psnr'], '.2f'):>7s} "
+            f"{f(s['final_ma_psnr'], '.2f'):>8s}"
+        )
+    lines.append(
+        f"speedup to {result['target_db']:g} dB: {result['speedup']} (measured), {result['projected_speedup']} "
+        "(projected from median step times)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--sigma", type=float, default=25.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=600, help="budget of the preset lane")
+    p.add_argument("--ref-steps", type=int, default=450, help="budget of reference_vanilla")
+    p.add_argument("--ref-controlled-steps", type=int, default=700, help="budget of reference_controlled")
+    p.add_argument("--long-steps", type=int, default=0, help="budget of preset_vanilla/preset_controlled")
+    p.add_argument("--lanes", default="reference_vanilla,reference_controlled,preset", help=",".join(LANES))
+    p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
+    p.add_argument("--preset-lipschitz", type=float, help="λ of the preset lane (default: the preset's)")
+    p.add_argument("--controlled-lipschitz", type=float, default=1.4)
+    p.add_argument("--width", type=int, help="override the preset's width")
+    p.add_argument("--lr", type=float, help="override the preset's learning rate")
+    p.add_argument("--target", type=float, default=30.0)
+    p.add_argument("--window", type=int, default=25)
+    p.add_argument("--chunk", type=int, default=10, help="steps per lane per round (and snapshot interval)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--image", help="image instead of House")
+    p.add_argument("--curves", action="store_true", help="include per-step PSNR and step times in the JSON")
+    p.add_argument("--merge", nargs="+", help="add the lanes of earlier --json --curves outputs")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.size % 32 or args.size < 32:
+        p.error("--size must be a positive multiple of 32")
+    lanes = tuple(x for x in args.lanes.split(",") if x)
+    if unknown := set(lanes) - set(LANES):
+        p.error(f"unknown lane(s): {', '.join(sorted(unknown))}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: v for k, v in (("width", args.width), ("lr", args.lr)) if v is not None}
+    result = benchmark(
+        size=args.size,
+        sigma=args.sigma,
+        seed=args.seed,
+        steps=args.steps,
+        ref_steps=args.ref_steps,
+        ref_controlled_steps=args.ref_controlled_steps,
+        long_steps=args.long_steps,
+        lanes=lanes,
+        preset_name=args.preset,
+        preset_lipschitz=args.preset_lipschitz,
+        controlled_lipschitz=args.controlled_lipschitz,
+        target=args.target,
+        window=args.window,
+        chunk=args.chunk,
+        device=args.device,
+        image=args.image,
+        curves=args.curves,
+        overrides=overrides,
+        merge=args.merge,
+    )
+    print(json.dumps(result) if args.json else table(result))
+    return 0 if all(math.isfinite(v) for s in result["lanes"].values() for v in [s["total_s"]]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

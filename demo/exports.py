@@ -1,0 +1,113 @@
+"""Downloads of a run: result PNGs, the log (CSV and JSON), the re-loadable config JSON and an animated GIF."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from dip_core import InputError
+from dip_core.io import save_png, to_uint8
+
+if TYPE_CHECKING:
+    from .session import LabRun
+
+GIF_SIDE = 192  # each panel of the animation is scaled to this height
+CONFIG_KEYS = ("task", "level", "observed", "compare", "max_side")
+
+
+def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
+    """Float H×W×C images in [0, 1] as one RGB uint8 strip (each scaled to GIF_SIDE high) with a caption bar."""
+    panels = []
+    for img in images:
+        pil = Image.fromarray(to_uint8(img)).convert("RGB")
+        w = max(1, round(pil.width * GIF_SIDE / pil.height))
+        panels.append(pil.resize((w, GIF_SIDE), Image.NEAREST if pil.height < GIF_SIDE else Image.LANCZOS))
+    gap, bar = 6, 22
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    strip = Image.new("RGB", (width, GIF_SIDE + bar), "white")
+    x = 0
+    for p in panels:
+        strip.paste(p, (x, bar))
+        x += p.width + gap
+    ImageDraw.Draw(strip).text((4, 3), caption, fill=(20, 20, 20), font=ImageFont.load_default(size=14))
+    return np.asarray(strip)
+
+
+def config_dict(lab: LabRun) -> dict:
+    """The controlled run's RunConfig plus the app's choices (loads with ``RunConfig.from_dict`` or the app)."""
+    req = lab.request
+    extra = dict(
+        task=req.task.name, level=req.task.level, observed=req.observed, compare=req.compare, max_side=req.max_side
+    )
+    return {**req.configs["controlled"].to_dict(), **extra}
+
+
+def log_rows(lab: LabRun) -> list[dict]:
+    """One flat row per logged iteration and run (for the CSV)."""
+    rows = []
+    for t in lab.tracks.values():
+        for r in t.records:
+            row = {"run": t.name, **{k: r[k] for k in ("iter", "loss", "psnr", "ssim", "ratio", "seconds")}}
+            for key in ("fbc", "fbc_clean"):
+                for k, v in enumerate(r[key] or [None] * 5):
+                    row[f"{key}_{k + 1}"] = v
+            rows.append(row)
+    return rows
+
+
+def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
+    """Write every download of a finished (or stopped) run into ``folder`` (a new temp folder by default)."""
+    out = Path(folder or tempfile.mkdtemp(prefix="spectral-bias-lab-"))
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, t in lab.tracks.items():
+        path = out / ("result.png" if name == "controlled" else f"result_{name}.png")
+        save_png(t.last.image, path)
+        files.append(path)
+    save_png(lab.observation, out / "observation.png")
+    files.append(out / "observation.png")
+    rows = log_rows(lab)
+    with open(out / "log.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    log = {
+        name: {
+            "label": t.label,
+            "config": t.config.to_dict(),
+            "stopped_early": t.last.stopped,
+            "stop_iter": t.last.stop_iter,
+            "best_psnr": t.last.best_psnr,
+            "best_iter": t.last.best_iter,
+            "message": t.last.message,
+            "records": t.records,
+        }
+        for name, t in lab.tracks.items()
+    }
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    (out / "config.json").write_text(json.dumps(config_dict(lab), indent=2))
+    files += [out / "log.csv", out / "log.json", out / "config.json"]
+    if lab.frames:
+        gif = out / "evolution.gif"
+        frames = [Image.fromarray(f) for f in lab.frames]
+        durations = [120] * (len(frames) - 1) + [2000]
+        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
+        files.append(gif)
+    return [str(f) for f in files]
+
+
+def read_config(path: str | Path) -> dict:
+    """A config JSON written by the app (or any RunConfig dict); ``InputError`` when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"not a config JSON file ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError("not a config JSON file (expected an object)")
+    return data

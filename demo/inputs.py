@@ -1,0 +1,154 @@
+"""Checking what the UI or an API client sent, and turning it into a task and run configurations."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dip_core import PAPER_LIPSCHITZ, InputError, RunConfig, Task, make_task, observed_task, preset
+from dip_core.engine import MAX_ITERATIONS
+from dip_core.io import load_image
+from dip_core.nets import UPSAMPLE_MODES
+from dip_core.stopping import STOP_RULES
+from dip_core.tasks import TASKS, check_level
+
+from .settings import LIMITS, VANILLA, Limits
+
+
+@dataclass
+class RunRequest:
+    """A checked request: the task, one or two configurations (``vanilla`` then ``controlled``) and notes."""
+
+    task: Task
+    configs: dict[str, RunConfig]
+    observed: bool
+    max_side: int
+    mask_given: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def compare(self) -> bool:
+        return len(self.configs) == 2
+
+
+def number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float:
+    """``value`` as a finite number in [lo, hi] (an int when ``integer``), else ``InputError``."""
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {value!r}") from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {v:g}")
+    if integer:
+        if v != int(v):
+            raise InputError(f"{name} must be a whole number, got {v:g}")
+        return int(v)
+    return v
+
+
+def choice(name: str, value: Any, options: tuple[str, ...] | list[str]) -> str:
+    """``value`` if it is one of ``options``, else ``InputError``."""
+    if value not in options:
+        raise InputError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """A boolean from True/False (or 0/1, "true"/"false" as some clients send)."""
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InputError(f"{name} must be true or false, got {value!r}")
+
+
+def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
+    """Load an uploaded image (file path, PIL image or array) downscaled to ``max_side``; ``InputError`` if bad."""
+    if path is None or (isinstance(path, str) and not path):
+        raise InputError("upload an image or pick an example first")
+    if isinstance(path, np.ndarray):
+        if path.dtype.kind not in "fiub":
+            raise InputError(f"image array has an unsupported type {path.dtype}")
+        arr = path.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise InputError("image contains NaN or infinite values")
+        if path.dtype == np.uint8 or arr.max() > 1:
+            arr = arr / 255
+        path = Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8).squeeze())
+    return load_image(path, max_side)
+
+
+def read_mask(path: Any, size: tuple[int, int]) -> np.ndarray | None:
+    """A mask image (white = known) resized (nearest) to ``size`` = (H, W); None when there is none."""
+    if path is None or (isinstance(path, str) and not path):
+        return None
+    mask, _ = load_image(path)
+    if mask.shape[:2] != size:
+        gray = Image.fromarray(np.round(mask.mean(axis=2) * 255).astype(np.uint8))
+        mask = np.asarray(gray.resize((size[1], size[0]), Image.NEAREST), dtype=np.float32)[:, :, None] / 255
+    return mask
+
+
+def parse_request(
+    image: Any,
+    task: Any = "denoise",
+    level: Any = None,
+    lipschitz: Any = 1.4,
+    upsample: Any = "bilinear",
+    gaussian_sigma: Any = 0.5,
+    iterations: Any = None,
+    seed: Any = 0,
+    auto_stop: Any = "off",
+    compare: Any = True,
+    observed: Any = False,
+    mask: Any = None,
+    max_side: Any = None,
+    width: Any = None,
+    lr: Any = None,
+    limits: Limits = LIMITS,
+) -> RunRequest:
+    """Validate every parameter (the API bypasses the sliders) and build the task and configurations."""
+    task = choice("task", task, TASKS)
+    level = check_level(task, None if level is None or level == "" else level)
+    lam = PAPER_LIPSCHITZ[task] if lipschitz is None else number("lipschitz", lipschitz, 0, limits.lipschitz_cap)
+    upsample = choice("upsample", upsample, UPSAMPLE_MODES)
+    sigma = number("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, 0, limits.sigma_cap)
+    iterations = limits.iterations if iterations is None else iterations
+    iterations = number("iterations", iterations, 1, min(limits.iterations_cap, MAX_ITERATIONS), integer=True)
+    seed = number("seed", seed, 0, 2**31 - 1, integer=True)
+    auto_stop = choice("auto_stop", auto_stop, STOP_RULES)
+    compare, observed = flag("compare", compare), flag("observed", observed)
+    max_side = number("max_side", limits.max_side if max_side is None else max_side, 16, limits.max_side_cap, True)
+    width = number("width", limits.width if width is None else width, 4, limits.width_cap, integer=True)
+    lr = number("lr", limits.lr if lr is None else lr, 1e-5, 0.1)
+
+    factor = int(level) if task == "sr" and observed else 1  # an observed SR image is upscaled: cap the result
+    img, notes = read_image(image, max(8, max_side // factor))
+    mask_img = read_mask(mask, img.shape[:2]) if task == "inpaint" else None
+    if observed:
+        built = observed_task(task, img, level, mask=mask_img)
+    else:
+        built = make_task(task, img, level, mask=mask_img, seed=seed)
+    every = scaled_every(limits, built.out_size, width, runs=2 if compare else 1)
+    base = preset(limits.preset, width=width, lr=lr, iterations=iterations, every=every, seed=seed)
+    controlled = replace(base, lipschitz=lam, upsample=upsample, gaussian_sigma=sigma, auto_stop=auto_stop).validate()
+    configs = {"vanilla": replace(base, **VANILLA).validate()} if compare else {}
+    configs["controlled"] = controlled
+    return RunRequest(built, configs, observed, max_side, mask_img is not None, notes + built.notes)
+
+
+def scaled_every(limits: Limits, size: tuple[int, int], width: int, runs: int = 1) -> int:
+    """Snapshot interval: the preset's on GPU; on CPU fewer steps per snapshot for larger images, wider
+    networks or two runs in lockstep, so that the UI still updates about once a second."""
+    if limits.device != "cpu":
+        return limits.every
+    cost = (size[0] * size[1]) / 128**2 * (width / 24) ** 2 * runs
+    return int(max(1, min(limits.every, round(limits.every / max(cost, 1e-9)))))

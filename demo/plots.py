@@ -1,0 +1,183 @@
+"""Plotly figures of a run: PSNR/SSIM, blur/sharpness ratio, FBC bands over iterations, and the 2-D spectrum ratio.
+
+Figures are built as plain dicts (fast enough to redraw every half second) and wrapped unvalidated in a
+``go.Figure`` for ``gr.Plot``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dip_core.metrics import BAND_EDGES
+
+if TYPE_CHECKING:
+    from .session import Track
+
+RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8"}
+BAND_COLORS = ("#0b1f65", "#3a5fcd", "#3fa57a", "#e0a526", "#d7301f")  # band 1 (low) … 5 (high)
+FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=12, color="#222")
+GRID = dict(showgrid=True, gridcolor="#e8e8ee", zeroline=False, linecolor="#999", ticks="outside", tickcolor="#ccc")
+GAP_X, GAP_Y = 0.2, 0.2
+
+
+def as_figure(fig: dict) -> go.Figure:
+    """Wrap a figure dict for ``gr.Plot`` without plotly's (slow) validation."""
+    return go.Figure(fig, _validate=False)
+
+
+def _axis(**kwargs) -> dict:
+    """An axis dict without the None entries."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _list(values: Sequence) -> list:
+    return [None if v is None or not np.isfinite(v) else float(v) for v in values]
+
+
+def _cell(row: int, col: int) -> tuple[list[float], list[float]]:
+    """x and y domains of a 2×2 grid cell (row 1 on top)."""
+    w, h = (1 - GAP_X) / 2, (1 - GAP_Y) / 2
+    x0 = (col - 1) * (w + GAP_X)
+    y0 = (2 - row) * (h + GAP_Y)
+    return [x0, x0 + w], [y0, y0 + h]
+
+
+def _title(text: str, row: int, col: int) -> dict:
+    xd, yd = _cell(row, col)
+    return dict(text=f"<b>{text}</b>", x=sum(xd) / 2, y=yd[1] + 0.01, xref="paper", yref="paper", showarrow=False,
+                xanchor="center", yanchor="bottom", font=dict(size=13))  # fmt: skip
+
+
+def _base_layout(height: int) -> dict:
+    return dict(
+        template="plotly_white",
+        height=height,
+        font=FONT,
+        margin=dict(l=55, r=45, t=30, b=95),
+        legend=dict(orientation="h", yanchor="top", y=-0.13, xanchor="center", x=0.5, font=dict(size=11)),
+        hovermode="x unified",
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        annotations=[],
+        shapes=[],
+    )
+
+
+def curves_figure(tracks: Sequence[Track], iterations: int, has_clean: bool) -> go.Figure:
+    """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, blur/sharpness ratio, and FBC bands per run."""
+    compare = len(tracks) == 2
+    top = "PSNR (solid) and SSIM (dotted)" if has_clean else "Loss: MSE to the observation"
+    if compare:
+        fbc_titles = [f"FBC per band: {t.label.split(' (')[0]}" for t in tracks]
+    else:
+        fbc_titles = ["FBC per band vs the observation", "FBC per band vs the clean image" if has_clean else ""]
+    layout = _base_layout(560)
+    x_range = [0, max(1, iterations)]
+    for n, (row, col) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
+        xd, yd = _cell(row, col)
+        suffix = "" if n == 1 else str(n)
+        layout[f"xaxis{suffix}"] = _axis(**GRID, domain=xd, anchor=f"y{suffix}", range=x_range,
+                                         matches=None if n == 1 else "x",
+                                         title=dict(text="iteration", standoff=4) if row == 2 else None)  # fmt: skip
+        layout[f"yaxis{suffix}"] = dict(GRID, domain=yd, anchor=f"x{suffix}", tickformat=".3~g")
+    for n in (3, 4):
+        layout[f"yaxis{n}"]["range"] = [0, 1.02]
+    layout["yaxis3"]["title"] = dict(text="FBC", standoff=2)
+    layout["yaxis"]["title"] = dict(text="PSNR (dB)" if has_clean else "MSE", standoff=2)
+    layout["yaxis2"]["type"] = "log"  # the ratio is huge at the start (a flat output has no sharpness)
+    if has_clean:
+        layout["yaxis5"] = dict(
+            overlaying="y",
+            side="right",
+            anchor="x",
+            range=[0, 1],
+            showgrid=False,
+            tickformat=".1f",
+            tickfont=dict(size=10),
+        )  # fmt: skip (SSIM)
+    else:
+        layout["yaxis"]["type"] = "log"
+    layout["annotations"] += [_title(top, 1, 1), _title("Blur / sharpness ratio (auto-stop signal)", 1, 2)]
+    layout["annotations"] += [_title(t, 2, c + 1) for c, t in enumerate(fbc_titles) if t]
+    data = []
+    for t in tracks:
+        color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
+        x, short = t.column("iter"), t.label.split(" (")[0]
+        line = dict(type="scatter", mode="lines", x=x, legendgroup=t.name)
+        key = "psnr" if has_clean else "loss"
+        data.append(dict(line, y=_list(t.column(key)), name=short, line=dict(color=color, width=2.5)))
+        if has_clean:
+            data.append(dict(line, y=_list(t.column("ssim")), name=f"{short} SSIM", showlegend=False, yaxis="y5",
+                             line=dict(color=color, width=1.5, dash="dot")))  # fmt: skip
+            s = t.last
+            if s is not None and s.best_iter is not None:
+                data.append(dict(type="scatter", mode="markers+text", x=[s.best_iter], y=[s.best_psnr],
+                                 name=f"{short} best", showlegend=False, text=[f"★ best {s.best_psnr:.1f}"],
+                                 textposition="top center", textfont=dict(color=color, size=11), cliponaxis=False,
+                                 marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1))))  # fmt: skip
+        data.append(dict(line, y=_list(t.column("ratio")), name=f"{short} ratio", showlegend=False,
+                         xaxis="x2", yaxis="y2", line=dict(color=color, width=2)))  # fmt: skip
+        if t.last is not None and t.last.stopped:
+            layout["shapes"].append(dict(type="line", x0=t.last.stop_iter, x1=t.last.stop_iter, y0=0, y1=1, xref="x2",
+                                         yref="y2 domain", line=dict(color=color, dash="dash", width=1.5)))  # fmt: skip
+            layout["annotations"].append(dict(text=f"auto-stop {t.last.stop_iter}", x=t.last.stop_iter, y=1, xref="x2",
+                                              yref="y2 domain", showarrow=False, xanchor="left", yanchor="top",
+                                              font=dict(color=color, size=11)))  # fmt: skip
+    panels = [(t, "fbc", 3 + i) for i, t in enumerate(tracks)] if compare else [(t, "fbc", 3) for t in tracks]
+    if not compare and has_clean:
+        panels += [(t, "fbc_clean", 4) for t in tracks]
+    for n, (t, key, axis) in enumerate(panels):
+        rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
+        values = np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
+        for k in range(len(BAND_EDGES)):
+            name = f"band {k + 1}" + (" (low)" if k == 0 else " (high)" if k == len(BAND_EDGES) - 1 else "")
+            data.append(dict(type="scatter", mode="lines", x=t.column("iter"), y=_list(values[:, k]), name=name,
+                             legendgroup=f"band{k}", showlegend=n == 0, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                             line=dict(color=BAND_COLORS[k], width=2)))  # fmt: skip
+    return as_figure(dict(data=data, layout=layout))
+
+
+def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
+    """Heatmaps (stacked) of the clipped ratio |F(output)| / |F(observation)| with the five FBC band circles."""
+    n = max(1, len(maps))
+    layout = _base_layout(560)
+    layout.update(
+        hovermode="closest",
+        margin=dict(l=45, r=10, t=55, b=45),
+        title=dict(
+            text="<b>Spectrum ratio</b> |F(output)| / |F(observation)|",
+            x=0.5,
+            xanchor="center",
+            y=0.985,
+            font=dict(size=13),
+        ),
+    )
+    gap = 0.12
+    h = (1 - gap * (n - 1)) / n
+    data = []
+    for i, (label, ratio) in enumerate(maps):
+        sfx = "" if i == 0 else str(i + 1)
+        y0 = 1 - (i + 1) * h - i * gap
+        rh, rw = ratio.shape
+        aspect = rw / rh
+        axis = dict(showgrid=False, zeroline=False, range=[-0.5, 0.5], ticks="outside", tickvals=[-0.5, 0, 0.5])
+        title = dict(text="horizontal frequency (cycles/px)", standoff=2) if i == n - 1 else None
+        layout[f"xaxis{sfx}"] = _axis(**axis, domain=[0, 1], anchor=f"y{sfx}", title=title)
+        layout[f"yaxis{sfx}"] = dict(axis, domain=[y0, y0 + h], anchor=f"x{sfx}", scaleanchor=f"x{sfx}",
+                                     range=[-0.5, 0.5], constrain="domain")  # fmt: skip
+        layout["annotations"].append(dict(text=label.split(" (")[0], x=0.5, y=y0 + h, xref="paper", yref="paper",
+                                          showarrow=False, yanchor="bottom", font=dict(size=12)))  # fmt: skip
+        data.append(dict(type="heatmap", z=np.round(ratio, 3).tolist(), x=np.linspace(-0.5, 0.5, rw).tolist(),
+                         y=np.linspace(-0.5, 0.5, rh).tolist(), zmin=0, zmax=1, colorscale="Viridis",
+                         showscale=i == 0, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
+                         colorbar=dict(thickness=10, len=0.5, y=1, yanchor="top", title=dict(text="ratio")),
+                         hovertemplate="fx %{x:.2f}, fy %{y:.2f}: %{z:.2f}<extra></extra>"))  # fmt: skip
+        for edge in BAND_EDGES:  # the engine's bands: radii (W/2)·k/5 in pixel units, i.e. 0.5·k/5 cycles/px in x
+            r = 0.5 * edge
+            layout["shapes"].append(dict(type="circle", x0=-r, x1=r, y0=-r * aspect, y1=r * aspect, xref=f"x{sfx}",
+                                         yref=f"y{sfx}", line=dict(color="white", width=1, dash="dot")))  # fmt: skip
+    return as_figure(dict(data=data, layout=layout))

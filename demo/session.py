@@ -1,0 +1,271 @@
+"""One live run of the lab: step one or two networks in lockstep and turn their snapshots into frames."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+
+from dip_core import RunConfig, Snapshot, Task, run
+from dip_core.metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
+from dip_core.tasks import to_image, to_tensor
+
+from . import plots
+from .exports import side_by_side
+from .inputs import RunRequest
+from .settings import LIMITS, UPSAMPLE_LABELS, Limits, device_label
+
+SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this many frequencies a side
+
+
+def run_label(name: str, config: RunConfig, compare: bool) -> str:
+    """A short name for one run: "Vanilla DIP (λ 0, bilinear)" or "Controlled (λ 1.4, Gaussian σ 0.5)"."""
+    up = UPSAMPLE_LABELS[config.upsample]
+    if config.upsample == "gaussian":
+        up += f" σ {config.gaussian_sigma:g}"
+    what = "Vanilla DIP" if name == "vanilla" else "Controlled" if compare else "Result"
+    return f"{what} (λ {config.lipschitz:g}, {up})"
+
+
+@dataclass
+class Track:
+    """The log of one run: every snapshot's record, the latest snapshot (with its image), best and stop."""
+
+    name: str
+    label: str
+    config: RunConfig
+    records: list[dict] = field(default_factory=list)
+    last: Snapshot | None = None
+
+    def add(self, snap: Snapshot) -> None:
+        """Log a snapshot (images are not kept, only the latest one)."""
+        self.records.append(snap.record())
+        self.last = snap
+
+    @property
+    def done(self) -> bool:
+        return self.last is not None and self.last.done
+
+    def column(self, key: str) -> list:
+        """One logged field over iterations."""
+        return [r[key] for r in self.records]
+
+
+class SpectrumView:
+    """|F(A x)| / |F(y)|: the result mapped into observation space against the observation, per frequency."""
+
+    def __init__(self, task: Task) -> None:
+        self.operator = copy.deepcopy(task.operator).to("cpu").float()
+        self.y = task.observation.detach().to("cpu", torch.float32)
+        self.enhance_gain = task.gain if task.name == "enhance" else None
+        self.ref = amplitude_spectrum_t(to_chw(self.y[0]))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The clipped amplitude ratio as an h×w array in [0, 1] (pooled to at most SPECTRUM_SIDE a side)."""
+        x = to_tensor(image)
+        if self.enhance_gain:  # the app shows x + k(x − f); the network's own output is f
+            x = (self.y - (x - self.y) / self.enhance_gain).clamp(0, 1)
+        with torch.no_grad():
+            ratio = spectrum_ratio_t(amplitude_spectrum_t(to_chw(self.operator(x)[0])), self.ref)
+        h, w = ratio.shape
+        if max(h, w) > SPECTRUM_SIDE:
+            size = (max(1, round(h * SPECTRUM_SIDE / max(h, w))), max(1, round(w * SPECTRUM_SIDE / max(h, w))))
+            ratio = F.adaptive_avg_pool2d(ratio[None, None], size)[0, 0]
+        return ratio.float().numpy()
+
+
+class StopRegistry:
+    """One stop flag per browser session (or API call), set by the Stop button, read by the run between steps."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: str) -> threading.Event:
+        """A fresh flag for a run starting under ``key``."""
+        with self._lock:
+            self._flags[key] = flag = threading.Event()
+        return flag
+
+    def stop(self, key: str) -> bool:
+        """Ask the run under ``key`` to stop; False when none is running."""
+        with self._lock:
+            flag = self._flags.get(key)
+        if flag is not None:
+            flag.set()
+        return flag is not None
+
+    def finish(self, key: str, flag: threading.Event) -> None:
+        """Forget the flag of a run that ended."""
+        with self._lock:
+            if self._flags.get(key) is flag:
+                del self._flags[key]
+
+    def active(self) -> int:
+        """How many runs are going on."""
+        with self._lock:
+            return len(self._flags)
+
+
+STOPS = StopRegistry()
+
+
+@dataclass
+class Frame:
+    """What the UI shows at one moment of a run."""
+
+    results: dict[str, np.ndarray]  # run name → its current image
+    curves: go.Figure
+    spectrum: go.Figure
+    status: str
+    done: bool
+
+
+class LabRun:
+    """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed."""
+
+    def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS) -> None:
+        self.request, self.limits = request, limits
+        self.stop = stop or (lambda: False)
+        task = request.task
+        self.observation = to_image(task.observation)
+        self.clean = None if task.clean is None else to_image(task.clean)
+        self.spectrum = SpectrumView(task)  # before the run moves the task to its device
+        self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in request.configs.items()}
+        self.iterations = max(c.iterations for c in request.configs.values())
+        self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
+        self.frame_stride, self.frame_calls, self.rounds = 1, 0, 0
+        self.started = self.ended = None
+        self.user_stopped = False
+
+    # ------------------------------------------------------------------ stepping
+
+    def _stop(self) -> bool:
+        if self.stop():
+            self.user_stopped = True
+        return self.user_stopped
+
+    def steps(self) -> Iterator[int]:
+        """Advance every unfinished run by one snapshot, in lockstep; yields the round number.
+
+        On CPU, two runs advance at once on one core each (one torch thread apiece): on 2 cores that beats
+        running them one after the other on two threads, and it does not stall when other jobs load the CPU.
+        The first round (which builds the networks from the global seed) always runs one run at a time.
+        """
+        task = self.request.task
+        self.started = time.perf_counter()
+        gens = {n: run(task, t.config, stop=self._stop) for n, t in self.tracks.items()}
+        parallel = len(gens) == 2 and self.limits.device == "cpu"
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,)) if parallel else None
+        try:
+            if parallel:
+                torch.set_num_threads(1)
+            while not all(t.done for t in self.tracks.values()):
+                active = [(n, g) for n, g in gens.items() if not self.tracks[n].done]
+                if pool is not None and len(active) == 2 and self.rounds > 0:
+                    snaps = list(pool.map(lambda g: next(g, None), [g for _, g in active]))
+                else:
+                    snaps = [next(g, None) for _, g in active]
+                for (name, _), snap in zip(active, snaps):
+                    if snap is None:  # cannot happen with dip_core.run, which marks its last snapshot
+                        self.tracks[name].last.done = True
+                    else:
+                        self.tracks[name].add(snap)
+                self.rounds += 1
+                yield self.rounds
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+                torch.set_num_threads(threads)
+            for gen in gens.values():
+                gen.close()
+            self.ended = time.perf_counter()
+
+    def stream(self) -> Iterator[Frame]:
+        """Frames of the run: the first rounds at once, then at most every ``update_seconds``, and the last."""
+        last = 0.0
+        for rounds in self.steps():
+            done = all(t.done for t in self.tracks.values())
+            now = time.perf_counter()
+            if done or rounds <= 3 or now - last >= self.limits.update_seconds:
+                last = now
+                yield self.frame(done)
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def current_iter(self) -> int:
+        return max((t.last.iter for t in self.tracks.values() if t.last is not None), default=0)
+
+    def frame(self, done: bool = False) -> Frame:
+        """The current images, figures and status line (and one more animation frame)."""
+        results = {name: t.last.image for name, t in self.tracks.items()}
+        self._keep_frame(list(results.values()), done)
+        spectra = [(t.label, self.spectrum(t.last.image)) for t in self.tracks.values()]
+        return Frame(
+            results=results,
+            curves=plots.curves_figure(list(self.tracks.values()), self.iterations, self.clean is not None),
+            spectrum=plots.spectrum_figure(spectra),
+            status=self.status(done),
+            done=done,
+        )
+
+    def status(self, done: bool = False) -> str:
+        """One line: iteration, steps/s, ETA, device and each run's PSNR (best so far)."""
+        it = self.current_iter
+        elapsed = max(1e-9, (self.ended if done and self.ended else time.perf_counter()) - (self.started or 0))
+        rate = it / elapsed
+        parts = []
+        if done:
+            parts.append(self.ending(it, elapsed))
+        else:
+            eta = (self.iterations - it) / rate if rate > 0 else float("inf")
+            parts.append(f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}")
+        parts.append(device_label())
+        for t in self.tracks.values():
+            s = t.last
+            if s.psnr is not None:
+                drop = s.best_psnr - s.psnr
+                parts.append(f"{t.name} {s.psnr:.2f} dB (best {s.best_psnr:.2f} at {s.best_iter}, −{drop:.2f})")
+            else:
+                parts.append(f"{t.name} loss {s.loss:.2e}")
+        return " · ".join(parts)
+
+    def ending(self, it: int, elapsed: float) -> str:
+        """How the run ended, in a few words."""
+        messages = [t.last.message for t in self.tracks.values() if t.last.message]
+        if messages:
+            return f"Ended: {messages[0]}"
+        if self.user_stopped:
+            return f"Stopped at iteration {it} after {format_seconds(elapsed)}"
+        ctrl = self.tracks["controlled"].last
+        if ctrl.stopped:
+            return f"Done: auto-stop at iteration {ctrl.stop_iter}, {it} iterations in {format_seconds(elapsed)}"
+        return f"Done: {it} iterations in {format_seconds(elapsed)}"
+
+    def _keep_frame(self, images: list[np.ndarray], last: bool) -> None:
+        """Add an animation frame; past ``max_frames`` keep every other one and record half as often."""
+        self.frame_calls += 1
+        if (self.frame_calls - 1) % self.frame_stride and not last:
+            return
+        names = " | ".join(t.label.split(" (")[0] for t in self.tracks.values())
+        self.frames.append(side_by_side(images, f"{names} · iteration {self.current_iter}"))
+        if len(self.frames) > self.limits.max_frames:
+            self.frames, self.frame_stride = self.frames[::2], self.frame_stride * 2
+
+
+def format_seconds(seconds: float) -> str:
+    """12 s, 3 min 05 s, or — when unknown."""
+    if not np.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"

@@ -1,0 +1,207 @@
+"""The Gradio layout and its wiring: widgets → demo.events (no logic here)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from dip_core import PAPER_LIPSCHITZ
+from dip_core.stopping import STOP_RULES
+from dip_core.tasks import DEFAULT_LEVELS, SR_FACTORS
+
+from . import events
+from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
+from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS
+
+TASK_CHOICES = [
+    ("Denoising", "denoise"),
+    ("JPEG deblocking", "jpeg"),
+    ("Inpainting", "inpaint"),
+    ("Super-resolution", "sr"),
+    ("Detail enhancement", "enhance"),
+]
+HEADER = """# Spectral Bias Lab
+A randomly initialised network is fitted to **one** degraded image (the *Deep Image Prior*). It learns
+**low frequencies first**: stopped in time it restores the image, left running it fits the noise too.
+A **Lipschitz bound λ** on its convolutions and **Gaussian upsampling** slow that down, so it stops getting
+worse (Shi, Mettes, Maji & Snoek, IJCV 2022). Press **Run** and watch both networks side by side."""
+HELP = """**Images.** The observation is what the networks are fitted to; in compare mode *vanilla DIP*
+(λ = 0, bilinear) and your *controlled* network start from the same seed and input and advance in lockstep.
+
+**PSNR / SSIM** (when the clean image is known): vanilla DIP peaks, then decays as it fits the noise; the
+controlled network rises and stays. ★ marks the best so far; the status line gives each run's drop from it (−).
+
+**FBC per band**: how much of each frequency band of the observation the output reproduces (band 1 = lowest,
+band 5 = highest, 1 = all of it). Low bands are fitted first (spectral bias); in vanilla DIP the high bands
+(mostly noise) rise later, in the controlled network they stay low.
+
+**Blur / sharpness ratio** of the output: when it stops changing, the automatic stop fires (dashed line).
+
+**Spectrum ratio**: per frequency (centre = lowest), |F(output)| / |F(observation)| clipped to 1; the dotted
+circles are the five FBC bands. Bright means fitted."""
+CSS = """
+#status textarea {font-family: ui-monospace, Menlo, monospace; font-size: 13px}
+#images .image-frame {width: 100%}
+#images .image-frame img {object-fit: contain}
+#examples button {font-size: 12px}
+footer {display: none !important}
+"""
+
+
+def image_input(**kwargs) -> gr.Image:
+    """A gr.Image (type filepath) that hands uploads to dip_core untouched, so bad files get one-line errors.
+
+    gr.Image would open the file with PIL first and fail with a traceback; an instance attribute replaces its
+    ``preprocess`` (subclassing a gradio component would write a .pyi stub next to this file).
+    """
+    image = gr.Image(type="filepath", **kwargs)
+    default = image.preprocess
+
+    def preprocess(payload):
+        if payload is None or payload.path:
+            return None if payload is None else str(payload.path)
+        try:  # a data URL
+            return default(payload)
+        except Exception:  # noqa: BLE001 - not an image
+            raise gr.Error("the uploaded data is not a readable image", print_exception=False) from None
+
+    image.preprocess = preprocess
+    return image
+
+
+def build_demo() -> gr.Blocks:
+    """The whole app (``app.make_app`` adds the queue settings; then ``.launch(**launch_options())``)."""
+    with gr.Blocks(title="Spectral Bias Lab") as demo:
+        gr.Markdown(HEADER, elem_id="header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=330):
+                w = _controls()
+            with gr.Column(scale=3):
+                o = _views()
+        # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
+        w["level"] = gr.Number(None, visible=False, label="level")
+        w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
+        _wire(demo, w, o)
+    return demo
+
+
+def _controls() -> dict:
+    """The left column: image, examples, task and level, network and run settings, Run / Stop."""
+    lim, w = LIMITS, {}
+    w["image"] = image_input(label="Image", elem_id="image", height=210, sources=["upload", "clipboard"])
+    w["notice"] = gr.Markdown(elem_id="notice")
+    later = dict(render=False)  # created first for the examples, shown below them
+    w["observed"] = gr.Checkbox(False, label="The image is already degraded (no ground truth)", elem_id="observed",
+                                **later)  # fmt: skip
+    w["task"] = gr.Dropdown(TASK_CHOICES, value="denoise", label="Task", elem_id="task", **later)
+    w["level_slider"] = gr.Slider(1, 100, value=DEFAULT_LEVELS["denoise"], step=1, label="Noise σ (0-255)",
+                                  elem_id="level", **later)  # fmt: skip
+    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=PAPER_LIPSCHITZ["denoise"], step=0.05,
+                               label="Lipschitz bound λ (0 = off)", elem_id="lipschitz", **later)  # fmt: skip
+    gr.Examples(
+        [[str(ASSETS / f), t, kind == "degraded", DEFAULT_LEVELS[t], PAPER_LIPSCHITZ[t]] for f, t, kind, _ in EXAMPLES],
+        inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"]],
+        label="Examples (click one, then Run)",
+        elem_id="examples",
+        example_labels=[caption for *_, caption in EXAMPLES],
+        examples_per_page=len(EXAMPLES),
+    )
+    for name in ("observed", "task", "level_slider"):
+        w[name].render()
+    w["sr_factor"] = gr.Radio(list(SR_FACTORS), value=4, label="Super-resolution factor", visible=False)
+    with gr.Group(visible=False) as w["mask_box"]:
+        w["mask_mode"] = gr.Radio([("random pixels (keep ratio)", "random"), ("drawn", "drawn")], value="random",
+                                  label="Mask")  # fmt: skip
+        w["editor"] = gr.ImageEditor(type="numpy", label="Paint over the pixels to remove", sources=(), transforms=(),
+                                     layers=False, height=280, elem_id="editor",
+                                     brush=gr.Brush(colors=["#ff2d95"], color_mode="fixed", default_size=10))  # fmt: skip
+    w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
+    with gr.Accordion("Controlled network", open=True):
+        w["lipschitz"].render()
+        w["upsample"] = gr.Radio([(v, k) for k, v in UPSAMPLE_LABELS.items()], value="bilinear", label="Upsampling",
+                                 elem_id="upsample")  # fmt: skip
+        w["gaussian_sigma"] = gr.Slider(0, lim.sigma_cap, value=0.5, step=0.05, label="Gaussian σ", visible=False,
+                                        elem_id="sigma")  # fmt: skip
+    with gr.Accordion("Run settings", open=False):
+        w["iterations"] = gr.Slider(10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations",
+                                    elem_id="iterations")  # fmt: skip
+        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="seed")
+        w["auto_stop"] = gr.Radio([(AUTO_STOP_LABELS[k], k) for k in STOP_RULES], value="off", elem_id="auto_stop",
+                                  label="Auto-stop (controlled network)")  # fmt: skip
+        w["max_side"] = gr.Slider(32, lim.max_side_cap, value=lim.max_side, step=16, elem_id="max_side",
+                                  label="Maximum image side (px); larger images are downscaled")  # fmt: skip
+        w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)",
+                               elem_id="width")  # fmt: skip
+        w["lr"] = gr.Number(lim.lr, label="Adam learning rate", minimum=1e-5, maximum=0.1, elem_id="lr")
+    with gr.Row():
+        w["run"] = gr.Button("Run", variant="primary", elem_id="run")
+        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
+    w["load"] = gr.UploadButton("Load a config JSON", file_types=[".json"], size="sm", elem_id="load")
+    return w
+
+
+def _views() -> dict:
+    """The right column: status, images, curves and spectrum, downloads, how to read them."""
+    o = {"status": gr.Textbox(label="Status", value="Pick an image and press Run.", interactive=False,
+                              elem_id="status", lines=1, max_lines=2)}  # fmt: skip
+    with gr.Row(elem_id="images"):
+        kw = dict(type="numpy", format="png", interactive=False, height=230, buttons=["download"])
+        o["observation"] = gr.Image(label="Observation", elem_id="observation", **kw)
+        o["vanilla"] = gr.Image(label="Vanilla DIP", elem_id="vanilla", **kw)
+        o["result"] = gr.Image(label="Controlled", elem_id="result", **kw)
+        o["clean"] = gr.Image(label="Clean image", elem_id="clean", **kw)
+    with gr.Row():
+        o["curves"] = gr.Plot(label="Curves", elem_id="curves", scale=2, show_label=False)
+        o["spectrum"] = gr.Plot(label="Spectrum", elem_id="spectrum", scale=1, show_label=False)
+    o["files"] = gr.File(label="Downloads: result, log (CSV, JSON), config (JSON), animation (GIF)",
+                         file_count="multiple", elem_id="downloads", interactive=False, height=190)  # fmt: skip
+    with gr.Accordion("How to read this", open=True):
+        gr.Markdown(HELP)
+    return o
+
+
+def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
+    """Connect the widgets to demo.events."""
+    private = dict(api_visibility="private")
+    for trigger in (w["image"].change, w["max_side"].release):
+        trigger(events.describe_image, [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
+    w["task"].change(events.on_task_change, w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
+    w["task"].input(events.on_task_input, w["task"], [w["level_slider"], w["lipschitz"]], **private)
+    w["upsample"].change(lambda u: gr.update(visible=u == "gaussian"), w["upsample"], w["gaussian_sigma"], **private)
+    w["compare"].change(events.on_compare_change, w["compare"], [o["vanilla"], o["result"]], **private)
+    names = [
+        "image",
+        "task",
+        "level",
+        "lipschitz",
+        "upsample",
+        "gaussian_sigma",
+        "iterations",
+        "seed",
+        "auto_stop",
+        "compare",
+        "observed",
+        "mask",
+        "max_side",
+        "width",
+        "lr",
+    ]  # fmt: skip  (the order of run_lab's parameters)
+    outputs = [o[k] for k in ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files")]
+    prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
+    run_evt = (
+        w["run"]
+        .click(events.prepare_inputs, prepare, [w["level"], w["mask"]], **private)
+        .success(
+            events.run_lab, [w[k] for k in names], outputs, api_name="run", concurrency_limit=1, show_progress="hidden"
+        )  # fmt: skip
+    )
+    w["stop"].click(events.request_stop, None, None, api_name="stop", queue=False,
+                    cancels=[run_evt] if events.ZERO_GPU else None)  # fmt: skip
+    loaded = ["task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
+              "auto_stop", "compare", "observed", "max_side", "width", "lr"]  # fmt: skip
+    w["load"].upload(events.load_config, w["load"], [w[k] for k in loaded], **private)
+    demo.load(lambda: str(DEFAULT_EXAMPLE), None, w["image"], **private)
+
+
+def launch_options() -> dict:
+    """Keyword arguments of ``demo.launch`` shared by app.py and the tests."""
+    return dict(css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True)

@@ -1,0 +1,108 @@
+"""End to end in headless Debian Chromium: upload, run, see the reconstruction and the charts, screenshot."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from dip_core.io import save_png
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
+    ),
+]
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from app import make_app
+    from demo.ui import launch_options
+
+    demo = make_app()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(app_url, wait_until="networkidle")
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def set_number(page, elem_id: str, value: float) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_examples_set_the_task_level_and_lambda(page):
+    expect = playwright.expect
+    page.locator("#examples").get_by_text("Coffee · inpaint").click()
+    expect(page.locator("#task input")).to_have_value("Inpainting", timeout=20_000)
+    expect(page.locator("#level input[type=number]")).to_have_value("0.5")
+    expect(page.locator("#lipschitz input[type=number]")).to_have_value("1.6")
+    expect(page.locator("#editor")).to_be_attached()
+    page.locator("#examples").get_by_text("House · denoise").click()
+    expect(page.locator("#task input")).to_have_value("Denoising", timeout=20_000)
+    expect(page.locator("#level input[type=number]")).to_have_value("25")
+
+
+def test_upload_run_and_screenshot(page, house64, tmp_path):
+    expect = playwright.expect
+    image = tmp_path / "upload.png"
+    save_png(house64[:48, :48], image)
+    page.locator("#image input[type=file]").set_input_files(str(image))
+    expect(page.locator("#notice")).to_contain_text("48×48 colour image", timeout=20_000)
+    page.get_by_text("Run settings").click()
+    set_number(page, "iterations", 30)
+    set_number(page, "width", 8)  # a small network: the test checks the wiring, not the restoration
+    page.locator("#run").click()
+    expect(page.locator("#result img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#vanilla img")).to_be_visible()
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: 30 iterations"), timeout=120_000)
+    assert page.locator("#curves .js-plotly-plot").count() == 1
+    assert page.locator("#spectrum .js-plotly-plot").count() == 1
+    expect(page.locator("#downloads")).to_contain_text(re.compile(r"evolution\s*\.gif"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app_after_run.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_stop_in_the_browser_keeps_the_result(page):
+    expect = playwright.expect
+    set_number(page, "iterations", 5000)
+    page.locator("#run").click()
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^iteration \d+ / 5000"), timeout=60_000)
+    page.locator("#stop").click()
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Stopped at iteration \d+"), timeout=30_000)
+    expect(page.locator("#downloads")).to_contain_text(re.compile(r"result\s*\.png"))

@@ -1,0 +1,298 @@
+"""The app's event functions and helpers, called directly (no server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo import events, exports, plots
+from demo.examples import ASSETS, EXAMPLES, zone_plate
+from demo.inputs import parse_request, scaled_every
+from demo.session import STOPS, LabRun, SpectrumView, Track
+from demo.settings import LIMITS, limits_for
+from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
+from dip_core.io import save_png
+
+TINY = dict(max_side=32, width=8, lr=0.01)  # a run of a few seconds on 2 cores
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_png(tmp_path_factory, house64) -> str:
+    path = tmp_path_factory.mktemp("img") / "tiny.png"
+    save_png(house64[:32, :32], path)
+    return str(path)
+
+
+def run_all(**kwargs) -> list[tuple]:
+    return list(events.run_lab(**{**TINY, **kwargs}))
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(lipschitz=float("nan")), "lipschitz"),
+        (dict(lipschitz=-1), "lipschitz"),
+        (dict(iterations=10**9), "iterations"),
+        (dict(iterations=2.5), "whole number"),
+        (dict(seed=-3), "seed"),
+        (dict(task="deblur"), "task"),
+        (dict(level=float("inf")), "noise"),
+        (dict(task="sr", level=3), "factor"),
+        (dict(upsample="bicubic"), "upsample"),
+        (dict(gaussian_sigma="wide"), "gaussian_sigma"),
+        (dict(auto_stop="soon"), "auto_stop"),
+        (dict(compare="maybe"), "compare"),
+        (dict(max_side=10**6), "max_side"),
+        (dict(width=10**4), "width"),
+        (dict(task="inpaint", observed=True), "needs a mask"),
+    ],
+)
+def test_bad_parameters_are_one_line_input_errors(tiny_png, kwargs, message):
+    with pytest.raises(InputError, match=message) as err:
+        parse_request(tiny_png, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+def test_bad_files_raise_gr_error(tmp_path, content):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(gr.Error) as err:
+        next(events.run_lab(str(path), **TINY))
+    assert "\n" not in err.value.message and err.value.message
+
+
+def test_missing_image_is_a_gr_error():
+    with pytest.raises(gr.Error, match="upload an image"):
+        next(events.run_lab(None))
+
+
+def test_request_defaults_and_compare(tiny_png):
+    req = parse_request(tiny_png, max_side=32)
+    assert list(req.configs) == ["vanilla", "controlled"] and req.compare
+    assert req.configs["vanilla"].lipschitz == 0 and req.configs["vanilla"].upsample == "bilinear"
+    assert req.configs["controlled"].lipschitz == 1.4 and req.task.level == 25
+    assert req.configs["controlled"].iterations == LIMITS.iterations
+    single = parse_request(tiny_png, compare=False, lipschitz=None, task="inpaint", max_side=32)
+    assert list(single.configs) == ["controlled"] and single.configs["controlled"].lipschitz == 1.6
+
+
+def test_large_images_are_resized_with_a_notice(tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.full((300, 500, 3), 128, np.uint8)).save(path)
+    req = parse_request(str(path), max_side=64)
+    assert req.task.out_size == (38, 64)
+    assert any("resized from 500×300" in n for n in req.notes)
+    notice, editor = events.describe_image(str(path), 64)
+    assert "resized" in notice and editor["background"].shape == (38, 64, 3)
+    assert events.describe_image(str(tmp_path / "missing.png"), 64)[0].startswith("⚠️")
+
+
+def test_observed_sr_caps_the_result_size(tiny_png):
+    req = parse_request(tiny_png, task="sr", level=4, observed=True, max_side=64)
+    assert max(req.task.out_size) <= 64 and req.task.clean is None
+
+
+def test_mask_is_resized_to_the_image(tmp_path, tiny_png):
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[20:40, 20:40] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    req = parse_request(tiny_png, task="inpaint", mask=str(tmp_path / "mask.png"), max_side=32)
+    assert req.mask_given and req.task.mask.shape[-2:] == (32, 32)
+    assert 0.08 < 1 - float(req.task.mask.mean()) < 0.12  # a 20×20 hole in 64×64
+
+
+def test_numpy_images_are_accepted():
+    img = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    assert parse_request(img, max_side=32).task.out_size == (19, 32)
+    with pytest.raises(InputError, match="NaN"):
+        parse_request(np.full((24, 24), np.nan))
+
+
+def test_scaled_every_keeps_cpu_updates_frequent():
+    cpu = limits_for("cpu")
+    assert scaled_every(cpu, (128, 128), 24) == cpu.every
+    assert scaled_every(cpu, (128, 128), 24, runs=2) == cpu.every // 2
+    assert scaled_every(cpu, (256, 256), 64) < cpu.every
+    assert scaled_every(limits_for("cuda"), (512, 512), 128) == limits_for("cuda").every
+
+
+# ---------------------------------------------------------------- runs
+
+
+def test_run_streams_frames_then_downloads(tiny_png):
+    outs = run_all(image=tiny_png, iterations=30)
+    assert len(outs) >= 4
+    obs, vanilla, result, clean, curves, spectrum, status, files = outs[-1]
+    assert outs[0][0]["value"].shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
+    assert result.shape == (32, 32, 3) and outs[0][2]["label"] == "Controlled (λ 1.4, bilinear)"
+    assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and vanilla.shape == (32, 32, 3)
+    assert status.startswith("Done: 30 iterations") and "cpu" in status
+    assert {t.name for t in curves.data} >= {"Vanilla DIP", "Controlled", "band 1 (low)", "band 5 (high)"}
+    assert len(spectrum.data) == 2
+    names = {Path(f).name for f in files}
+    assert names == {"result.png", "result_vanilla.png", "observation.png", "log.csv", "log.json", "config.json",
+                     "evolution.gif"}  # fmt: skip
+    folder = Path(files[0]).parent
+    rows = list(csv.DictReader(open(folder / "log.csv")))
+    assert {r["run"] for r in rows} == {"vanilla", "controlled"} and rows[-1]["iter"] == "30"
+    assert "fbc_5" in rows[0] and "fbc_clean_1" in rows[0]
+    config = json.loads((folder / "config.json").read_text())
+    assert RunConfig.from_dict(config).lipschitz == 1.4 and config["task"] == "denoise"
+    gif = Image.open(folder / "evolution.gif")
+    assert gif.n_frames >= 3
+    log = json.loads((folder / "log.json").read_text())
+    assert log["controlled"]["records"][-1]["iter"] == 30
+
+
+def test_single_run_of_an_observed_image(tiny_png):
+    outs = run_all(image=tiny_png, iterations=20, compare=False, observed=True)
+    first, last = outs[0], outs[-1]
+    assert first[3]["visible"] is False  # no clean image
+    assert first[1] == {"__type__": "update", "visible": False} and last[1] == gr.skip()
+    assert "loss" in last[6] and "dB" not in last[6]
+    assert [t.name for t in last[4].data][:1] == ["Result"]
+
+
+@pytest.mark.parametrize("task", ["jpeg", "inpaint", "sr", "enhance"])
+def test_every_task_runs(tiny_png, task):
+    outs = run_all(image=tiny_png, task=task, iterations=3, compare=False)
+    assert outs[-1][6].startswith("Done")
+    assert outs[-1][4].data  # curves drawn
+
+
+def test_stop_keeps_the_result(tiny_png):
+    request = SimpleNamespace(session_hash="stop-test")
+    gen = events.run_lab(tiny_png, iterations=LIMITS.iterations_cap, request=request, **TINY)
+    first = next(gen)
+    assert STOPS.active() >= 1
+    events.request_stop(request)
+    rest = list(gen)
+    assert rest[-1][6].startswith("Stopped at iteration")
+    assert rest[-1][7] and STOPS.active() == 0
+    assert first[6].startswith("iteration 1 /")
+    events.request_stop(request)  # nothing to stop: harmless
+
+
+def test_closing_the_stream_frees_the_run(tiny_png):
+    gen = events.run_lab(tiny_png, iterations=LIMITS.iterations_cap, **TINY)
+    next(gen)
+    assert STOPS.active() == 1
+    gen.close()
+    assert STOPS.active() == 0
+
+
+def test_auto_stop_and_best_are_marked():
+    track = Track("controlled", "Controlled (λ 1.4, bilinear)", RunConfig())
+    for i, psnr in [(1, 20.0), (10, 25.0), (20, 24.0)]:
+        snap = Snapshot(i, None, 0.01, [0.5] * 5, [0.4] * 5, psnr, 0.8, 0.3, 1.0, best_psnr=25.0, best_iter=10)
+        track.add(snap)
+    snap.stopped, snap.stop_iter, snap.done = True, 18, True
+    fig = plots.curves_figure([track], 100, has_clean=True)
+    assert any(s.type == "line" and s.x0 == 18 for s in fig.layout.shapes)
+    assert any(a.text == "auto-stop 18" for a in fig.layout.annotations)
+    star = next(t for t in fig.data if t.mode == "markers+text")
+    assert star.x == (10,) and star.y == (25.0,)
+
+
+# ---------------------------------------------------------------- views
+
+
+def test_spectrum_view_is_in_observation_space(house64):
+    sr = make_task("sr", house64, 4)
+    view = SpectrumView(sr)
+    ratio = view(np.clip(house64, 0, 1))
+    assert ratio.shape == (16, 16) and 0 <= ratio.min() and ratio.max() <= 1
+    assert ratio.mean() > 0.8  # the clean image explains its own downsampled observation
+    enh = observed_task("enhance", house64, 2.0)
+    assert np.allclose(SpectrumView(enh)(house64), 1, atol=1e-3)  # x + k(x − f) = x ⇔ f = x
+
+
+def test_figures_have_shared_axes_and_markers():
+    req = parse_request(np.full((32, 32, 3), 0.5, np.float32), iterations=20, **TINY)
+    lab = LabRun(req)
+    frame = list(lab.stream())[-1]
+    fig = plots.curves_figure(list(lab.tracks.values()), 20, has_clean=True)
+    assert fig.layout.xaxis.range == (0, 20) and fig.layout.xaxis3.range == (0, 20)
+    assert fig.layout.xaxis4.matches == "x" and fig.layout.yaxis2.type == "log"
+    assert sum(1 for t in fig.data if t.mode == "markers+text") == 2  # best-so-far stars, one per run
+    assert "Spectrum ratio" in frame.spectrum.layout.title.text and len(frame.spectrum.data) == 2
+    empty = plots.curves_figure([], 100, has_clean=False)
+    assert empty.layout.yaxis.type == "log"
+
+
+def test_side_by_side_strip():
+    strip = exports.side_by_side([np.zeros((16, 32, 3)), np.ones((16, 16, 1))], "iteration 5")
+    assert strip.dtype == np.uint8 and strip.shape[0] == exports.GIF_SIDE + 22
+    assert strip.shape[1] == 3 * exports.GIF_SIDE + 6  # 2:1 and 1:1 panels and one gap
+
+
+# ---------------------------------------------------------------- widgets
+
+
+def test_task_change_shows_the_right_widgets():
+    level, sr, mask_box = events.on_task_change("sr")
+    assert level["visible"] is False and sr["visible"] is True and mask_box["visible"] is False
+    level, _, mask_box = events.on_task_change("inpaint")
+    assert level["maximum"] < 1 and "value" not in level and mask_box["visible"] is True
+    level, lam = events.on_task_input("jpeg")
+    assert level["value"] == 10 and "JPEG" in level["label"] and lam == 1.4
+    assert events.on_task_input("inpaint")[1] == 1.6
+
+
+def test_prepare_inputs_from_the_editor():
+    layer = np.zeros((20, 30, 4), np.uint8)
+    layer[5:10, 5:10] = (255, 45, 149, 255)
+    level, mask = events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [layer]})
+    assert level == 0.5 and mask.shape == (20, 30) and (mask == 0).sum() == 25 and mask.max() == 255
+    assert events.prepare_inputs("sr", 25, "8", "random", None) == (8, None)
+    with pytest.raises(gr.Error, match="Paint over"):
+        events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [np.zeros_like(layer)]})
+
+
+def test_config_round_trip(tmp_path, tiny_png):
+    outs = run_all(image=tiny_png, task="jpeg", level=30, iterations=3, lipschitz=2, upsample="gaussian",
+                   gaussian_sigma=0.7, seed=5)  # fmt: skip
+    config = next(f for f in outs[-1][7] if f.endswith("config.json"))
+    task, level, sr, lam, up, sigma, iters, seed, stop, compare, observed, side, width, lr = events.load_config(config)
+    assert (task, level, lam, up, sigma, iters, seed, stop) == ("jpeg", 30, 2, "gaussian", 0.7, 3, 5, "off")
+    assert compare is True and observed is False and side == 32 and width == 8 and math.isclose(lr, 0.01)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"task": "jpeg", "lipschitz": "NaN"}')
+    with pytest.raises(gr.Error, match="lipschitz"):
+        events.load_config(str(bad))
+    bad.write_text("[1, 2")
+    with pytest.raises(gr.Error, match="config"):
+        events.load_config(str(bad))
+
+
+def test_examples_and_zone_plate_asset():
+    for name, task, kind, _ in EXAMPLES:
+        assert (
+            (ASSETS / name).is_file()
+            and kind in ("clean", "degraded")
+            and task in ("denoise", "jpeg", "inpaint", "sr", "enhance")
+        )
+    shipped = np.asarray(Image.open(ASSETS / "zoneplate.png"), dtype=np.float32) / 255
+    assert np.abs(shipped - zone_plate(256)).max() <= 0.5 / 255 + 1e-6

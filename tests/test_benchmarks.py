@@ -1,0 +1,129 @@
+"""The benchmarks run end to end at a tiny size (no timing asserts), and the fast paths they rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import reference, step, time_to_quality
+from dip_core import make_task, run_to_end
+from dip_core.engine import RunConfig, graph_start
+from dip_core.layers import LipschitzConv2d, winograd_available
+
+
+@pytest.mark.parametrize("name", ["clean", "noisy", "blurred"])
+def test_reference_measurements_match_the_authors_values(reference_values, name):
+    values, images = reference_values
+    img = images[name]
+    assert reference.blurriness(img) == pytest.approx(values["blur"][name], rel=1e-6)
+    assert reference.sharpness(img) == pytest.approx(values["sharpness"][name], rel=1e-6)
+    for pair, expected in values["fbc"].items():
+        out, ref = pair.split("_vs_")
+        assert reference.circular_fbc(images[out], images[ref]) == pytest.approx(expected, rel=1e-6), pair
+
+
+def test_convolve2d_same_is_scipy_same():
+    rng = np.random.default_rng(0)
+    img = rng.random((7, 9))
+    k = np.array([[1.0, -1.0]])
+    got = reference.convolve2d_same(img, k)
+    expected = img - np.pad(img, ((0, 0), (1, 0)))[:, :-1]  # x[i] − x[i−1], x[−1] = 0
+    assert np.allclose(got, expected)
+    box = reference.convolve2d_same(np.ones((5, 12)), np.full((1, 9), 1 / 9))
+    assert box[2, 6] == pytest.approx(1.0) and box[2, 0] == pytest.approx(5 / 9)
+
+
+def _json(capsys, main, argv) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_step_benchmark_runs_tiny(capsys):
+    r = _json(capsys, step.main, ["--size", "64", "--steps", "2", "--chunk", "1", "--warmup", "1", "--device", "cpu"])
+    keys = "device size reference_ms ours_same_ms ours_preset_ms speedup_same measure_overhead_pct peak_rss_mb"
+    for key in (*keys.split(), "gflops_achieved", "gflops_peak"):
+        assert key in r, key
+        if key not in ("device",):
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+    assert r["size"] == 64 and r["device"].startswith("cpu")
+    assert r["speedup_same"] == pytest.approx(r["reference_ms"] / r["ours_same_ms"], rel=1e-2)
+    assert r["ours_same_config"]["width"] == 128 and r["ours_same_config"]["measure_every_step"]
+    assert r["step_gflop"] > 1  # 128 ch at 64²: about 9.7 GFLOP per step
+
+
+def test_time_to_quality_runs_tiny(capsys):
+    argv = ["--size", "64", "--steps", "12", "--ref-steps", "12", "--lanes", "reference_vanilla,preset"]
+    r = _json(capsys, time_to_quality.main, [*argv, "--chunk", "4", "--window", "4", "--target", "12", "--curves"])
+    for key in ("reference_s_to_30db", "preset_s_to_30db", "speedup", "preset_peak_psnr", "reference_peak_psnr"):
+        assert key in r
+    assert r["reference_peak_psnr"] is None  # no reference_controlled lane was run
+    for lane in ("reference_vanilla", "preset"):
+        s = r["lanes"][lane]
+        assert s["steps"] == 12 and len(r["curves"][lane]) == 12 and len(r["step_seconds"][lane]) == 12
+        assert 5 < s["peak_psnr"] < 40 and s["median_step_ms"] > 0
+        assert s["steps_to_target"] is not None and 4 <= s["steps_to_target"] <= 12  # noisy input is ~20 dB
+    assert r["preset_peak_psnr"] == r["lanes"]["preset"]["peak_psnr"]
+    assert r["speedup"] > 0
+
+
+def test_per_step_psnr_matches_the_snapshots(house64):
+    task = make_task("denoise", house64, 25, seed=0)
+    cfg = RunConfig(width=16, depth=3, iterations=12, every=5, lr=0.01, padding="zeros", sn_method="power")
+    snaps = run_to_end(task, RunConfig(**{**cfg.to_dict(), "measure_every_step": True, "device": "cpu"}))
+    steps = dict(p for s in snaps for p in s.step_psnrs)
+    assert sorted(steps) == list(range(1, 13))
+    for s in snaps:
+        assert steps[s.iter] == pytest.approx(s.psnr, abs=1e-4)
+
+
+def test_moving_average_is_trailing():
+    ma = time_to_quality.moving_average([1.0, 2.0, 3.0, 4.0], 2)
+    assert ma == [None, 1.5, 2.5, 3.5]
+
+
+@pytest.mark.skipif(not winograd_available(), reason="NNPACK not available on this CPU")
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_winograd_conv_matches_direct(padding):
+    torch.manual_seed(0)
+    for c_in, c_out, h, w in [(32, 16, 8, 8), (5, 3, 13, 7)]:
+        direct = LipschitzConv2d(c_in, c_out, 3, lipschitz=1.0, padding_mode=padding, sn_method="svd")
+        fast = LipschitzConv2d(c_in, c_out, 3, lipschitz=1.0, padding_mode=padding, sn_method="svd")
+        fast.load_state_dict(direct.state_dict())
+        fast.conv_algo = "winograd"
+        x1 = torch.randn(1, c_in, h, w, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_()
+        g = torch.randn(1, c_out, h, w)
+        assert fast.uses_winograd(x2) and not direct.uses_winograd(x1)
+        y1, y2 = direct(x1), fast(x2)
+        y1.backward(g)
+        y2.backward(g)
+        for a, b in ((y2, y1), (x2.grad, x1.grad), (fast.weight.grad, direct.weight.grad)):
+            assert float((a - b).detach().norm() / b.norm()) < 1e-4
+        assert torch.allclose(fast.bias.grad, direct.bias.grad)
+
+
+def test_winograd_falls_back_where_it_does_not_apply():
+    conv = LipschitzConv2d(4, 4, 3, lipschitz=0.0)
+    conv.conv_algo = "winograd"
+    x = torch.randn(1, 4, 6, 6)
+    assert not conv.uses_winograd(x.double())  # fp64
+    assert not conv.uses_winograd(x.to(memory_format=torch.channels_last).expand(1, 4, 6, 6)[:, :, :, ::2])
+    assert torch.allclose(
+        conv.double()(x.double()),
+        torch.nn.functional.conv2d(
+            torch.nn.functional.pad(x.double(), (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias
+        ),
+    )
+
+
+def test_graph_capture_step():
+    assert graph_start(RunConfig()) is None  # off unless asked
+    assert graph_start(RunConfig(cuda_graph=True, sn_method="power", lipschitz=1.4)) == 101  # after the warm-up
+    assert graph_start(RunConfig(cuda_graph=True, lipschitz=0.0)) == 4
+    assert graph_start(RunConfig(cuda_graph=True, sn_method="svd", lipschitz=1.4)) is None  # SVD syncs
+    assert graph_start(RunConfig(cuda_graph=True, reg_noise_std=0.03)) is None  # fresh noise per step
+    assert graph_start(RunConfig(cuda_graph=True, backtrack=True)) is None  # host sync per step
