@@ -30,6 +30,7 @@ import torch
 
 from dip_core import metrics
 from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
+from dip_core.errors import InputError
 
 from .common import (
     StepClock,
@@ -335,9 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         variants = parse_variants(args.variants)
     except ValueError as err:
         p.error(str(err))
-    result = benchmark(
-        args.size, args.steps, args.device, args.chunk, args.warmup, configs, args.image, args.ref_steps, variants
-    )
+    try:
+        result = benchmark(
+            args.size, args.steps, args.device, args.chunk, args.warmup, configs, args.image, args.ref_steps, variants
+        )
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(result) if args.json else table(result))
     return 0
 

@@ -29,15 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
+from dip_core.errors import InputError
 
 from .common import StepClock, denoise_task, machine, pick_device, sync
 from .reference import ReferenceRun
@@ -188,6 +189,7 @@ def benchmark(
     curves: bool = False,
     overrides: dict | None = None,
     merge: list[str] | None = None,
+    partial: str | None = None,
 ) -> dict:
     """Run the lanes interleaved and return the result dict (see the module docstring)."""
     dev = pick_device(device)
@@ -223,6 +225,12 @@ def benchmark(
             for lane in made:
                 if not lane.done:
                     lane.advance()
+            if partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
+                snapshot = {"size": size, "sigma": sigma, "seed": seed, "machine": machine(dev), "partial": True}
+                snapshot["lanes"] = {lane.name: summarise(lane, target, window) for lane in made}
+                snapshot["curves"] = {lane.name: [round(v, 3) for v in lane.psnr] for lane in made}
+                snapshot["step_seconds"] = {lane.name: [round(v, 4) for v in lane.seconds] for lane in made}
+                Path(partial).write_text(json.dumps(snapshot))
     finally:
         for lane in made:
             lane.close()
@@ -325,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", help="image instead of House")
     p.add_argument("--curves", action="store_true", help="include per-step PSNR and step times in the JSON")
     p.add_argument("--merge", nargs="+", help="add the lanes of earlier --json --curves outputs")
+    p.add_argument("--partial", help="rewrite this JSON file after every round (curves so far)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
@@ -335,7 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in (("width", args.width), ("lr", args.lr)) if v is not None}
-    result = benchmark(
+    try:
+        result = run_benchmark(args, lanes, overrides)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if args.json else table(result))
+    return 0
+
+
+def run_benchmark(args: argparse.Namespace, lanes: tuple[str, ...], overrides: dict) -> dict:
+    return benchmark(
         size=args.size,
         sigma=args.sigma,
         seed=args.seed,
@@ -355,9 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         curves=args.curves,
         overrides=overrides,
         merge=args.merge,
+        partial=args.partial,
     )
-    print(json.dumps(result) if args.json else table(result))
-    return 0 if all(math.isfinite(v) for s in result["lanes"].values() for v in [s["total_s"]]) else 1
 
 
 if __name__ == "__main__":
