@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dip_core.io import load_image
 
@@ -32,3 +33,12 @@ def house64(house) -> np.ndarray:
     from dip_core.io import resize_max_side
 
     return resize_max_side(house, 64)[0]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

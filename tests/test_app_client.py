@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -20,13 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 TINY = dict(max_side=32, width=8, lr=0.01)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from demo import events, exports, plots
@@ -25,13 +24,7 @@ from dip_core.io import save_png
 TINY = dict(max_side=32, width=8, lr=0.01)  # a run of a few seconds on 2 cores
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
