@@ -73,6 +73,41 @@ class Lane:
     def close(self) -> None:
         pass
 
+    # -- checkpoints (--checkpoint DIR): a killed run resumes where it stopped, with identical results
+    def modules(self) -> tuple[torch.nn.Module, torch.optim.Optimizer] | None:
+        return None
+
+    def save(self, folder: Path) -> None:
+        mods = self.modules()
+        if mods is None:
+            return
+        net, opt = mods
+        updates = [getattr(m, "_updates", None) for m in net.modules()]
+        data = {"psnr": self.psnr, "seconds": self.seconds, "net": net.state_dict(), "opt": opt.state_dict()}
+        data.update(updates=updates, key=self.key())
+        tmp = folder / f"{self.name}.pt.tmp"
+        torch.save(data, tmp)
+        tmp.replace(folder / f"{self.name}.pt")
+
+    def restore(self, folder: Path) -> bool:
+        path, mods = folder / f"{self.name}.pt", self.modules()
+        if mods is None or not path.exists():
+            return False
+        data = torch.load(path, weights_only=False)
+        if data["key"] != self.key():
+            return False
+        net, opt = mods
+        net.load_state_dict(data["net"])
+        opt.load_state_dict(data["opt"])
+        for m, n in zip(net.modules(), data["updates"]):
+            if n is not None:
+                m._updates = n
+        self.psnr, self.seconds = data["psnr"], data["seconds"]
+        return True
+
+    def key(self) -> str:
+        return json.dumps(self.config if isinstance(self.config, dict) else self.config.to_dict(), sort_keys=True)
+
 
 class ReferenceLane(Lane):
     def __init__(self, name: str, task, lipschitz: float, budget: int, chunk: int, device: torch.device) -> None:
@@ -88,6 +123,53 @@ class ReferenceLane(Lane):
             values = self.ref.step()  # ends with a host copy: synchronous
             self.seconds.append(time.perf_counter() - t)
             self.psnr.append(values["psnr"])
+
+    def modules(self):
+        return self.ref.net, self.ref.optimizer
+
+
+class LoopLane(Lane):
+    """``engine.run``'s training step and per-step measurements, written out so that a lane can resume.
+
+    Same calls in the same order as ``run`` with ``measure_every_step`` (build, forward, loss, Adam, then
+    ratio, FBC and PSNR on the device); no snapshots. tests/test_benchmarks.py checks that its PSNR curve is
+    the one ``run`` reports. Used with ``--checkpoint`` (CPU); CUDA graphs are ``run``'s alone.
+    """
+
+    def __init__(self, name: str, task, config: RunConfig, budget: int, chunk: int, device: torch.device) -> None:
+        super().__init__()
+        from dip_core import metrics
+        from dip_core.engine import build
+
+        self.name, self.budget, self.chunk, self.device, self.task = name, budget, chunk, device, task
+        self.config = replace(config, measure_every_step=True).validate()
+        self.state = build(task, self.config)
+        self.metrics = metrics
+        self.ref_dtype = torch.float64 if device.type == "cpu" else torch.float32
+        self.fbc = metrics.FrequencyBandMeter(task.observation[0].to(self.ref_dtype))
+
+    def advance(self) -> None:
+        from dip_core.engine import forward
+
+        st, task, m = self.state, self.task, self.metrics
+        for _ in range(min(self.chunk, self.budget - len(self.psnr))):
+            sync(self.device)
+            t = time.perf_counter()
+            st.optimizer.zero_grad(set_to_none=True)
+            out = forward(st, self.config)
+            task.loss(out).backward()
+            st.optimizer.step()
+            with torch.no_grad():
+                result = task.finish(out.detach())
+                m.ratio_t(m.grayscale_t(result[0].to(self.ref_dtype)))
+                self.fbc(out.detach()[0].to(self.ref_dtype))
+                psnr = m.psnr_t(result, task.clean)
+            sync(self.device)
+            self.seconds.append(time.perf_counter() - t)
+            self.psnr.append(float(psnr))
+
+    def modules(self):
+        return self.state.net, self.state.optimizer
 
 
 class EngineLane(Lane):
@@ -190,6 +272,7 @@ def benchmark(
     overrides: dict | None = None,
     merge: list[str] | None = None,
     partial: str | None = None,
+    checkpoint: str | None = None,
 ) -> dict:
     """Run the lanes interleaved and return the result dict (see the module docstring)."""
     dev = pick_device(device)
@@ -201,6 +284,11 @@ def benchmark(
     def task():
         return denoise_task(size, sigma, seed, image)
 
+    def engine_lane(name: str, cfg: RunConfig, budget: int) -> Lane:
+        if checkpoint:
+            return LoopLane(name, task(), cfg, budget, chunk, dev)
+        return EngineLane(name, task(), cfg, budget, dev)
+
     made: list[Lane] = []
     for lane in lanes:
         if lane == "reference_vanilla":
@@ -208,23 +296,31 @@ def benchmark(
         elif lane == "reference_controlled":
             made.append(ReferenceLane(lane, task(), 1.4, ref_controlled_steps, chunk, dev))
         elif lane == "preset":
-            made.append(EngineLane(lane, task(), base, steps, dev))
+            made.append(engine_lane(lane, base, steps))
         elif lane == "preset_vanilla":
-            made.append(EngineLane(lane, task(), replace(base, lipschitz=0.0), long_steps or steps, dev))
+            made.append(engine_lane(lane, replace(base, lipschitz=0.0), long_steps or steps))
         elif lane == "preset_controlled":
             cfg = replace(base, lipschitz=controlled_lipschitz)
-            made.append(EngineLane(lane, task(), cfg, long_steps or steps, dev))
+            made.append(engine_lane(lane, cfg, long_steps or steps))
         elif lane == "same_controlled":
             cfg = replace(base, width=128, depth=5, lr=1e-3, lipschitz=1.4, upsample="bilinear", gaussian_sigma=None)
-            made.append(EngineLane(lane, task(), cfg, ref_controlled_steps, dev))
+            made.append(engine_lane(lane, cfg, ref_controlled_steps))
         else:
             raise ValueError(f"unknown lane {lane!r}")
+    folder = Path(checkpoint) if checkpoint else None
+    if folder:
+        folder.mkdir(parents=True, exist_ok=True)
+        for lane in made:
+            if lane.restore(folder):
+                print(f"{lane.name}: resumed at step {len(lane.psnr)}", file=sys.stderr)
     started = time.perf_counter()
     try:
         while not all(lane.done for lane in made):
             for lane in made:
                 if not lane.done:
                     lane.advance()
+                    if folder:
+                        lane.save(folder)
             if partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
                 snapshot = {"size": size, "sigma": sigma, "seed": seed, "machine": machine(dev), "partial": True}
                 snapshot["lanes"] = {lane.name: summarise(lane, target, window) for lane in made}
@@ -334,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curves", action="store_true", help="include per-step PSNR and step times in the JSON")
     p.add_argument("--merge", nargs="+", help="add the lanes of earlier --json --curves outputs")
     p.add_argument("--partial", help="rewrite this JSON file after every round (curves so far)")
+    p.add_argument("--checkpoint", help="folder: save every lane after each chunk and resume from it (CPU)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
@@ -375,6 +472,7 @@ def run_benchmark(args: argparse.Namespace, lanes: tuple[str, ...], overrides: d
         overrides=overrides,
         merge=args.merge,
         partial=args.partial,
+        checkpoint=args.checkpoint,
     )
 
 

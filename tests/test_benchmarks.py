@@ -127,3 +127,23 @@ def test_graph_capture_step():
     assert graph_start(RunConfig(cuda_graph=True, sn_method="svd", lipschitz=1.4)) is None  # SVD syncs
     assert graph_start(RunConfig(cuda_graph=True, reg_noise_std=0.03)) is None  # fresh noise per step
     assert graph_start(RunConfig(cuda_graph=True, backtrack=True)) is None  # host sync per step
+
+
+def test_resumable_loop_lane_follows_engine_run(house64, tmp_path):
+    """The --checkpoint lanes (written-out loop) give run()'s PSNR curve, also across a resume."""
+    from dataclasses import replace
+
+    from dip_core.engine import preset
+
+    cfg = preset("cpu", width=16, depth=3, lr=0.01, lipschitz=1.4, iterations=12, every=4, device="cpu")
+    snaps = run_to_end(make_task("denoise", house64, 25, seed=0), replace(cfg, measure_every_step=True))
+    expected = [p for s in snaps for _, p in s.step_psnrs]
+    dev = torch.device("cpu")
+    lane = time_to_quality.LoopLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, 4, dev)
+    lane.advance()
+    lane.save(tmp_path)
+    resumed = time_to_quality.LoopLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, 4, dev)
+    assert resumed.restore(tmp_path) and len(resumed.psnr) == 4
+    while not resumed.done:
+        resumed.advance()
+    assert resumed.psnr == pytest.approx(expected, abs=1e-5)
