@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ray-address", default=None, help="a Ray cluster (implies --ray)")
     p.add_argument("--cpus-per-run", type=int, default=1)
     p.add_argument("--gpus-per-run", type=float, default=0)
+    p.add_argument("--cuda-graph", action="store_true", help="replay each step as a captured CUDA graph (CUDA only)")
     p.add_argument("--note", default=None, help="a line for the report (e.g. where --report-only curves came from)")
     p.add_argument(
         "--report-only", action="store_true", help="rebuild report.md and plots from the .jsonl curves in --out"
@@ -297,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         ).items()
         if v is not None
     }
+    if args.cuda_graph:
+        overrides["cuda_graph"] = True
     base = preset(args.preset, device=args.device, measure_every_step=True, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

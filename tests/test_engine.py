@@ -107,6 +107,19 @@ def test_crop_maps_back_to_the_image_size():
     assert forward(state, config).shape == (1, 3, 37, 53)
 
 
+@pytest.mark.parametrize("shape", [(16, 16, 3), (17, 40, 1), (32, 32, 3)])
+def test_reflection_padding_runs_on_the_smallest_images(shape):
+    """The paper's network (depth 5, reflection padding) on images down to the minimum side: the coarsest
+    grid is kept at ≥ 2×2 pixels, since reflection needs more than one."""
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    task = make_task("denoise", img, 25)
+    cfg = preset("paper", device="cpu", width=8, iterations=2, every=1)
+    state = build(task, cfg)
+    assert min(state.z.shape[-2:]) >= 2
+    snaps = run_to_end(task, cfg)
+    assert snaps[-1].image.shape == shape and math.isfinite(snaps[-1].loss)
+
+
 def test_auto_stop_fires_and_reports_its_iteration(house64):
     task = make_task("denoise", house64, 25)
     snaps = run_to_end(task, small(iterations=400, every=50, auto_stop="relative"))
