@@ -17,10 +17,10 @@ from demo.ui import build_demo, launch_options
 QUEUE_SIZE = 16  # requests waiting beyond this are refused ("queue full")
 
 
-def make_app() -> gr.Blocks:
-    """The app with its queue configured (one run at a time; Stop and the small events run beside it)."""
+def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The app with its queue configured (one run at a time, ``queue_size`` waiting; Stop runs beside it)."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
-    return build_demo().queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return build_demo().queue(max_size=queue_size, default_concurrency_limit=1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 
 GIF_SIDE = 192  # each panel of the animation is scaled to this height
 CONFIG_KEYS = ("task", "level", "observed", "compare", "max_side")
+DOWNLOAD_TTL_S = 3600  # a run's download folder is deleted this long after it was written
 
 
 def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
@@ -61,9 +65,39 @@ def log_rows(lab: LabRun) -> list[dict]:
     return rows
 
 
+def gradio_temp_dir() -> Path:
+    """Gradio's temp folder (``GRADIO_TEMP_DIR``, else <system temp>/gradio), where uploads and outputs live."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def download_root() -> Path:
+    """The folder under Gradio's temp folder that holds one sub-folder per run's downloads."""
+    return gradio_temp_dir() / "spectral-bias-lab"
+
+
+def purge_old_downloads(max_age: float = DOWNLOAD_TTL_S) -> int:
+    """Delete the run folders under ``download_root()`` older than ``max_age`` seconds; returns how many."""
+    root, now, removed = download_root(), time.time(), 0
+    if not root.is_dir():
+        return 0
+    for sub in root.iterdir():
+        try:
+            if sub.is_dir() and not sub.is_symlink() and now - sub.stat().st_mtime > max_age:
+                shutil.rmtree(sub, ignore_errors=True)
+                removed += 1
+        except OSError:  # another worker removed it meanwhile
+            continue
+    return removed
+
+
 def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
-    """Write every download of a finished (or stopped) run into ``folder`` (a new temp folder by default)."""
-    out = Path(folder or tempfile.mkdtemp(prefix="spectral-bias-lab-"))
+    """Write every download of a finished (or stopped) run into ``folder``; by default a new folder under
+    ``download_root()`` (Gradio's temp folder), after deleting the run folders older than DOWNLOAD_TTL_S."""
+    if folder is None:
+        purge_old_downloads()
+        download_root().mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix="run-", dir=download_root())
+    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, t in lab.tracks.items():

@@ -10,6 +10,7 @@ from dip_core.tasks import DEFAULT_LEVELS, SR_FACTORS
 
 from . import events
 from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
+from .exports import DOWNLOAD_TTL_S
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS
 
 TASK_CHOICES = [
@@ -70,7 +71,9 @@ def image_input(**kwargs) -> gr.Image:
 
 def build_demo() -> gr.Blocks:
     """The whole app (``app.make_app`` adds the queue settings; then ``.launch(**launch_options())``)."""
-    with gr.Blocks(title="Spectral Bias Lab") as demo:
+    # delete_cache: every 10 minutes Gradio deletes the uploads and outputs it cached over an hour ago (and all
+    # of them when the app shuts down)
+    with gr.Blocks(title="Spectral Bias Lab", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(HEADER, elem_id="header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=330):

@@ -317,14 +317,17 @@ def run(
     def ratio_of(result: torch.Tensor) -> torch.Tensor:
         return metrics.ratio_t(metrics.grayscale_t(result[0].to(ref_dtype)))
 
+    def in_observation_space(x: torch.Tensor) -> torch.Tensor:
+        """A x (masked for inpainting): what FBC compares with the observation y."""
+        observed = task.operator(x)
+        return observed * task.mask if task.mask is not None else observed
+
     def measure(t: int, out: torch.Tensor, loss: torch.Tensor) -> Snapshot:
         nonlocal best_psnr, best_iter
         with torch.no_grad():
             shown = average if average is not None else out
             result = task.finish(shown)
-            observed = task.operator(shown)
-            if task.mask is not None:
-                observed = observed * task.mask
+            observed = in_observation_space(shown)
             scalars = [loss.detach().float(), ratio_of(result).float()]
             vectors = [fbc_obs(observed[0].to(ref_dtype)).float()]
             if task.clean is not None:
@@ -402,7 +405,7 @@ def run(
                 result = task.finish(average if average is not None else out)
                 state.ratios.append((t, ratio_of(result)))
                 if config.measure_every_step:
-                    fbc_obs(out[0].to(ref_dtype))
+                    fbc_obs(in_observation_space(out)[0].to(ref_dtype))
                     if task.clean is not None:
                         state.psnrs.append((t, metrics.psnr_t(result, task.clean)))
         fired = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,7 @@ pytestmark = [
     ),
 ]
 playwright = pytest.importorskip("playwright.sync_api")
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark.append(pytest.mark.usefixtures("one_torch_thread"))
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +98,23 @@ def test_stop_in_the_browser_keeps_the_result(page):
     page.locator("#stop").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Stopped at iteration \d+"), timeout=30_000)
     expect(page.locator("#downloads")).to_contain_text(re.compile(r"result\s*\.png"))
+
+
+def test_closing_the_tab_mid_run_stops_the_run(page):
+    """A visitor who closes the tab mid-run: the server-side run ends (Gradio cancels it on disconnect)."""
+    from demo.session import STOPS
+
+    expect = playwright.expect
+    tab = page.context.new_page()
+    tab.goto(page.url, wait_until="networkidle")
+    tab.get_by_text("Run settings").click()
+    set_number(tab, "iterations", 5000)
+    set_number(tab, "width", 8)
+    tab.locator("#run").click()
+    expect(tab.locator("#status textarea")).to_have_value(re.compile(r"^iteration \d+ / 5000"), timeout=60_000)
+    assert STOPS.active() == 1
+    tab.close()
+    deadline = time.monotonic() + 30
+    while STOPS.active() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert STOPS.active() == 0, "the run went on after its tab was closed"

@@ -87,7 +87,7 @@ def test_every_task_runs_at_any_size(name, level, shape):
     rng = np.random.default_rng(0)
     img = rng.random(shape).astype(np.float32)
     task = make_task(name, img, level)
-    snaps = run_to_end(task, small(iterations=6, every=3, upsample="gaussian", lipschitz=1.4))
+    snaps = run_to_end(task, small(iterations=6, every=3, upsample="gaussian", lipschitz=1.4, measure_every_step=True))
     h, w = task.out_size
     assert snaps[-1].image.shape == (h, w, shape[2])
     assert all(math.isfinite(s.loss) for s in snaps)

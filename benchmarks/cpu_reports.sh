@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The CPU reproduction reports in benchmarks/reports/*_cpu: the paper's network and numerics (reflection
+# padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
+# (one process and one torch thread each). About 40 minutes on 2 cores.
+#   DATA=../shared/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: all five tasks
+# DATA is the paper's benchmark data (see README, Data).
+set -eu
+DATA=${DATA:?set DATA to the benchmark data folder}
+PY=${PYTHON:-python3}
+OUT=${OUT:-benchmarks/reports}
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+common=(--preset paper --width 32 --lr 0.002 --every 10 --device cpu)
+
+pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then one report over both
+  local name=$1 images=$2
+  shift 2
+  local out="$OUT/$name"
+  mkdir -p "$out"
+  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --variants vanilla --out "$out" &
+  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --variants controlled --out "$out"
+  wait
+  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --out "$out" --report-only \
+    --note "CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
+}
+
+tasks=("$@")
+[ ${#tasks[@]} -eq 0 ] && tasks=(denoise jpeg inpaint sr enhance)
+for t in "${tasks[@]}"; do
+  case $t in
+    denoise)
+      stage=$(mktemp -d)
+      cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/
+      pair denoise_cpu "$stage" --task denoise --size 96 --iters 3000 --lipschitz 1.4
+      rm -rf "$stage" ;;
+    jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 ;;
+    inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 ;;
+    sr) pair sr_x4_cpu "$DATA/super_resolution/zebra_GT.png" --task sr --level 4 --size 128 --iters 2000 --lipschitz 1.4 ;;
+    enhance) pair enhance_cpu "$DATA/enhancement/tulips.png" --task enhance --size 128 --iters 100 --every 2 --lipschitz 1.0 ;;
+    *) echo "unknown task $t" >&2; exit 2 ;;
+  esac
+done
