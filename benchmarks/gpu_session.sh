@@ -1,29 +1,67 @@
 #!/usr/bin/env bash
-# One GPU session (device tool): CUDA correctness + step times, then the paper's full denoising setting
-# (width 128, 10,000 steps, σ = 25) on Peppers, F16 (512²) and House (256²), runs in parallel, each
-# capped by REPRO_SECONDS; partial curves still come back and benchmarks.reproduce --report-only reads them.
-# Usage (on the GPU machine): IMAGES=.gpu_data bash benchmarks/gpu_session.sh   (writes under $OUT)
+# One GPU session (device tool), everything inside DEADLINE seconds: (1) the CUDA-graph step against the eager
+# one (same curve? how much faster?), (2) the step benchmark at 512² with a graph variant, (3) the CPU-vs-CUDA
+# curve check, (4) the paper's full denoising setting (width 128, 10,000 steps, vanilla and λ = 1.4, all in
+# parallel) on REPRO_IMAGES from .gpu_data until the deadline. Everything lands in $OUT/session.tgz plus a log.
+#   OUT=DIR bash benchmarks/gpu_session.sh                 # on the GPU machine, repository root
+#   SMOKE=1 OUT=DIR bash benchmarks/gpu_session.sh         # the same flow on CPU at toy sizes
 set -u
 export PYTHONUNBUFFERED=1
-IMAGES=${IMAGES:-.gpu_data}
-REPRO_SECONDS=${REPRO_SECONDS:-420}
-nvidia-smi -L
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
-mkdir -p "$OUT/rep"
-timeout 120 python3 -m benchmarks.cuda_check --size 512 --out "$OUT/cuda_check.json" || echo "cuda_check FAILED rc=$?"
-common=(--task denoise --preset cuda --iters 10000 --every 50 --device cuda --out "$OUT/rep")
-pids=()
-for img in image_Peppers512rgb image_F16_512rgb image_House256rgb; do
+DEADLINE=${DEADLINE:-540}
+T0=$SECONDS
+W="$OUT/work"
+mkdir -p "$W/rep"
+LOG="$OUT/session.log"
+left() { echo $((DEADLINE - (SECONDS - T0))); }
+log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
+part() {  # part NAME LIMIT CMD...
+  local name=$1 limit=$2 rc=0
+  shift 2
+  [ "$limit" -gt "$(left)" ] && limit=$(left)
+  log "start $name (limit ${limit}s): $*"
+  timeout "$limit" "$@" >"$W/$name.json" 2>"$W/$name.err" || rc=$?
+  log "end $name rc=$rc"
+  tail -c 1500 "$W/$name.json" | tee -a "$LOG"
+  echo | tee -a "$LOG"
+  [ "$rc" -ne 0 ] && tail -n 15 "$W/$name.err" | tee -a "$LOG"
+}
+
+if [ "${SMOKE:-0}" = 1 ]; then
+  DEV=cpu; GC=(--size 32 --steps 30); STEP=(--size 64 --steps 4 --chunk 2 --warmup 1 --ref-steps 2)
+  CURVES=(--device cpu --numerics cpu --size 64 --steps 40 --mean-tol 100 --peak-tol 100); REP=(--iters 60 --every 10 --size 64)
+  GRAPH=""
+else
+  DEV=cuda; GC=(--size 256 --steps 400); STEP=(--size 512 --steps 200 --chunk 20 --warmup 110 --ref-steps 10)
+  CURVES=(--device cuda --size 128 --steps 300); REP=(--iters 10000 --every 50)
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$LOG"
+  python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$LOG"
+fi
+
+if [ "$DEV" = cuda ]; then
+  part graph_check 100 python3 -m benchmarks.graph_check --json "${GC[@]}"
+  GRAPH=""
+  grep -q '"ok": true' "$W/graph_check.json" && GRAPH="--cuda-graph"
+  log "reproduction uses: ${GRAPH:-eager}"
+fi
+part step512 150 python3 -m benchmarks.step --device "$DEV" --json "${STEP[@]}" --variants "graph:cuda_graph=1"
+
+part curves 150 python3 -m benchmarks.device_curves --json "${CURVES[@]}"
+
+# then the paper's full denoising setting on the images in REPRO_IMAGES, vanilla and λ = 1.4, all in parallel
+common=(--task denoise --preset cuda --device "$DEV" --lipschitz 1.4 "${REP[@]}" $GRAPH)
+lim=$(($(left) - 25))
+log "runs on ${REPRO_IMAGES:=image_F16_512rgb}, limit ${lim}s"
+for img in $REPRO_IMAGES; do
   for v in vanilla controlled; do
-    timeout "$REPRO_SECONDS" python3 -m benchmarks.reproduce "${common[@]}" --images "$IMAGES/$img.png" \
-      --lipschitz 1.4 --variants "$v" > "$OUT/rep/log_${img}_$v.txt" 2>&1 &
-    pids+=($!)
+    timeout "$lim" python3 -m benchmarks.reproduce "${common[@]}" --images ".gpu_data/$img.png" --variants "$v" \
+      --out "$W/rep" >"$W/rep/log_${img}_$v.txt" 2>&1 &
   done
 done
-timeout "$REPRO_SECONDS" python3 -m benchmarks.reproduce "${common[@]}" --images "$IMAGES/image_House256rgb.png" \
-  --lipschitz 1.8 --gaussian-sigma 0.5 --variants controlled > "$OUT/rep/log_house_gauss.txt" 2>&1 &
-pids+=($!)
-for p in "${pids[@]}"; do wait "$p"; done
-nvidia-smi --query-gpu=name,memory.used --format=csv
-tail -n 3 "$OUT"/rep/log_*.txt
-cd "$OUT" && tar czf rep.tgz rep && rm -rf rep && ls -la "$OUT"
+wait
+log "F16 runs ended"
+tail -n 4 "$W"/rep/log_*.txt | tee -a "$LOG"
+python3 -m benchmarks.reproduce "${common[@]}" --images .gpu_data --out "$W/rep" --report-only >>"$LOG" 2>&1
+grep -A 6 "^| image" "$W/rep/report.md" | head -n 8 | tee -a "$LOG"
+nvidia-smi --query-gpu=name,memory.used --format=csv >>"$LOG" 2>&1
+(cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
+log "done"

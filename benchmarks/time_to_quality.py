@@ -7,8 +7,10 @@ chunks in one process so that machine drift hits all of them alike; each lane's 
 own steps (its measurements and snapshots included, its construction not):
 
 - ``reference_vanilla``: the authors' configuration (128 ch, reflection padding, lr 1e-3, fp32), λ = 0,
-  with their numpy measurements every step (benchmarks/reference.py). Gives ``reference_s_to_30db``.
+  with their numpy measurements every step (benchmarks/reference.py).
 - ``reference_controlled``: the same with λ = 1.4 and exact SVD every step. Gives ``reference_peak_psnr``.
+  ``reference_s_to_30db`` is the earlier of the two reference lanes to reach the target (vanilla DIP's
+  smoothed PSNR on House 256² peaks just below 30 dB; ``reference_lane_to_target`` says which).
 - ``preset``: ``dip_core.engine.run`` with the CPU/CUDA preset the app and the CLI use (λ from
   ``--preset-lipschitz``), measuring PSNR/ratio/FBC on the device every step. Gives ``preset_s_to_30db``
   and ``preset_peak_psnr``.
@@ -345,9 +347,13 @@ def benchmark(
             lane.config = {**old["lanes"][name]["config"], "merged_from": f"{path} ({old['machine']['date']})"}
             summary[name] = summarise(lane, target, window)
             curves_of[name], seconds_of[name] = values, old["step_seconds"][name]
-    ref = summary.get("reference_vanilla", {})
     ref_c = summary.get("reference_controlled", {})
     pre = summary.get("preset", {})
+    # the reference's time to the target: its first lane to get there (vanilla DIP's smoothed PSNR may
+    # peak just below 30 dB on House, the controlled one's passes it)
+    reached = [n for n in ("reference_vanilla", "reference_controlled") if summary.get(n, {}).get("s_to_target")]
+    ref_lane = min(reached, key=lambda n: summary[n]["s_to_target"]) if reached else "reference_vanilla"
+    ref = summary.get(ref_lane, {})
     result = {
         "reference_s_to_30db": ref.get("s_to_target"),
         "preset_s_to_30db": pre.get("s_to_target"),
@@ -355,6 +361,7 @@ def benchmark(
         "preset_peak_psnr": pre.get("peak_psnr"),
         "reference_peak_psnr": ref_c.get("peak_psnr"),
         # extras
+        "reference_lane_to_target": ref_lane if reached else None,
         "projected_speedup": _ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target")),
         "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"]),
         "size": size,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import GaussianUpsample, LipschitzConv2d, MeanOnlyBatchNorm
+from .layers import GaussianUpsample, LipschitzConv2d, MeanOnlyBatchNorm, paper_init_
 
 #: The code's per-stage Gaussian σ, coarse to fine, for 5 upsampling stages.
 PAPER_GAUSSIAN_SIGMAS = (0.1, 0.1, 0.1, 0.5, 0.5)
@@ -104,7 +104,9 @@ class Decoder(nn.Module):
         for i in range(depth):
             up = GaussianUpsample(width, sigmas[i]) if upsample == "gaussian" else Upsample2x(upsample)
             blocks += [up, ConvBlock(width, width, lams[2 + 2 * i : 4 + 2 * i], **conv_kw)]
-        blocks += [nn.Conv2d(width, out_channels, 1), nn.Sigmoid()]
+        head = nn.Conv2d(width, out_channels, 1)
+        paper_init_(head.weight)
+        blocks += [head, nn.Sigmoid()]
         self.body = nn.Sequential(*blocks)
 
     @property
