@@ -93,7 +93,7 @@ def load_test(
         after = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
         t1 = time.perf_counter()
         try:
-            final = after.predict(image=handle_file(image), api_name="/run", **{**run_args, "iterations": 5})
+            final = after.predict(image=handle_file(image), api_name="/run", **{**run_args, "iterations": 10})
             responsive, after_status = str(final[6]).startswith("Done"), final[6]
         except (AppError, OSError) as err:
             responsive, after_status = False, str(err)
