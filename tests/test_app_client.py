@@ -11,6 +11,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import wait_for
 
 from demo.session import STOPS
 from dip_core.io import save_png
@@ -46,14 +47,6 @@ def tiny_png(tmp_path_factory, house64) -> str:
     save_png(house64[:32, :32], path)
     return str(path)
 
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_api_parameters_have_defaults(client):

@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from helpers import wait_for
 
 from benchmarks import load
 from demo import events, exports
@@ -32,14 +33,6 @@ def app_url():
 def client_for(url: str, tmp_path: Path) -> Client:
     return Client(url, verbose=False, download_files=str(tmp_path))
 
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_eight_clients_at_once_all_complete():
