@@ -107,10 +107,8 @@ def test_closing_the_tab_mid_run_stops_the_run(page):
     expect = playwright.expect
     tab = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     tab.goto(page.url, wait_until="networkidle")
-    tab.get_by_text("Run settings").click()
-    set_number(tab, "iterations", 5000)  # minutes at the default width: it cannot simply finish meanwhile
-    tab.locator("#run").click()
-    expect(tab.locator("#status textarea")).to_have_value(re.compile(r"^iteration \d+ / 5000"), timeout=60_000)
+    tab.locator("#run").click()  # the default run takes minutes on CPU: it cannot simply finish meanwhile
+    expect(tab.locator("#status textarea")).to_have_value(re.compile(r"^iteration \d+ / \d+"), timeout=60_000)
     assert STOPS.active() == 1
     tab.close()
     closed = time.monotonic()
