@@ -10,6 +10,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/reports}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 common=(--preset paper --width 32 --lr 0.002 --every 10 --device cpu)
+NOTE="CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
 
 pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then one report over both
   local name=$1 images=$2
@@ -20,7 +21,7 @@ pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then o
   "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --variants controlled --out "$out"
   wait
   "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --out "$out" --report-only \
-    --note "CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
+    --note "$NOTE"
 }
 
 tasks=("$@")
@@ -31,6 +32,11 @@ for t in "${tasks[@]}"; do
       stage=$(mktemp -d)
       cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/
       pair denoise_cpu "$stage" --task denoise --size 96 --iters 3000 --lipschitz 1.4
+      # the paper's second control: Gaussian upsampling (σ 0.5, λ 1.8 as the authors' README pairs them)
+      "$PY" -m benchmarks.reproduce "${common[@]}" --images "$stage" --task denoise --size 96 --iters 3000 \
+        --lipschitz 1.8 --gaussian-sigma 0.5 --variants controlled --out "$OUT/denoise_cpu"
+      "$PY" -m benchmarks.reproduce "${common[@]}" --images "$stage" --task denoise --size 96 --iters 3000 \
+        --lipschitz 1.4 --out "$OUT/denoise_cpu" --report-only --note "$NOTE"
       rm -rf "$stage" ;;
     jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 ;;
     inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 ;;
