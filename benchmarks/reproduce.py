@@ -176,6 +176,19 @@ def claims(rows: list[dict], iterations: int) -> list[str]:
     return lines
 
 
+def claims_summary(claim_lines: list[str]) -> list[str]:
+    """One table row per (config, claim): how many images and seeds it held on, e.g. ``2 / 3``."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for line in claim_lines:
+        _image, _seed, config, claim, result, _detail = (c.strip() for c in line.strip("| ").split(" | "))
+        held = counts.setdefault((config, claim), [0, 0])
+        held[0] += result == "held"
+        held[1] += 1
+    out = ["| config | claim | held |", "|---|---|---|"]
+    out += [f"| {config} | {claim} | {h} / {n} |" for (config, claim), (h, n) in counts.items()]
+    return out
+
+
 def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
     """Summaries recomputed from the streamed curves (e.g. after a run was cut off); partial runs included."""
     rows = []
@@ -213,7 +226,7 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         f"- setting: size ≤ {args.size or 'native'} px, width {config.width}, depth {config.depth}, "
         f"lr {config.lr}, {config.iterations} iterations, padding {config.padding}, σ by {config.sn_method}, "
         f"precision {config.precision}, level {args.level if args.level is not None else 'default'}, "
-        f"{args.seeds} seed(s); "
+        f"seed(s) {', '.join(str(s) for s in sorted({r['seed'] for r in rows})) or '—'}; "
         + ("sum of run times" if args.report_only else "total wall time")
         + f" {wall / 60:.1f} min",
         *([f"- note: {args.note}"] if args.note else []),
@@ -253,7 +266,10 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         lines.append(f"| {r['image']} | {r['seed']} | {r['config']} | {peak} | {end} |")
     lines += ["", "## The paper's claims, checked per image", ""]
     lines += ["| image | seed | config | claim | result | detail |", "|---|---|---|---|---|---|"]
-    lines += claims(rows, config.iterations)
+    claim_lines = claims(rows, config.iterations)
+    lines += claim_lines
+    lines += ["", "## Claims summary (held / checked, over images and seeds)", ""]
+    lines += claims_summary(claim_lines)
     lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in sorted(out.glob("*.png")))]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ def test_tiny_reproduction_writes_report_curves_and_plots(tmp_path):
     report = (out / "report.md").read_text()
     assert "| house256 | 0 | vanilla |" in report and "| house256 | 0 | lam1.4 |" in report
     assert "## The paper's claims, checked per image" in report
+    assert re.search(r"\| lam1\.4 \| controlled peak ≥ vanilla peak − 0\.5 dB \| [01] / 1 \|", report)
     curve = [json.loads(x) for x in (out / "house256__vanilla__s0.jsonl").read_text().splitlines()]
     assert [c["iter"] for c in curve] == [1, 4, 8, 12]
     assert [t for c in curve for t, _ in c["step_ratios"]] == list(range(1, 13))
@@ -84,3 +86,15 @@ def test_variants():
     names = [v.name for v in reproduce.variants("denoise", [1.4, 2.0], [0.5])]
     assert names == ["vanilla", "lam1.4_gauss0.5", "lam2_gauss0.5"]
     assert [v.lipschitz for v in reproduce.variants("inpaint", None, None)] == [0.0, 1.6]
+
+
+def test_claims_summary_counts_held_per_config_and_claim():
+    lines = [
+        "| a | 0 | lam1 | controlled ends within 0.3 dB of its peak | held | drop 0.10 dB |",
+        "| b | 0 | lam1 | controlled ends within 0.3 dB of its peak | NOT held | drop 0.90 dB |",
+        "| b | 1 | lam1 | controlled ends within 0.3 dB of its peak | held | drop 0.20 dB |",
+        "| a | 0 | lam2 | controlled ends within 0.3 dB of its peak | NOT held | drop 2.00 dB |",
+    ]
+    table = reproduce.claims_summary(lines)
+    assert "| lam1 | controlled ends within 0.3 dB of its peak | 2 / 3 |" in table
+    assert "| lam2 | controlled ends within 0.3 dB of its peak | 0 / 1 |" in table
