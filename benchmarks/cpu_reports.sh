@@ -25,6 +25,7 @@ pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then o
     --note "$NOTE"
 }
 
+# jpeg and inpaint: the authors' λ for the task, and λ = 1.0, the value denoise_tune chose at this scale
 tasks=("$@")
 [ ${#tasks[@]} -eq 0 ] && tasks=(denoise_tune denoise jpeg inpaint sr enhance)
 for t in "${tasks[@]}"; do
@@ -61,8 +62,8 @@ for t in "${tasks[@]}"; do
       wait
       run --lipschitz 1.0 1.4 --report-only --note "$NOTE"
       rm -rf "$stage" ;;
-    jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 ;;
-    inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 ;;
+    jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 1.0 ;;
+    inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 1.0 ;;
     sr) pair sr_x4_cpu "$DATA/super_resolution/zebra_GT.png" --task sr --level 4 --size 128 --iters 2000 --lipschitz 1.4 ;;
     enhance) pair enhance_cpu "$DATA/enhancement/tulips.png" --task enhance --size 128 --iters 100 --every 2 --lipschitz 1.0 ;;
     *) echo "unknown task $t" >&2; exit 2 ;;

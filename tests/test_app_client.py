@@ -48,7 +48,6 @@ def tiny_png(tmp_path_factory, house64) -> str:
     return str(path)
 
 
-
 def test_api_parameters_have_defaults(client):
     api = client.view_api(return_format="dict", print_info=False)
     params = {p["parameter_name"]: p for p in api["named_endpoints"]["/run"]["parameters"]}

@@ -34,7 +34,6 @@ def client_for(url: str, tmp_path: Path) -> Client:
     return Client(url, verbose=False, download_files=str(tmp_path))
 
 
-
 def test_eight_clients_at_once_all_complete():
     r = load.load_test(clients=8, queue_size=16, iterations=15)
     assert r["error"] == 0, r["errors_seen"]
