@@ -69,6 +69,7 @@ def test_summary_of_a_decaying_and_a_flat_curve():
     assert s["peak_iter"] == pytest.approx(300, abs=20)
     assert s["drop"] == pytest.approx(s["peak_psnr"] - s["end_psnr"]) and s["drop"] > 6
     assert s["stop_paper_iter"] is None
+    assert s["near_peak_iter"] == pytest.approx(265, abs=20)  # first within 0.3 dB of the (smoothed) peak
 
 
 def test_stop_rules_on_recorded_ratios():
