@@ -229,8 +229,8 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         f"lr {config.lr}, {config.iterations} iterations, padding {config.padding}, σ by {config.sn_method}, "
         f"precision {config.precision}, level {args.level if args.level is not None else 'default'}, "
         f"seed(s) {', '.join(str(s) for s in sorted({r['seed'] for r in rows})) or '—'}; "
-        + ("sum of run times" if args.report_only else "total wall time")
-        + f" {wall / 60:.1f} min",
+        + f"sum of run times {sum(r['seconds'] for r in rows) / 60:.1f} min"
+        + ("" if args.report_only else f" (this invocation's wall time {wall / 60:.1f} min)"),
         *([f"- note: {args.note}"] if args.note else []),
         "- PSNR is smoothed over ~50 steps (centred moving average of the snapshots) before taking peak and"
         " end; `raw peak` is the best single snapshot. Stops: `paper` = the authors' rule (window 100, ε = 0.01"
