@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU reproduction reports in benchmarks/reports/*_cpu: the paper's network and numerics (reflection
 # padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
-# (one process and one torch thread each). About 2½ hours on 2 cores.
+# (one process and one torch thread each). About 2 hours on 2 cores.
 #   DATA=../shared/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
 # DATA is the paper's benchmark data (see README, Data). Runs already in OUT/<report>/results.jsonl are
 # skipped, so delete a report folder (or set OUT to an empty one) to redo it.
