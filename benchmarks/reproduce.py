@@ -132,8 +132,8 @@ def fmt(v, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def claims(rows: list[dict], iterations: int) -> list[str]:
-    """The paper's claims (issue: reproduce), checked on every image; each line says held / not."""
+def claims(rows: list[dict], iterations: int) -> list[tuple[str, int, str, str, bool, str]]:
+    """The paper's claims (issue: reproduce), checked on every image: (image, seed, config, claim, held, detail)."""
     lines = []
     by_image: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:
@@ -173,19 +173,17 @@ def claims(rows: list[dict], iterations: int) -> list[str]:
                     f"controlled end {sum(c['fbc_at_end'][3:]) / 2:.2f}",
                 ),
             ]
-            for text, held, detail in checks:
-                lines.append(f"| {image} | {seed} | {name} | {text} | {'held' if held else 'NOT held'} | {detail} |")
+            lines += [(image, seed, name, text, bool(held), detail) for text, held, detail in checks]
     return lines
 
 
-def claims_summary(claim_lines: list[str]) -> list[str]:
+def claims_summary(checked: list[tuple[str, int, str, str, bool, str]]) -> list[str]:
     """One table row per (config, claim): how many images and seeds it held on, e.g. ``2 / 3``."""
     counts: dict[tuple[str, str], list[int]] = {}
-    for line in claim_lines:
-        _image, _seed, config, claim, result, _detail = (c.strip() for c in line.strip("| ").split(" | "))
-        held = counts.setdefault((config, claim), [0, 0])
-        held[0] += result == "held"
-        held[1] += 1
+    for _image, _seed, config, claim, held, _detail in checked:
+        c = counts.setdefault((config, claim), [0, 0])
+        c[0] += held
+        c[1] += 1
     out = ["| config | claim | held |", "|---|---|---|"]
     out += [f"| {config} | {claim} | {h} / {n} |" for (config, claim), (h, n) in counts.items()]
     return out
@@ -268,10 +266,13 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         lines.append(f"| {r['image']} | {r['seed']} | {r['config']} | {peak} | {end} |")
     lines += ["", "## The paper's claims, checked per image", ""]
     lines += ["| image | seed | config | claim | result | detail |", "|---|---|---|---|---|---|"]
-    claim_lines = claims(rows, config.iterations)
-    lines += claim_lines
+    checked = claims(rows, config.iterations)
+    lines += [
+        f"| {image} | {seed} | {name} | {text} | {'held' if held else 'NOT held'} | {detail} |"
+        for image, seed, name, text, held, detail in checked
+    ]
     lines += ["", "## Claims summary (held / checked, over images and seeds)", ""]
-    lines += claims_summary(claim_lines)
+    lines += claims_summary(checked)
     lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in sorted(out.glob("*.png")))]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 

@@ -91,10 +91,10 @@ def test_variants():
 
 def test_claims_summary_counts_held_per_config_and_claim():
     lines = [
-        "| a | 0 | lam1 | controlled ends within 0.3 dB of its peak | held | drop 0.10 dB |",
-        "| b | 0 | lam1 | controlled ends within 0.3 dB of its peak | NOT held | drop 0.90 dB |",
-        "| b | 1 | lam1 | controlled ends within 0.3 dB of its peak | held | drop 0.20 dB |",
-        "| a | 0 | lam2 | controlled ends within 0.3 dB of its peak | NOT held | drop 2.00 dB |",
+        ("a", 0, "lam1", "controlled ends within 0.3 dB of its peak", True, "drop 0.10 dB"),
+        ("b", 0, "lam1", "controlled ends within 0.3 dB of its peak", False, "drop 0.90 dB"),
+        ("b", 1, "lam1", "controlled ends within 0.3 dB of its peak", True, "drop 0.20 dB"),
+        ("a", 0, "lam2", "controlled ends within 0.3 dB of its peak", False, "drop 2.00 dB"),
     ]
     table = reproduce.claims_summary(lines)
     assert "| lam1 | controlled ends within 0.3 dB of its peak | 2 / 3 |" in table
