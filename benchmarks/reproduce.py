@@ -213,7 +213,9 @@ def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
     return sorted(rows, key=lambda r: (r["image"], r["seed"], order.get(r["config"], 1), r["config"]))
 
 
-def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], out: Path, wall: float) -> None:
+def write_report(
+    args: argparse.Namespace, config: RunConfig, rows: list[dict], out: Path, wall: float | None = None
+) -> None:
     """report.md: setting, per-run table, averages over images, and the claims check."""
     device = rows[0]["device"] if rows else "?"
     lines = [
@@ -228,7 +230,7 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
         f"precision {config.precision}, level {args.level if args.level is not None else 'default'}, "
         f"seed(s) {', '.join(str(s) for s in sorted({r['seed'] for r in rows})) or '—'}; "
         + f"sum of run times {sum(r['seconds'] for r in rows) / 60:.1f} min"
-        + ("" if args.report_only else f" (this invocation's wall time {wall / 60:.1f} min)"),
+        + ("" if wall is None else f" (this invocation's wall time {wall / 60:.1f} min)"),
         *([f"- note: {args.note}"] if args.note else []),
         "- PSNR is smoothed over ~50 steps (centred moving average of the snapshots) before taking peak and"
         " end; `raw peak` is the best single snapshot. Stops: `paper` = the authors' rule (window 100, ε = 0.01"
@@ -242,7 +244,7 @@ def write_report(args: argparse.Namespace, config: RunConfig, rows: list[dict], 
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['seed']} | {r['config']} | {fmt(r['peak_psnr'])} | {r['peak_iter']} | "
-            f"{fmt(r['raw_peak_psnr'])} | {fmt(r.get('near_peak_iter'))} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
+            f"{fmt(r['raw_peak_psnr'])} | {fmt(r['near_peak_iter'])} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
             f"{fmt(r['stop_paper_iter'])} / {fmt(r['stop_paper_psnr'])} | "
             f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} | {r['seconds']:.0f} | "
             f"{r.get('completed_iters', config.iterations)} |"
@@ -324,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         rows = rows_from_logs(out, base)
-        write_report(args, base, rows, out, sum(r["seconds"] for r in rows))
+        write_report(args, base, rows, out)
         print(f"report: {out / 'report.md'} ({len(rows)} runs)")
         return 0
     specs = [
