@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU reproduction reports in benchmarks/reports/*_cpu: the paper's network and numerics (reflection
 # padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
-# (one process and one torch thread each). About 2 hours on 2 cores.
+# (one process and one torch thread each). About 2 h 15 min on 2 cores.
 #   DATA=../shared/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
 # DATA is the paper's benchmark data (see README, Data). Runs already in OUT/<report>/results.jsonl are
 # skipped, so delete a report folder (or set OUT to an empty one) to redo it.
@@ -27,7 +27,7 @@ pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then o
 
 # jpeg and inpaint: the authors' λ for the task, and λ = 1.0, the value denoise_tune chose at this scale
 tasks=("$@")
-[ ${#tasks[@]} -eq 0 ] && tasks=(denoise_tune denoise denoise_budget jpeg inpaint sr enhance)
+[ ${#tasks[@]} -eq 0 ] && tasks=(denoise_tune denoise denoise_budget denoise_app jpeg inpaint sr enhance)
 for t in "${tasks[@]}"; do
   case $t in
     denoise_tune)
@@ -80,6 +80,18 @@ for t in "${tasks[@]}"; do
       wait
       run --images "$stage"/all --lipschitz 1.4 1.0 --report-only \
         --note "${NOTE/lr 0.002/lr 0.001 and 10,000 steps as in the paper}"
+      rm -rf "$stage" ;;
+    denoise_app)
+      # the app's CPU defaults (cpu preset: zero padding, power iteration, Winograd; width 24, lr 0.007,
+      # 128 px, 2000 steps): what a user of the demo sees, vanilla beside λ 1.4 (the app's default) and 1.0
+      stage=$(mktemp -d)
+      cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/
+      app=(--task denoise --preset cpu --width 24 --lr 0.007 --size 128 --iters 2000 --every 10 --device cpu
+        --images "$stage" --lipschitz 1.4 1.0 --out "$OUT/denoise_app_scale_cpu")
+      "$PY" -m benchmarks.reproduce "${app[@]}" --variants vanilla &
+      "$PY" -m benchmarks.reproduce "${app[@]}" --variants controlled
+      wait
+      "$PY" -m benchmarks.reproduce "${app[@]}" --report-only --note "the app's CPU defaults (cpu preset: zero padding, power iteration, Winograd; width 24, lr 0.007, 128 px, 2000 steps); two processes, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
       rm -rf "$stage" ;;
     jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 1.0 ;;
     inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 1.0 ;;

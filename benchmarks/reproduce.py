@@ -22,7 +22,7 @@ import torch
 
 from dip_core import preset
 from dip_core.engine import PAPER_LIPSCHITZ, RunConfig
-from dip_core.stopping import first_stop
+from dip_core.stopping import first_discrepancy_stop, first_stop
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
 
@@ -66,15 +66,26 @@ def psnr_at(iters: list[int], psnrs: np.ndarray, t: int | None) -> float | None:
     return float(psnrs[min(idx, len(psnrs) - 1)])
 
 
+def discrepancy_stop(records: list[dict]) -> int | None:
+    """Where our discrepancy rule fires on a curve's per-step losses (denoising curves carry the threshold in
+    their first record; None for other tasks and for curves recorded before the rule existed)."""
+    energy = records[0].get("noise_energy")
+    losses = [tuple(v) for rec in records for v in rec.get("step_losses", [])]
+    return first_discrepancy_stop(losses, energy) if energy and losses else None
+
+
 def summarise_curve(records: list[dict], ratios: list[tuple[int, float]], iterations: int, every: int) -> dict:
     """Peak, end, drop, stops and FBC at peak/end of one run (PSNR smoothed over ~50 steps)."""
     iters = [r["iter"] for r in records]
     out = {"fbc_at_end": records[-1]["fbc"], "seconds": records[-1]["seconds"]}
+    out["has_discrepancy"] = bool(records[0].get("noise_energy")) and "step_losses" in records[0]
+    stops = {rule: stop_iteration(ratios, rule, iterations) for rule in ("paper", "relative")}
+    stops["discrepancy"] = discrepancy_stop(records)
     if any(r["psnr"] is None for r in records):  # no ground truth (enhancement): FBC and stops only
         out.update(peak_psnr=None, peak_iter=None, raw_peak_psnr=None, end_psnr=None, drop=None, near_peak_iter=None)
         out["fbc_at_peak"] = records[-1]["fbc"]
-        for rule in ("paper", "relative"):
-            out[f"stop_{rule}_iter"] = stop_iteration(ratios, rule, iterations)
+        for rule, t in stops.items():
+            out[f"stop_{rule}_iter"] = t
             out[f"stop_{rule}_psnr"] = None
         return out
     raw = np.array([r["psnr"] for r in records])
@@ -91,8 +102,7 @@ def summarise_curve(records: list[dict], ratios: list[tuple[int, float]], iterat
         # the earliest a stop could come and still be within 0.3 dB of the peak
         near_peak_iter=iters[int(np.argmax(smooth >= smooth[peak_i] - 0.3))],
     )
-    for rule in ("paper", "relative"):
-        t = stop_iteration(ratios, rule, iterations)
+    for rule, t in stops.items():
         out[f"stop_{rule}_iter"] = t
         out[f"stop_{rule}_psnr"] = psnr_at(iters, smooth, t)
     return out
@@ -132,6 +142,25 @@ def fmt(v, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+STOP_CLAIMS = (
+    ("paper", "paper auto-stop fires within 0.3 dB of the controlled peak and saves ≥ 25 %"),
+    ("relative", "our relative auto-stop (budget-aware) fires within 0.3 dB of the peak and saves ≥ 25 %"),
+    ("discrepancy", "our discrepancy auto-stop (denoising, known σ) fires within 0.3 dB of the peak and saves ≥ 25 %"),
+)
+
+
+def has_stop(row: dict, rule: str) -> bool:
+    """Whether a run can be judged on ``rule``: the discrepancy rule needs a denoising curve with per-step losses."""
+    return rule != "discrepancy" or bool(row.get("has_discrepancy"))
+
+
+def stop_claim(c: dict, rule: str, text: str, iterations: int) -> tuple[str, bool, str]:
+    """The stop claim for one controlled run: fired, within 0.3 dB of its (smoothed) peak, ≥ 25 % saved."""
+    t, at = c[f"stop_{rule}_iter"], c[f"stop_{rule}_psnr"]
+    held = t is not None and at >= c["peak_psnr"] - 0.3 and t <= 0.75 * iterations
+    return text, held, "never fired" if t is None else f"iter {t}, {at:.2f} dB"
+
+
 def claims(rows: list[dict], iterations: int) -> list[tuple[str, int, str, str, bool, str]]:
     """The paper's claims (issue: reproduce), checked on every image: (image, seed, config, claim, held, detail)."""
     lines = []
@@ -143,8 +172,6 @@ def claims(rows: list[dict], iterations: int) -> list[tuple[str, int, str, str, 
         for name, c in cfgs.items():
             if name == "vanilla" or v is None or v["peak_psnr"] is None:
                 continue
-            stop = c["stop_paper_iter"]
-            stop_rel = c["stop_relative_iter"]
             checks = [
                 ("vanilla ends ≥ 3 dB below its peak", v["drop"] >= 3.0, f"drop {v['drop']:.2f} dB"),
                 ("controlled ends within 0.3 dB of its peak", c["drop"] <= 0.3, f"drop {c['drop']:.2f} dB"),
@@ -153,18 +180,7 @@ def claims(rows: list[dict], iterations: int) -> list[tuple[str, int, str, str, 
                     c["peak_psnr"] >= v["peak_psnr"] - 0.5,
                     f"{c['peak_psnr']:.2f} vs {v['peak_psnr']:.2f} dB",
                 ),
-                (
-                    "paper auto-stop fires within 0.3 dB of the controlled peak and saves ≥ 25 %",
-                    stop is not None and c["stop_paper_psnr"] >= c["peak_psnr"] - 0.3 and stop <= 0.75 * iterations,
-                    "never fired" if stop is None else f"iter {stop}, {c['stop_paper_psnr']:.2f} dB",
-                ),
-                (
-                    "our relative auto-stop (budget-aware) fires within 0.3 dB of the peak and saves ≥ 25 %",
-                    stop_rel is not None
-                    and c["stop_relative_psnr"] >= c["peak_psnr"] - 0.3
-                    and stop_rel <= 0.75 * iterations,
-                    "never fired" if stop_rel is None else f"iter {stop_rel}, {c['stop_relative_psnr']:.2f} dB",
-                ),
+                *(stop_claim(c, rule, text, iterations) for rule, text in STOP_CLAIMS if has_stop(c, rule)),
                 (
                     "FBC bands 4-5 higher at vanilla's end than at its peak; controlled keeps them lower",
                     sum(v["fbc_at_end"][3:]) > sum(v["fbc_at_peak"][3:]) + 0.05
@@ -218,6 +234,7 @@ def write_report(
 ) -> None:
     """report.md: setting, per-run table, averages over images, and the claims check."""
     device = rows[0]["device"] if rows else "?"
+    discrepancy = any(r.get("has_discrepancy") for r in rows)
     lines = [
         f"# Reproduction report: {args.task}",
         "",
@@ -235,18 +252,34 @@ def write_report(
         "- PSNR is smoothed over ~50 steps (centred moving average of the snapshots) before taking peak and"
         " end; `raw peak` is the best single snapshot. Stops: `paper` = the authors' rule (window 100, ε = 0.01"
         " absolute); `relative` = ours (window = iterations/20, |m1 − m2|/m2 < 0.01), evaluated on the same"
-        " per-step ratios. PSNR at a stop is the smoothed PSNR at the first snapshot at or after it.",
+        " per-step ratios"
+        + (
+            "; `discrepancy` = ours for denoising (the loss averaged over 50 steps ≤ the clipped noise energy"
+            " E[(clip(x + n) − x)²] at the stated σ), on the per-step losses"
+            if discrepancy
+            else ""
+        )
+        + ". PSNR at a stop is the smoothed PSNR at the first snapshot at or after it.",
         "",
         "| image | seed | config | peak PSNR | peak iter | raw peak | within 0.3 dB of peak from | end PSNR | drop |"
-        " paper stop (iter / PSNR) | relative stop (iter / PSNR) | seconds | iterations done |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " paper stop (iter / PSNR) | relative stop (iter / PSNR) |"
+        + (" discrepancy stop (iter / PSNR) |" if discrepancy else "")
+        + " seconds | iterations done |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if discrepancy else "") + "---|---|",
     ]
     for r in rows:
+        disc = (
+            ""
+            if not discrepancy
+            else f" {fmt(r['stop_discrepancy_iter'])} / {fmt(r['stop_discrepancy_psnr'])} |"
+            if r.get("has_discrepancy")
+            else " n/a |"
+        )
         lines.append(
             f"| {r['image']} | {r['seed']} | {r['config']} | {fmt(r['peak_psnr'])} | {r['peak_iter']} | "
             f"{fmt(r['raw_peak_psnr'])} | {fmt(r['near_peak_iter'])} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
             f"{fmt(r['stop_paper_iter'])} / {fmt(r['stop_paper_psnr'])} | "
-            f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} | {r['seconds']:.0f} | "
+            f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} |{disc} {r['seconds']:.0f} | "
             f"{r.get('completed_iters', config.iterations)} |"
         )
     lines += ["", "## Averages over images and seeds", "", "| config | peak PSNR | end PSNR | drop | seconds |"]
@@ -353,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{row['key']}: best {fmt(row['best_psnr'])} @ {row['best_iter']}, final {fmt(row['final_psnr'])}, "
             f"paper stop {row['stop_paper_iter']}, relative stop {row['stop_relative_iter']}, "
+            f"discrepancy stop {row['stop_discrepancy_iter']}, "
             f"{row['seconds']:.0f} s",
             flush=True,
         )

@@ -13,7 +13,7 @@ from dip_core import PAPER_LIPSCHITZ, InputError, RunConfig, Task, make_task, ob
 from dip_core.engine import MAX_ITERATIONS
 from dip_core.io import load_image
 from dip_core.nets import UPSAMPLE_MODES
-from dip_core.stopping import STOP_RULES
+from dip_core.stopping import STOP_RULES, noise_sigma
 from dip_core.tasks import TASKS, check_level
 
 from .settings import LIMITS, VANILLA, Limits
@@ -125,6 +125,8 @@ def parse_request(
     iterations = number("iterations", iterations, 1, min(limits.iterations_cap, MAX_ITERATIONS), integer=True)
     seed = number("seed", seed, 0, 2**31 - 1, integer=True)
     auto_stop = choice("auto_stop", auto_stop, STOP_RULES)
+    if auto_stop == "discrepancy":
+        noise_sigma(task, level)  # a one-line error unless the task is denoising at a known σ > 0
     compare, observed = flag("compare", compare), flag("observed", observed)
     max_side = number("max_side", limits.max_side if max_side is None else max_side, 16, limits.max_side_cap, True)
     width = number("width", limits.width if width is None else width, 4, limits.width_cap, integer=True)

@@ -15,7 +15,12 @@ CPU_DEMO_OVERRIDES = dict(width=24, lr=0.007)
 #: Compare mode's reference network: the original DIP.
 VANILLA = dict(lipschitz=0.0, upsample="bilinear")
 UPSAMPLE_LABELS = {"bilinear": "bilinear", "nearest": "nearest", "gaussian": "Gaussian"}
-AUTO_STOP_LABELS = {"off": "off", "paper": "paper's rule", "relative": "relative (ours, for short budgets)"}
+AUTO_STOP_LABELS = {
+    "off": "off",
+    "paper": "paper's rule",
+    "relative": "relative (ours, for short budgets)",
+    "discrepancy": "noise level (ours, denoising)",
+}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ so far; the status line gives each run's drop from it (−).
 band 5 = highest, 1 = all of it). Low bands are fitted first (spectral bias); in vanilla DIP the high bands
 (mostly noise) rise later, in the controlled network they stay low.
 
-**Blur / sharpness ratio** of the output: when it stops changing, the automatic stop fires (dashed line).
+**Blur / sharpness ratio** of the output: when it stops changing, the paper's automatic stop fires (dashed
+line); *relative* is our variant for short budgets. For denoising, *noise level* (ours) stops instead when the
+fit's error, averaged over 50 steps, falls to what the noise alone leaves (σ² less clipping): after that, all
+there is left to fit is the noise.
 
 **Spectrum ratio**: per frequency (centre = lowest), |F(output)| / |F(observation)| clipped to 1; the dotted
 circles are the five FBC bands. Bright means fitted."""

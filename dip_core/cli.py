@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=float)
     r.add_argument("--iters", type=int)
     r.add_argument("--every", type=int)
-    r.add_argument("--auto-stop", nargs="?", const="paper", choices=("paper", "relative"))
+    r.add_argument(
+        "--auto-stop",
+        nargs="?",
+        const="paper",
+        choices=("paper", "relative", "discrepancy"),
+        help="paper: the authors' rule; relative: ours for short budgets; discrepancy: ours, denoising (needs σ)",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-side", type=int, default=None, help="downscale larger images to this side")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -71,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-ray", action="store_true", help="run sequentially in this process")
     w.add_argument("--cpus-per-run", type=int, default=1)
     w.add_argument("--gpus-per-run", type=float, default=0)
-    w.add_argument("--stop-rule", default="paper", choices=("paper", "relative"))
+    w.add_argument("--stop-rule", default="paper", choices=("paper", "relative", "discrepancy"))
     return p
 
 

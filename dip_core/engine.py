@@ -16,7 +16,7 @@ from . import metrics
 from .errors import InputError
 from .layers import CONV_ALGOS, POWER_WARMUP_STEPS, LipschitzConv2d
 from .nets import UPSAMPLE_MODES, Decoder, fourier_input
-from .stopping import STOP_RULES, RatioWindowStop
+from .stopping import STOP_RULES, DiscrepancyStop, RatioWindowStop, stop_for
 from .tasks import Task, to_image
 
 #: The λ the paper uses per task for the controlled network (SR: not stated; 1.4 as for denoising).
@@ -44,7 +44,7 @@ class RunConfig:
     power_iters: int = 2
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass)
     channels_last: bool = False
-    auto_stop: str = "off"  # off | paper | relative (ours)
+    auto_stop: str = "off"  # off | paper | relative (ours) | discrepancy (ours, denoising)
     reg_noise_std: float = 0.0  # original DIP trick: z + N(0, std²) each step
     ema: float = 0.0  # original DIP trick: exponential moving average of outputs (0 = off)
     backtrack: bool = False  # original DIP trick: restore a copy of the weights when the loss jumps
@@ -173,7 +173,9 @@ class Snapshot:
     step_psnrs: list[tuple[int, float]] = field(default_factory=list)  # (t, PSNR_t) likewise, with
     # ``measure_every_step`` and a known clean image
     step_ratios: list[tuple[int, float]] = field(default_factory=list)  # (t, r_t) of every step since
-    # the previous snapshot, when the ratio is measured each step (auto-stop or measure_every_step)
+    # the previous snapshot, when the ratio is measured each step (a ratio auto-stop or measure_every_step)
+    step_losses: list[tuple[int, float]] = field(default_factory=list)  # (t, loss_t) likewise (the
+    # discrepancy auto-stop or measure_every_step)
 
     def record(self) -> dict:
         """The JSON-ready log line (no image)."""
@@ -192,6 +194,7 @@ class RunState:
     device: torch.device
     ratios: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, r_t) not yet fetched
     psnrs: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, PSNR_t) not yet fetched
+    losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (t, loss_t) not yet fetched
 
 
 def build(task: Task, config: RunConfig) -> RunState:
@@ -298,9 +301,10 @@ def run(
     True (the final snapshot then holds the image reached). No host sync happens between snapshots
     unless backtracking is on.
     """
+    stopper = stop_for(config.validate().auto_stop, config.iterations, task)
+    by_ratio, by_loss = isinstance(stopper, RatioWindowStop), isinstance(stopper, DiscrepancyStop)
     state = build(task, config)
     net, device = state.net, state.device
-    stopper = RatioWindowStop.for_rule(config.auto_stop, config.iterations)
     ref_dtype = torch.float64 if device.type == "cpu" else torch.float32
     fbc_obs = metrics.FrequencyBandMeter(task.observation[0].to(ref_dtype))
     fbc_clean = metrics.FrequencyBandMeter(task.clean[0].to(ref_dtype)) if task.clean is not None else None
@@ -312,6 +316,7 @@ def run(
     last_good: Snapshot | None = None
     step_ratios: list[tuple[int, float]] = []
     step_psnrs: list[tuple[int, float]] = []
+    step_losses: list[tuple[int, float]] = []
     start = time.perf_counter()
 
     def ratio_of(result: torch.Tensor) -> torch.Tensor:
@@ -400,7 +405,9 @@ def run(
         out = out.detach()
         if config.ema > 0:
             average = out.clone() if average is None else average.mul_(config.ema).add_(out, alpha=1 - config.ema)
-        if stopper is not None or config.measure_every_step:
+        if by_loss or config.measure_every_step:
+            state.losses.append((t, loss.detach().clone()))  # a copy: a CUDA graph reuses its loss tensor
+        if by_ratio or config.measure_every_step:
             with torch.no_grad():
                 result = task.finish(average if average is not None else out)
                 state.ratios.append((t, ratio_of(result)))
@@ -422,7 +429,15 @@ def run(
             state.ratios.clear()
             for i, r in zip(steps, values):
                 step_ratios.append((i, r))
-                if stopper is not None and fired is None and stopper.update(i, r):
+                if by_ratio and fired is None and stopper.update(i, r):
+                    fired = i
+        if state.losses and (due or len(state.losses) >= 256):
+            values = torch.stack([v for _, v in state.losses]).float().cpu().tolist()
+            steps = [i for i, _ in state.losses]
+            state.losses.clear()
+            for i, v in zip(steps, values):
+                step_losses.append((i, v))
+                if by_loss and fired is None and stopper.update(i, v):
                     fired = i
         if due or fired:
             snap = measure(t, out, loss)
@@ -436,6 +451,7 @@ def run(
             last_good = snap
             snap.step_ratios, step_ratios = step_ratios, []
             snap.step_psnrs, step_psnrs = step_psnrs, []
+            snap.step_losses, step_losses = step_losses, []
             if fired is not None:
                 snap.stopped, snap.stop_iter, snap.done = True, fired, True
             snap.done = snap.done or last or user_stop

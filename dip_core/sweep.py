@@ -17,7 +17,7 @@ from pathlib import Path
 from .engine import PRESETS, RunConfig, preset, run
 from .errors import InputError
 from .io import load_image, resize_max_side
-from .stopping import first_stop
+from .stopping import clipped_noise_energy, first_discrepancy_stop, first_stop
 from .tasks import make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -110,7 +110,7 @@ def config_of(spec: RunSpec) -> RunConfig:
             "upsample": spec.upsample,
             "gaussian_sigma": spec.gaussian_sigma,
             "seed": spec.seed,
-            "measure_every_step": True,  # per-step ratios: any stopping rule can be evaluated afterwards
+            "measure_every_step": True,  # per-step ratios and losses: any stopping rule can be evaluated afterwards
         },
     )
 
@@ -126,14 +126,22 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     if spec.max_side and max(img.shape[:2]) > spec.max_side:
         img = resize_max_side(img, spec.max_side)[0]
     task = make_task(spec.task, img, spec.level, seed=spec.seed)
-    records, ratios = [], []
+    records, ratios, losses = [], [], []
+    # the discrepancy rule's threshold (denoising only), kept in the curve so a report can evaluate it later
+    energy = (
+        clipped_noise_energy(task.observation, task.level / 255) if task.name == "denoise" and task.level > 0 else None
+    )
     log = open(Path(curve_dir) / f"{spec.key}.jsonl", "w") if curve_dir else None
     try:
         for snap in run(task, config):
             rec = snap.record()
+            if not records and energy is not None:
+                rec["noise_energy"] = energy
             rec["step_ratios"] = snap.step_ratios
+            rec["step_losses"] = snap.step_losses
             records.append(rec)
             ratios += snap.step_ratios
+            losses += snap.step_losses
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -148,8 +156,11 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     row["final_psnr"] = psnrs[-1][1] if psnrs else None
     best = max(psnrs, key=lambda x: x[1]) if psnrs else None
     row["best_psnr"], row["best_iter"] = (best[1], best[0]) if best else (None, None)
-    for rule in ("paper", "relative"):
-        t = first_stop(ratios, rule, config.iterations)
+    for rule in ("paper", "relative", "discrepancy"):
+        if rule == "discrepancy":
+            t = first_discrepancy_stop(losses, energy) if energy else None
+        else:
+            t = first_stop(ratios, rule, config.iterations)
         at = next((p for i, p in psnrs if i >= t), None) if t is not None else None
         row[f"stop_{rule}_iter"] = t
         row[f"stop_{rule}_psnr"] = at
