@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,6 +56,8 @@ def run_all(**kwargs) -> list[tuple]:
         (dict(upsample="bicubic"), "upsample"),
         (dict(gaussian_sigma="wide"), "gaussian_sigma"),
         (dict(auto_stop="soon"), "auto_stop"),
+        (dict(task="jpeg", auto_stop="discrepancy"), "needs a known noise level"),
+        (dict(level=0, auto_stop="discrepancy"), "needs a known noise level"),
         (dict(compare="maybe"), "compare"),
         (dict(max_side=10**6), "max_side"),
         (dict(width=10**4), "width"),
@@ -173,6 +176,14 @@ def test_every_task_runs(tiny_png, task):
     outs = run_all(image=tiny_png, task=task, iterations=3, compare=False)
     assert outs[-1][6].startswith("Done")
     assert outs[-1][4].data  # curves drawn
+
+
+def test_noise_level_auto_stop_ends_a_denoising_run_near_its_best(tiny_png):
+    outs = run_all(image=tiny_png, iterations=1500, auto_stop="discrepancy", compare=False)
+    status = outs[-1][6]
+    stop, done = (int(x) for x in re.search(r"auto-stop at iteration (\d+), (\d+) iterations", status).groups())
+    assert stop <= done < 1500
+    assert float(re.search(r"best [\d.]+ at \d+, −([\d.]+)\)", status).group(1)) <= 0.5  # dB below its best
 
 
 def test_stop_keeps_the_result(tiny_png):

@@ -59,6 +59,19 @@ def test_run_writes_all_outputs(tmp_path, image64):
     assert np.asarray(Image.open(out / "result.png")).shape == (64, 64, 3)
 
 
+def test_discrepancy_auto_stop_ends_a_denoising_run_early(tmp_path, image64):
+    out = tmp_path / "d"
+    args = ["--width", "16", "--lr", "0.01", "--iters", "600", "--every", "25", "--device", "cpu"]
+    res = cli(
+        "run", "--task", "denoise", "--image", str(image64), "--out", str(out), "--auto-stop", "discrepancy", *args
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["auto_stop"] == "discrepancy" and summary["stopped_early"]
+    assert summary["stop_iter"] <= summary["iterations"] < 600
+    assert summary["final_psnr"] >= summary["best_psnr"] - 0.5
+
+
 def test_observed_run_has_null_psnr(tmp_path, image64):
     out = tmp_path / "o"
     res = cli("run", "--task", "sr", "--level", "2", "--observed", "--image", str(image64), "--out", str(out), *FAST)
@@ -102,6 +115,7 @@ def test_inpaint_with_mask_file(tmp_path, image64):
         (["--task", "denoise", "--image", "{img}", "--iters", "0"], "iterations"),
         (["--task", "denoise", "--image", "{img}", "--device", "cuda"], "cuda"),
         (["--task", "inpaint", "--image", "{img}", "--mask", "{tiny}"], "must match"),
+        (["--task", "jpeg", "--image", "{img}", "--auto-stop", "discrepancy"], "needs a known noise level"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, image64, args, match):

@@ -46,6 +46,9 @@ def test_tiny_reproduction_writes_report_curves_and_plots(tmp_path):
     curve = [json.loads(x) for x in (out / "house256__vanilla__s0.jsonl").read_text().splitlines()]
     assert [c["iter"] for c in curve] == [1, 4, 8, 12]
     assert [t for c in curve for t, _ in c["step_ratios"]] == list(range(1, 13))
+    assert [t for c in curve for t, _ in c["step_losses"]] == list(range(1, 13))
+    assert 0.9 * (25 / 255) ** 2 < curve[0]["noise_energy"] < (25 / 255) ** 2  # denoising: the discrepancy threshold
+    assert "discrepancy stop (iter / PSNR)" in report and "our discrepancy auto-stop" in report
     assert (out / "house256__s0.png").stat().st_size > 10_000
     before = report
     (out / "report.md").unlink()
@@ -99,3 +102,18 @@ def test_claims_summary_counts_held_per_config_and_claim():
     table = reproduce.claims_summary(lines)
     assert "| lam1 | controlled ends within 0.3 dB of its peak | 2 / 3 |" in table
     assert "| lam2 | controlled ends within 0.3 dB of its peak | 0 / 1 |" in table
+
+
+def test_discrepancy_stop_is_judged_only_where_it_applies():
+    t = list(range(1, 301))
+    records = [
+        {"iter": i, "psnr": 20 + i / 100, "fbc": [0.5] * 5, "seconds": i / 10, "step_losses": [[i, 2.0 - i / 100]]}
+        for i in t
+    ]
+    records[0]["noise_energy"] = 1.0
+    s = reproduce.summarise_curve(records, [], 300, 1)
+    assert s["has_discrepancy"] and s["stop_discrepancy_iter"] == 125  # mean of 2 − i/100 over i = 76 … 125 is 1
+    del records[0]["noise_energy"]  # a JPEG curve, or one recorded before the rule existed
+    s = reproduce.summarise_curve(records, [], 300, 1)
+    assert not s["has_discrepancy"] and s["stop_discrepancy_iter"] is None
+    assert not reproduce.has_stop(s, "discrepancy") and reproduce.has_stop(s, "paper")

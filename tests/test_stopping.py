@@ -1,0 +1,96 @@
+"""The discrepancy auto-stop (ours, denoising): its threshold, its rule, and real runs that use it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dip_core import InputError, make_task
+from dip_core.engine import RunConfig, run_to_end
+from dip_core.stopping import (
+    DISCREPANCY_WINDOW,
+    DiscrepancyStop,
+    clipped_noise_energy,
+    first_discrepancy_stop,
+    noise_sigma,
+    stop_for,
+)
+
+
+def small(**kw) -> RunConfig:
+    base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
+    return RunConfig(**{**base, **kw}).validate()
+
+
+def test_noise_energy_is_sigma_squared_away_from_the_clip_and_half_at_zero():
+    sigma = 0.05
+    mid = torch.full((1, 3, 32, 32), 0.5)
+    assert clipped_noise_energy(mid, sigma) == pytest.approx(sigma**2, rel=1e-6)
+    black = torch.zeros(1, 1, 32, 32)  # clip(0 + n) − 0 = max(n, 0): E = σ²/2
+    assert clipped_noise_energy(black, sigma) == pytest.approx(sigma**2 / 2, rel=1e-6)
+
+
+def test_noise_energy_matches_the_real_clipped_noise_of_a_real_image(house):
+    for seed in (0, 1):
+        task = make_task("denoise", house, 25, seed=seed)
+        actual = float(((task.observation - task.clean) ** 2).mean())
+        estimate = clipped_noise_energy(task.observation, 25 / 255)
+        assert actual < (25 / 255) ** 2  # House has saturated pixels: clipping removed some noise energy
+        assert estimate == pytest.approx(actual, rel=0.03)
+
+
+def test_rule_fires_when_the_windowed_mean_reaches_the_threshold():
+    energy = 1.0
+    losses = [(t, 3.0 - t / 100) for t in range(1, 400)]  # loss 3 → 0, one step at a time
+    t = first_discrepancy_stop(losses, energy)
+    # first t whose mean over t−49 … t, i.e. 3 − (t − 24.5)/100, is ≤ 1
+    assert t == 225
+    window = [v for i, v in losses if t - DISCREPANCY_WINDOW < i <= t]
+    assert np.mean(window) <= energy < np.mean([v for i, v in losses if t - 1 - DISCREPANCY_WINDOW < i <= t - 1])
+
+
+def test_rule_needs_a_full_window_and_restarts_after_a_non_finite_loss():
+    stop = DiscrepancyStop(1.0, window=5)
+    assert not any(stop.update(t, 0.5) for t in range(1, 5))  # below the threshold, but only 4 steps
+    assert stop.update(5, 0.5)
+    stop = DiscrepancyStop(1.0, window=5)
+    for t in range(1, 5):
+        stop.update(t, 0.5)
+    assert not stop.update(5, float("nan"))
+    assert not any(stop.update(t, 0.5) for t in range(6, 10))
+    assert stop.update(10, 0.5)
+    assert first_discrepancy_stop([(t, 2.0) for t in range(1, 500)], 1.0) is None  # never down to the noise
+
+
+@pytest.mark.parametrize("task,level", [("jpeg", 10), ("inpaint", 0.5), ("sr", 4), ("enhance", 1), ("denoise", 0)])
+def test_rule_is_refused_without_a_known_noise_level(task, level):
+    with pytest.raises(InputError, match="denoising") as err:
+        noise_sigma(task, level)
+    assert "\n" not in str(err.value)
+
+
+def test_a_real_denoising_run_stops_where_the_rule_says(house64):
+    task = make_task("denoise", house64, 25)
+    snaps = run_to_end(task, small(iterations=1500, every=25, auto_stop="discrepancy"))
+    last = snaps[-1]
+    assert last.stopped and last.done and last.stop_iter is not None and last.iter < 1500
+    losses = [pair for s in snaps for pair in s.step_losses]
+    assert [t for t, _ in losses] == list(range(1, last.iter + 1))  # every step's loss, none twice
+    energy = clipped_noise_energy(task.observation, 25 / 255)
+    assert first_discrepancy_stop(losses, energy) == last.stop_iter  # the live rule = the offline one
+    assert np.mean([v for t, v in losses if t > last.stop_iter - DISCREPANCY_WINDOW]) <= energy * 1.05
+    assert not snaps[-1].step_ratios  # the ratio is not measured each step when no ratio rule needs it
+    # against the same run left going (same seed: the same curve up to the stop): it stopped near the peak,
+    # and going on would have fitted the noise
+    going = run_to_end(task, small(iterations=600, every=25))
+    assert [s.psnr for s in going[: len(snaps) - 1]] == [s.psnr for s in snaps[:-1]]
+    best = max(s.psnr for s in going)
+    assert last.psnr >= best - 0.5 and going[-1].psnr < last.psnr - 1.5
+
+
+def test_a_run_on_another_task_is_refused_before_it_starts(house64):
+    task = make_task("jpeg", house64, 10)
+    with pytest.raises(InputError, match="denoising"):
+        run_to_end(task, small(auto_stop="discrepancy"))
+    assert stop_for("off", 100, task) is None
