@@ -237,3 +237,13 @@ def ratio_t(gray: torch.Tensor) -> torch.Tensor:
 def mean_bands(values: Sequence[float]) -> float:
     """Mean of a band list (for summaries)."""
     return float(sum(values) / max(1, len(values)))
+
+
+def noise_sigma_estimate(y: torch.Tensor) -> float:
+    """Immerkær's (1996) estimate of additive Gaussian noise σ of an image in [0, 1], per channel, averaged:
+    σ = sqrt(π/2) / (6 (H − 2)(W − 2)) · Σ |y ∗ N|, N = [[1, −2, 1], [−2, 4, −2], [1, −2, 1]]."""
+    g = y.detach().to("cpu", torch.float64).reshape(-1, 1, *y.shape[-2:])
+    if min(g.shape[-2:]) < 3:
+        raise ValueError("the noise estimate needs an image of at least 3×3 pixels")
+    n = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], dtype=torch.float64)
+    return math.sqrt(math.pi / 2) * float(F.conv2d(g, n[None, None]).abs().mean()) / 6

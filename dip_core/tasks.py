@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import InputError
+from .metrics import noise_sigma_estimate
 
 TASKS = ("denoise", "jpeg", "inpaint", "sr", "enhance")
 SR_FACTORS = (2, 4, 8)
@@ -247,7 +248,15 @@ def observed_task(
     y = to_tensor(y_img)
     if name in ("denoise", "jpeg"):
         _check_size(y_img, MIN_SIDE, "image")
-        return Task(name, level, Identity(), y, (h, w))
+        task = Task(name, level, Identity(), y, (h, w))
+        if name == "denoise":
+            estimate = noise_sigma_estimate(y) * 255
+            if abs(estimate - level) > max(3.0, 0.3 * level):
+                task.notes.append(
+                    f"the image's noise looks like σ ≈ {estimate:.0f} (Immerkær's estimate), not the {level:g} set; "
+                    "only the noise-level auto-stop uses σ"
+                )
+        return task
     if name == "inpaint":
         _check_size(y_img, MIN_SIDE, "image")
         if mask is None:

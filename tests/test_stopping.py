@@ -1,4 +1,5 @@
-"""The discrepancy auto-stop (ours, denoising): its threshold, its rule, and real runs that use it."""
+"""The discrepancy auto-stop (ours, denoising): its threshold, its rule, real runs that use it, and the noise
+estimate that checks the σ a user states for an already noisy image."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dip_core import InputError, make_task
+from dip_core import InputError, make_task, observed_task
 from dip_core.engine import RunConfig, run_to_end
+from dip_core.metrics import noise_sigma_estimate
 from dip_core.stopping import (
     DISCREPANCY_WINDOW,
     DiscrepancyStop,
@@ -16,6 +18,7 @@ from dip_core.stopping import (
     noise_sigma,
     stop_for,
 )
+from dip_core.tasks import to_image
 
 
 def small(**kw) -> RunConfig:
@@ -94,3 +97,16 @@ def test_a_run_on_another_task_is_refused_before_it_starts(house64):
     with pytest.raises(InputError, match="denoising"):
         run_to_end(task, small(auto_stop="discrepancy"))
     assert stop_for("off", 100, task) is None
+
+
+@pytest.mark.parametrize("sigma", [10, 25, 50])
+def test_noise_sigma_estimate_of_a_real_noisy_image(house, sigma):
+    y = make_task("denoise", house, sigma).observation
+    assert noise_sigma_estimate(y) * 255 == pytest.approx(sigma, rel=0.1)
+
+
+def test_an_observed_noisy_image_warns_when_the_stated_sigma_looks_wrong(house):
+    y = to_image(make_task("denoise", house, 25).observation)
+    assert observed_task("denoise", y, 25).notes == []
+    (note,) = observed_task("denoise", y, 60).notes
+    assert "σ ≈ 25" in note and "60" in note and "\n" not in note
