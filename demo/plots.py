@@ -67,9 +67,16 @@ def _base_layout(height: int) -> dict:
     )
 
 
-def curves_figure(tracks: Sequence[Track], iterations: int, has_clean: bool) -> go.Figure:
-    """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, blur/sharpness ratio, and FBC bands per run."""
+def curves_figure(
+    tracks: Sequence[Track], iterations: int, has_clean: bool, noise_energy: float | None = None
+) -> go.Figure:
+    """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, the auto-stop signal, and FBC bands per run.
+
+    The auto-stop signal is the blur/sharpness ratio, or, with the noise-level stop (``noise_energy`` given),
+    the loss against that threshold (dashed).
+    """
     compare = len(tracks) == 2
+    signal = "loss" if noise_energy is not None else "ratio"
     top = "PSNR (solid) and SSIM (dotted)" if has_clean else "Loss: MSE to the observation"
     if compare:
         fbc_titles = [f"FBC per band: {t.label.split(' (')[0]}" for t in tracks]
@@ -101,9 +108,17 @@ def curves_figure(tracks: Sequence[Track], iterations: int, has_clean: bool) -> 
         )  # fmt: skip (SSIM)
     else:
         layout["yaxis"]["type"] = "log"
-    layout["annotations"] += [_title(top, 1, 1), _title("Blur / sharpness ratio (auto-stop signal)", 1, 2)]
+    second = (
+        "Loss and noise level (auto-stop signal)" if signal == "loss" else "Blur / sharpness ratio (auto-stop signal)"
+    )
+    layout["annotations"] += [_title(top, 1, 1), _title(second, 1, 2)]
     layout["annotations"] += [_title(t, 2, c + 1) for c, t in enumerate(fbc_titles) if t]
     data = []
+    if signal == "loss":  # a trace, not a shape: shapes and annotations on a log axis want log10 coordinates
+        data.append(dict(type="scatter", mode="lines+text", x=x_range, y=[noise_energy] * 2, xaxis="x2", yaxis="y2",
+                         name="noise level", showlegend=False, text=["", "noise level"], textposition="top left",
+                         textfont=dict(color="#555", size=11), line=dict(color="#555", dash="dash", width=1.5),
+                         hovertemplate="noise level %{y:.3~g}<extra></extra>"))  # fmt: skip
     for t in tracks:
         color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
         x, short = t.column("iter"), t.label.split(" (")[0]
@@ -119,7 +134,7 @@ def curves_figure(tracks: Sequence[Track], iterations: int, has_clean: bool) -> 
                                  name=f"{short} best", showlegend=False, text=[f"★ best {s.best_psnr:.1f}"],
                                  textposition="top center", textfont=dict(color=color, size=11), cliponaxis=False,
                                  marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1))))  # fmt: skip
-        data.append(dict(line, y=_list(t.column("ratio")), name=f"{short} ratio", showlegend=False,
+        data.append(dict(line, y=_list(t.column(signal)), name=f"{short} {signal}", showlegend=False,
                          xaxis="x2", yaxis="y2", line=dict(color=color, width=2)))  # fmt: skip
         if t.last is not None and t.last.stopped:
             layout["shapes"].append(dict(type="line", x0=t.last.stop_iter, x1=t.last.stop_iter, y0=0, y1=1, xref="x2",

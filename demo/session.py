@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dip_core import RunConfig, Snapshot, Task, run
 from dip_core.metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
+from dip_core.stopping import clipped_noise_energy, noise_sigma
 from dip_core.tasks import to_image, to_tensor
 
 from . import plots
@@ -139,6 +140,12 @@ class LabRun:
         self.observation = to_image(task.observation)
         self.clean = None if task.clean is None else to_image(task.clean)
         self.spectrum = SpectrumView(task)  # before the run moves the task to its device
+        # the noise-level auto-stop's threshold, drawn on the curves when that rule is on
+        self.noise_energy = (
+            clipped_noise_energy(task.observation, noise_sigma(task.name, task.level))
+            if any(c.auto_stop == "discrepancy" for c in request.configs.values())
+            else None
+        )
         self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in request.configs.items()}
         self.iterations = max(c.iterations for c in request.configs.values())
         self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
@@ -213,7 +220,9 @@ class LabRun:
         spectra = [(t.label, self.spectrum(t.last.image)) for t in self.tracks.values()]
         return Frame(
             results=results,
-            curves=plots.curves_figure(list(self.tracks.values()), self.iterations, self.clean is not None),
+            curves=plots.curves_figure(
+                list(self.tracks.values()), self.iterations, self.clean is not None, self.noise_energy
+            ),
             spectrum=plots.spectrum_figure(spectra),
             status=self.status(done),
             done=done,

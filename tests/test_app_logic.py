@@ -184,6 +184,16 @@ def test_noise_level_auto_stop_ends_a_denoising_run_near_its_best(tiny_png):
     stop, done = (int(x) for x in re.search(r"auto-stop at iteration (\d+), (\d+) iterations", status).groups())
     assert stop <= done < 1500
     assert float(re.search(r"best [\d.]+ at \d+, −([\d.]+)\)", status).group(1)) <= 0.5  # dB below its best
+    fig = outs[-1][4]  # the auto-stop panel shows the loss against the noise level, not the ratio
+    level = next(t for t in fig.data if t.name == "noise level")
+    assert level.y[0] == level.y[1] and 0.9 * (25 / 255) ** 2 < level.y[0] < (25 / 255) ** 2
+    loss = next(t for t in fig.data if t.name == "Result loss")
+    assert np.mean(loss.y[-3:]) < 1.2 * level.y[0] < 1.2 * loss.y[1]
+    assert any("Loss and noise level" in a.text for a in fig.layout.annotations)
+    ratio_fig = run_all(image=tiny_png, iterations=20, auto_stop="paper", compare=False)[-1][4]
+    assert any(t.name == "Result ratio" for t in ratio_fig.data) and not any(
+        t.name == "noise level" for t in ratio_fig.data
+    )
 
 
 def test_stop_keeps_the_result(tiny_png):
