@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dip_core import make_task, run
+from dip_core import make_task, observed_task, run
 from dip_core.engine import RunConfig
 from dip_core.errors import InputError
 from dip_core.io import load_image
+from dip_core.tasks import to_image
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 RNG = np.random.default_rng(0)
@@ -30,6 +31,13 @@ def png(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
 
 def photo(w: int = 48, h: int = 32) -> Image.Image:
     return Image.fromarray((RNG.random((h, w, 3)) * 255).astype(np.uint8))
+
+
+def photo_array() -> np.ndarray:
+    """A real photograph (House, 64 px): smooth enough for a noise estimate, unlike ``photo``."""
+    from dip_core.io import resize_max_side
+
+    return resize_max_side(load_image(Path(__file__).resolve().parent.parent / "assets" / "house256.png")[0], 64)[0]
 
 
 def declared_png(width: int, height: int) -> bytes:
@@ -113,6 +121,22 @@ CASES = [
     ("absurd iterations (10⁹)", run_config(iterations=10**9), "iterations", None),
     ("negative seed", run_config(seed=-3), "seed", None),
     ("NaN in the image data", lambda: make_task("denoise", np.full((32, 32, 3), np.nan, np.float32)), "NaN", None),
+    (
+        "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
+        lambda: next(run(make_task("jpeg", photo_array(), 10), RunConfig(auto_stop="discrepancy", device="cpu"))),
+        "needs a known noise level",
+        None,
+    ),
+    (
+        "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
+        lambda: observed_task("denoise", to_image(make_task("denoise", photo_array(), 25).observation), 60),
+        None,
+        lambda t: (
+            len(t.notes) == 1
+            and 22 <= int(re.search(r"σ ≈ (\d+) ", t.notes[0]).group(1)) <= 29
+            and "not the 60 set" in t.notes[0]
+        ),
+    ),
 ]
 
 
