@@ -89,6 +89,8 @@ def test_cli_sweep_sequential_fallback(images, tmp_path):
         "--device",
         "cpu",
         "--no-ray",
+        "--stop-rule",
+        "discrepancy",
     ]
     res = subprocess.run(
         [sys.executable, "-m", "dip_core", "sweep", *args, "--out", str(tmp_path)],
@@ -100,6 +102,8 @@ def test_cli_sweep_sequential_fallback(images, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "4 runs, 0 already done, sequential" in res.stderr
     assert len(sweep.load_rows(tmp_path)) == 4 and (tmp_path / "summary.md").is_file()
+    assert "best by PSNR at the discrepancy stop" in (tmp_path / "summary.md").read_text()
+    assert all("stop_discrepancy_iter" in r for r in sweep.load_rows(tmp_path))  # None here: 4 steps are too few
     bad = subprocess.run(
         [sys.executable, "-m", "dip_core", "sweep", *args, "--gaussian-sigma", "wide", "--out", str(tmp_path)],
         cwd=ROOT,
