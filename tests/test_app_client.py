@@ -92,6 +92,14 @@ def test_stop_endpoint_keeps_the_result(client, tiny_png):
     assert STOPS.active() == 0
 
 
+def test_noise_level_auto_stop_through_the_api(client, tiny_png):
+    final = client.predict(
+        image=handle_file(tiny_png), iterations=1500, auto_stop="discrepancy", compare=False, api_name="/run", **TINY
+    )
+    assert final[6].startswith("Done: auto-stop at iteration") and "1500 iterations" not in final[6]
+    assert any(t.get("name") == "noise level" for t in json.loads(final[4]["plot"])["data"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -100,6 +108,7 @@ def test_stop_endpoint_keeps_the_result(client, tiny_png):
         (dict(upsample="bicubic"), "not in the list of choices"),  # checked by gr.Radio
         (dict(task="sr", level=3.5), "factor"),
         (dict(seed=2**40), "seed"),
+        (dict(task="jpeg", auto_stop="discrepancy"), "needs a known noise level"),
     ],
 )
 def test_bad_parameters_are_app_errors(client, tiny_png, kwargs, message):
