@@ -117,7 +117,10 @@ def parse_request(
 ) -> RunRequest:
     """Validate every parameter (the API bypasses the sliders) and build the task and configurations."""
     task = choice("task", task, TASKS)
-    level = check_level(task, None if level is None or level == "" else level)
+    observed = flag("observed", observed)
+    level = None if level is None or level == "" else level
+    # an already-noisy image without a level: its σ is estimated from it (observed_task); else the default
+    level = None if level is None and observed and task == "denoise" else check_level(task, level)
     lam = PAPER_LIPSCHITZ[task] if lipschitz is None else number("lipschitz", lipschitz, 0, limits.lipschitz_cap)
     upsample = choice("upsample", upsample, UPSAMPLE_MODES)
     sigma = number("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, 0, limits.sigma_cap)
@@ -125,9 +128,9 @@ def parse_request(
     iterations = number("iterations", iterations, 1, min(limits.iterations_cap, MAX_ITERATIONS), integer=True)
     seed = number("seed", seed, 0, 2**31 - 1, integer=True)
     auto_stop = choice("auto_stop", auto_stop, STOP_RULES)
-    if auto_stop == "discrepancy":
+    if auto_stop == "discrepancy" and level is not None:
         noise_sigma(task, level)  # a one-line error unless the task is denoising at a known σ > 0
-    compare, observed = flag("compare", compare), flag("observed", observed)
+    compare = flag("compare", compare)
     max_side = number("max_side", limits.max_side if max_side is None else max_side, 16, limits.max_side_cap, True)
     width = number("width", limits.width if width is None else width, 4, limits.width_cap, integer=True)
     lr = number("lr", limits.lr if lr is None else lr, 1e-5, 0.1)

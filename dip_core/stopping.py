@@ -115,7 +115,9 @@ class DiscrepancyStop:
 def noise_sigma(task_name: str, level: float) -> float:
     """σ in [0, 1] units of a denoising task, for the discrepancy rule; a one-line error for any other."""
     if task_name != "denoise" or not level > 0:
-        raise InputError("the noise-level (discrepancy) auto-stop needs a known noise level: use it for denoising with σ > 0")
+        raise InputError(
+            "the noise-level (discrepancy) auto-stop needs a known noise level: use it for denoising with σ > 0"
+        )
     return level / 255
 
 

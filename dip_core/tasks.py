@@ -241,7 +241,9 @@ def observed_task(
     """A task from an already degraded image y (no clean image; PSNR unknown).
 
     For inpainting, ``mask`` (white = known) is required; for SR, ``level`` is the factor to upscale by.
+    For denoising, ``level=None`` means the noise σ estimated from the image (Immerkær's estimate).
     """
+    estimate_sigma = name == "denoise" and level is None
     level = check_level(name, level)
     y_img = _as_hwc(observation)
     h, w = y_img.shape[:2]
@@ -251,7 +253,10 @@ def observed_task(
         task = Task(name, level, Identity(), y, (h, w))
         if name == "denoise":
             estimate = noise_sigma_estimate(y) * 255
-            if abs(estimate - level) > max(3.0, 0.3 * level):
+            if estimate_sigma:
+                task.level = round(min(estimate, 255.0), 1)
+                task.notes.append(f"noise σ estimated from the image: {task.level:g} (Immerkær's estimate)")
+            elif abs(estimate - level) > max(3.0, 0.3 * level):
                 task.notes.append(
                     f"the image's noise looks like σ ≈ {estimate:.0f} (Immerkær's estimate), not the {level:g} set; "
                     "only the noise-level auto-stop uses σ"

@@ -110,3 +110,16 @@ def test_an_observed_noisy_image_warns_when_the_stated_sigma_looks_wrong(house):
     assert observed_task("denoise", y, 25).notes == []
     (note,) = observed_task("denoise", y, 60).notes
     assert "σ ≈ 25" in note and "60" in note and "\n" not in note
+
+
+def test_an_observed_noisy_image_without_a_level_gets_its_estimated_sigma(house, tmp_path):
+    y = to_image(make_task("denoise", house, 25).observation)
+    task = observed_task("denoise", y, None)
+    assert task.level == pytest.approx(25, abs=1.5) and "estimated from the image" in task.notes[0]
+    from demo.inputs import parse_request
+    from dip_core.io import save_png
+
+    save_png(y, tmp_path / "noisy.png")
+    req = parse_request(str(tmp_path / "noisy.png"), observed=True, level=None, auto_stop="discrepancy", max_side=256)
+    assert req.task.level == task.level and any("estimated" in n for n in req.notes)
+    assert parse_request(str(tmp_path / "noisy.png"), observed=False, level=None, max_side=64).task.level == 25

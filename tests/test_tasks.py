@@ -85,8 +85,9 @@ def test_observed_tasks(house64):
     assert sr.out_size == (64, 96) and sr.clean is None
     with pytest.raises(InputError, match="needs a mask"):
         observed_task("inpaint", house64, 0.5)
-    dn = observed_task("denoise", house64)
-    assert dn.clean is None and dn.level == 25
+    dn = observed_task("denoise", house64)  # no level: the σ estimated from this (clean) image
+    assert dn.clean is None and 0 < dn.level < 8 and "estimated" in dn.notes[0]
+    assert observed_task("denoise", house64, 25).level == 25
 
 
 def test_enhance_finish_adds_detail(house64):
