@@ -100,6 +100,21 @@ def test_stop_in_the_browser_keeps_the_result(page):
     expect(page.locator("#downloads")).to_contain_text(re.compile(r"result\s*\.png"))
 
 
+def test_noise_level_auto_stop_in_the_browser(page):
+    expect = playwright.expect
+    set_number(page, "iterations", 1500)
+    page.locator("#auto_stop").get_by_text("noise level (ours, denoising)").click()
+    page.locator("#compare input[type=checkbox]").uncheck()  # alone, so the whole run ends at the stop
+    page.locator("#run").click()
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: auto-stop at iteration \d+"),
+                                                           timeout=120_000)  # fmt: skip
+    expect(page.locator("#curves")).to_contain_text("Loss and noise level")
+    expect(page.locator("#curves")).to_contain_text("noise level")
+    page.locator("#compare input[type=checkbox]").check()
+    page.locator("#auto_stop").get_by_text("off").click()
+    assert not page.errors, page.errors
+
+
 def test_closing_the_tab_mid_run_stops_the_run(page):
     """A visitor who closes the tab mid-run: the server-side run ends (Gradio cancels it on disconnect)."""
     from demo.session import STOPS
