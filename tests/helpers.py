@@ -1,9 +1,11 @@
-"""Small helpers shared by the app tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from dip_core.engine import RunConfig
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -14,3 +16,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def small(**kw) -> RunConfig:
+    """A tiny fast run configuration (CPU, width 16, depth 3, power iteration), overridable."""
+    base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
+    return RunConfig(**{**base, **kw}).validate()

@@ -7,18 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import small
 
 from dip_core import make_task, observed_task, preset, run, run_to_end
 from dip_core.engine import RunConfig, build, forward
 from dip_core.errors import InputError
 from dip_core.metrics import psnr
 from dip_core.tasks import to_image
-
-
-def small(**kw) -> RunConfig:
-    """A tiny fast configuration for tests."""
-    base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
-    return RunConfig(**{**base, **kw}).validate()
 
 
 def test_denoising_raises_psnr_well_above_the_observation(house64):

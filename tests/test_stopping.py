@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import small
 
 from dip_core import InputError, make_task, observed_task
-from dip_core.engine import RunConfig, run_to_end
+from dip_core.engine import run_to_end
 from dip_core.metrics import noise_sigma_estimate
 from dip_core.stopping import (
     DISCREPANCY_WINDOW,
@@ -19,11 +20,6 @@ from dip_core.stopping import (
     stop_for,
 )
 from dip_core.tasks import to_image
-
-
-def small(**kw) -> RunConfig:
-    base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
-    return RunConfig(**{**base, **kw}).validate()
 
 
 def test_noise_energy_is_sigma_squared_away_from_the_clip_and_half_at_zero():
