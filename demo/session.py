@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from dip_core import RunConfig, Snapshot, Task, run
 from dip_core.metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
-from dip_core.stopping import clipped_noise_energy, noise_sigma
+from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image, to_tensor
 
 from . import plots
@@ -141,11 +141,8 @@ class LabRun:
         self.clean = None if task.clean is None else to_image(task.clean)
         self.spectrum = SpectrumView(task)  # before the run moves the task to its device
         # the noise-level auto-stop's threshold, drawn on the curves when that rule is on
-        self.noise_energy = (
-            clipped_noise_energy(task.observation, noise_sigma(task.name, task.level))
-            if any(c.auto_stop == "discrepancy" for c in request.configs.values())
-            else None
-        )
+        discrepancy = any(c.auto_stop == "discrepancy" for c in request.configs.values())
+        self.noise_energy = task_noise_energy(task) if discrepancy else None
         self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in request.configs.items()}
         self.iterations = max(c.iterations for c in request.configs.values())
         self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames

@@ -127,8 +127,13 @@ def first_discrepancy_stop(losses: list[tuple[int, float]], noise_energy: float)
     return next((t for t, v in losses if stopper.update(t, v)), None)
 
 
+def task_noise_energy(task: Task) -> float:
+    """The discrepancy rule's threshold for ``task``: ``clipped_noise_energy`` of y at its σ (denoising only)."""
+    return clipped_noise_energy(task.observation, noise_sigma(task.name, task.level))
+
+
 def stop_for(rule: str, iterations: int, task: Task) -> RatioWindowStop | DiscrepancyStop | None:
     """The stop a run of ``task`` uses: None for ``off``, the discrepancy rule, or a ratio rule."""
     if rule == "discrepancy":
-        return DiscrepancyStop(clipped_noise_energy(task.observation, noise_sigma(task.name, task.level)))
+        return DiscrepancyStop(task_noise_energy(task))
     return RatioWindowStop.for_rule(rule, iterations)

@@ -17,7 +17,7 @@ from pathlib import Path
 from .engine import PRESETS, RunConfig, preset, run
 from .errors import InputError
 from .io import load_image, resize_max_side
-from .stopping import clipped_noise_energy, first_discrepancy_stop, first_stop
+from .stopping import first_discrepancy_stop, first_stop, task_noise_energy
 from .tasks import make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -128,9 +128,7 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     task = make_task(spec.task, img, spec.level, seed=spec.seed)
     records, ratios, losses = [], [], []
     # the discrepancy rule's threshold (denoising only), kept in the curve so a report can evaluate it later
-    energy = (
-        clipped_noise_energy(task.observation, task.level / 255) if task.name == "denoise" and task.level > 0 else None
-    )
+    energy = task_noise_energy(task) if task.name == "denoise" and task.level > 0 else None
     log = open(Path(curve_dir) / f"{spec.key}.jsonl", "w") if curve_dir else None
     try:
         for snap in run(task, config):
