@@ -51,10 +51,27 @@ def page(app_url):
         browser.close()
 
 
-def set_number(page, elem_id: str, value: float) -> None:
+def set_number(page, elem_id: str, value: int) -> None:
+    """Type into a slider's number box and wait until the slider itself shows it (the component's state).
+
+    Once, on a loaded CI machine, a value typed right after opening the "Run settings" accordion did not reach the
+    run (it ran the default 2000 iterations); reading the range input back, and typing again if it disagrees,
+    makes the test wait for the state rather than for the DOM.
+    """
+    expect = playwright.expect
     box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Tab")  # blur commits: the slider clamps and fires its release event
+        try:
+            expect(slider).to_have_value(str(value), timeout=3_000)
+            page.wait_for_timeout(200)
+            expect(box).to_have_value(str(value), timeout=1_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"#{elem_id} did not keep {value}: box {box.input_value()}, slider {slider.input_value()}")
 
 
 def test_examples_set_the_task_level_and_lambda(page):
