@@ -1,4 +1,5 @@
-"""Example images shipped in ``assets/`` and the synthetic zone plate that shows spectral bias at a glance."""
+"""Example images shipped in ``assets/`` (``demo/assets/`` when installed) and the synthetic zone plate that
+shows spectral bias at a glance."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+_HERE = Path(__file__).resolve().parent
+# Installed from the wheel, the images are demo/assets/ (pyproject.toml maps the top-level assets/ folder to the
+# subpackage demo.assets); in a checkout they are the top-level assets/. Wheels install as plain files, so a path
+# (what Gradio serves) is all that is needed; importlib.resources would add nothing here.
+ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 
 #: (file in assets/, task, "clean" or "degraded", caption) shown as clickable examples; the first is the default.
 EXAMPLES: list[tuple[str, str, str, str]] = [

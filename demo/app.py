@@ -1,0 +1,68 @@
+"""Start the app: ``make_app()`` and ``main()``, the ``spectral-bias-lab`` command (app.py, the Space's entry, calls it).
+
+gradio, torch and the UI are imported inside the functions, after ``spaces``: ZeroGPU wants ``spaces`` imported
+before anything touches CUDA, and ``spectral-bias-lab --help`` answers without the seconds that gradio takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
+
+QUEUE_SIZE = 16  # requests waiting beyond this are refused ("queue full")
+
+
+def import_spaces() -> None:
+    """Import Hugging Face's ``spaces`` (ZeroGPU) when it is installed; elsewhere it is optional."""
+    try:
+        import spaces  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        pass
+
+
+def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The app with its queue configured (one run at a time, ``queue_size`` waiting; Stop runs beside it)."""
+    import_spaces()
+    import torch
+
+    from .ui import build_demo
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
+    return build_demo().queue(max_size=queue_size, default_concurrency_limit=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = argparse.ArgumentParser(
+        prog="spectral-bias-lab",
+        description="Start the Spectral Bias Lab (Gradio app); open http://localhost:PORT/ in a browser.",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        help="port (default: $GRADIO_SERVER_PORT, else 7860)",
+    )
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help=f"runs waiting at most (default {QUEUE_SIZE})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options, build the app and serve it until interrupted."""
+    args = build_parser().parse_args(argv)
+    import_spaces()
+    from .examples import ASSETS
+    from .ui import launch_options
+
+    # Gradio serves files only from the working directory, the temp directory and allowed_paths; an installed
+    # package's example images are in site-packages, so they are allowed explicitly.
+    options = launch_options()
+    options["allowed_paths"] = [*options.get("allowed_paths", []), str(ASSETS)]
+    make_app(args.queue_size).launch(server_name=args.host, server_port=args.port, **options)
+    return 0
