@@ -16,7 +16,7 @@ from dip_core.stopping import STOP_RULES
 from dip_core.tasks import DEFAULT_LEVELS, LEVEL_NAMES, SR_FACTORS, TASKS
 
 from .exports import read_config, write_downloads
-from .inputs import choice, flag, number, parse_request, read_image
+from .inputs import SEED_CAP, choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
 from .settings import LIMITS
 
@@ -151,19 +151,25 @@ def run_lab(
 def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> tuple:
     """Widget values for one frame: the first also sets the labels (and clears the downloads); later ones
     send plain values, so API clients get file paths; unchanged widgets are skipped."""
-    results = frame.results
+    results = {name: shown(img) for name, img in frame.results.items()}
     vanilla, result = results.get("vanilla"), results["controlled"]
     files = write_downloads(lab) if frame.done else None if first else gr.skip()
     if not first:
         return gr.skip(), gr.skip() if vanilla is None else vanilla, result, gr.skip(), *frame_plots(frame), files
-    obs = gr.update(value=lab.observation, label=observation_label(lab))
-    clean = gr.update(value=lab.clean, visible=lab.clean is not None)
+    obs = gr.update(value=shown(lab.observation), label=observation_label(lab))
+    clean = gr.update(value=shown(lab.clean), visible=lab.clean is not None)
     labels = {name: t.label for name, t in lab.tracks.items()}
     vanilla = (
         gr.update(visible=False) if vanilla is None else gr.update(value=vanilla, label=labels["vanilla"], visible=True)
     )
     result = gr.update(value=result, label=labels["controlled"])
     return obs, vanilla, result, clean, *frame_plots(frame), files
+
+
+def shown(img: np.ndarray | None) -> np.ndarray | None:
+    """An engine image (H×W×C float) as the image widgets take it: uint8 H×W×3, or H×W for a grey image
+    (Gradio cannot save H×W×1 arrays)."""
+    return None if img is None else to_uint8(img)
 
 
 def frame_plots(frame: Frame) -> tuple:
@@ -198,7 +204,7 @@ def load_config(path: str | None) -> tuple:
             upsample=choice("upsample", c.get("upsample", "bilinear"), ("bilinear", "nearest", "gaussian")),
             gaussian_sigma=0.5 if sigma is None or isinstance(sigma, list) else number("gaussian_sigma", sigma, 0, 3),
             iterations=number("iterations", c.get("iterations", LIMITS.iterations), 1, LIMITS.iterations_cap, True),
-            seed=number("seed", c.get("seed", 0), 0, 2**31 - 1, True),
+            seed=number("seed", c.get("seed", 0), 0, SEED_CAP, True),
             auto_stop=choice("auto_stop", c.get("auto_stop", "off"), STOP_RULES),
             compare=flag("compare", c.get("compare", True)),
             observed=flag("observed", c.get("observed", False)),

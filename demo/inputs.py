@@ -18,6 +18,8 @@ from dip_core.tasks import TASKS, check_level
 
 from .settings import LIMITS, VANILLA, Limits
 
+SEED_CAP = 2**31 - 1  # the app's seeds (the engine takes up to 2³² − 1)
+
 
 @dataclass
 class RunRequest:
@@ -126,7 +128,7 @@ def parse_request(
     sigma = number("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, 0, limits.sigma_cap)
     iterations = limits.iterations if iterations is None else iterations
     iterations = number("iterations", iterations, 1, min(limits.iterations_cap, MAX_ITERATIONS), integer=True)
-    seed = number("seed", seed, 0, 2**31 - 1, integer=True)
+    seed = number("seed", seed, 0, SEED_CAP, integer=True)
     auto_stop = choice("auto_stop", auto_stop, STOP_RULES)
     if auto_stop == "discrepancy" and level is not None:
         noise_sigma(task, level)  # a one-line error unless the task is denoising at a known σ > 0

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 
-from dip_core import PAPER_LIPSCHITZ
+from dip_core import PAPER_LIPSCHITZ, InputError
 from dip_core.stopping import STOP_RULES
 from dip_core.tasks import DEFAULT_LEVELS, SR_FACTORS
 
 from . import events
 from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
+from .inputs import SEED_CAP, number
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS
 
 TASK_CHOICES = [
@@ -59,7 +62,9 @@ def image_input(**kwargs) -> gr.Image:
     gr.Image would open the file with PIL first and fail with a traceback; an instance attribute replaces its
     ``preprocess`` (subclassing a gradio component would write a .pyi stub next to this file).
     """
-    image = gr.Image(type="filepath", **kwargs)
+    # image_mode=None: with Gradio's default ("RGB"), once an example had been clicked every later upload reached
+    # the app re-encoded as RGB (a grey photo ran as colour); files must arrive as the user made them
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
     default = image.preprocess
 
     def preprocess(payload):
@@ -72,6 +77,25 @@ def image_input(**kwargs) -> gr.Image:
 
     image.preprocess = preprocess
     return image
+
+
+def checked_number(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Number:
+    """Check an API client's value against the widget's bounds with our one-line message (``name must be a
+    number between lo and hi, got v``) instead of Gradio's, which does not say which value it refused."""
+    default = component.preprocess
+    lo = -math.inf if component.minimum is None else component.minimum
+    hi = math.inf if component.maximum is None else component.maximum
+
+    def preprocess(payload):
+        if payload is not None:
+            try:
+                number(name, payload, lo, hi)
+            except InputError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+        return default(payload)
+
+    component.preprocess = preprocess
+    return component
 
 
 def build_demo() -> gr.Blocks:
@@ -87,6 +111,8 @@ def build_demo() -> gr.Blocks:
                 o = _views()
         # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
         w["level"] = gr.Number(None, visible=False, label="level")
+        for name in ("lipschitz", "gaussian_sigma", "iterations", "seed", "max_side", "width", "lr"):
+            checked_number(w[name], name)
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
         _wire(demo, w, o)
     return demo
@@ -132,7 +158,7 @@ def _controls() -> dict:
     with gr.Accordion("Run settings", open=False):
         w["iterations"] = gr.Slider(10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations",
                                     elem_id="iterations")  # fmt: skip
-        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="seed")
+        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=SEED_CAP, elem_id="seed")
         w["auto_stop"] = gr.Radio([(AUTO_STOP_LABELS[k], k) for k in STOP_RULES], value="off", elem_id="auto_stop",
                                   label="Auto-stop (controlled network)")  # fmt: skip
         w["max_side"] = gr.Slider(32, lim.max_side_cap, value=lim.max_side, step=16, elem_id="max_side",

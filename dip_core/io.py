@@ -14,6 +14,8 @@ from .errors import InputError
 
 #: Refuse images with more pixels than this before decoding them (decompression bombs, huge scans).
 MAX_PIXELS = 64_000_000
+#: The smallest image side the decoder takes (its coarsest grid must keep ≥ 2×2 pixels); downscaling keeps it.
+MIN_SIDE = 16
 
 
 def _to_array(im: Image.Image) -> np.ndarray:
@@ -98,22 +100,30 @@ def load_image(
     except Exception as err:  # noqa: BLE001 — truncated or corrupt data
         raise InputError(f"{name}: image data is corrupt or truncated ({type(err).__name__})") from None
     if max_side and max(arr.shape[:2]) > max_side:
-        arr, note = resize_max_side(arr, max_side)
-        notes.append(note)
+        arr, note = resize_max_side(arr, max_side, MIN_SIDE)
+        notes += [note] if note else []
     return arr, notes
 
 
-def resize_max_side(img: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:
-    """Downscale (Lanczos) so the longer side is ``max_side``; returns the image and a note."""
+def resize_max_side(img: np.ndarray, max_side: int, min_side: int = 1) -> tuple[np.ndarray, str]:
+    """Downscale (Lanczos) so the longer side is ``max_side``, but never the shorter side below ``min_side``
+    (a long thin image keeps its short side, and its long side stays over ``max_side``); returns the image and a note.
+    """
     h, w = img.shape[:2]
     scale = max_side / max(h, w)
+    kept = ""
+    if round(min(h, w) * scale) < min_side:
+        scale = min_side / min(h, w)
+        kept = f"; the shorter side kept at the {min_side} px minimum"
+        if scale >= 1:  # already at or under the minimum: left as it is (and refused in its own size)
+            return img, ""
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     chans = [
         np.asarray(Image.fromarray(img[:, :, c].astype(np.float32), mode="F").resize((nw, nh), Image.LANCZOS))
         for c in range(img.shape[2])
     ]
     out = np.clip(np.stack(chans, axis=2), 0, 1).astype(np.float32)
-    return out, f"resized from {w}×{h} to {nw}×{nh} (maximum side {max_side} px)"
+    return out, f"resized from {w}×{h} to {nw}×{nh} (maximum side {max_side} px{kept})"
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

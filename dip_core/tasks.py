@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import InputError
+from .io import MIN_SIDE
 from .metrics import noise_sigma_estimate
 
 TASKS = ("denoise", "jpeg", "inpaint", "sr", "enhance")
@@ -36,7 +37,6 @@ LEVEL_NAMES = {
     "sr": "super-resolution factor (2, 4 or 8)",
     "enhance": "enhancement gain",
 }
-MIN_SIDE = 16
 
 
 class Identity(nn.Module):

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from helpers import wait_for
+from PIL import Image
+from test_bad_input import animated, declared_png, exif_rotated, photo, png
 
 from demo.session import STOPS
-from dip_core.io import save_png
+from dip_core.io import save_png, to_uint8
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 TINY = dict(max_side=32, width=8, lr=0.01)
@@ -103,7 +107,7 @@ def test_noise_level_auto_stop_through_the_api(client, tiny_png):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(iterations=10**7), "greater than maximum value 5000"),  # gradio checks slider bounds itself
+        (dict(iterations=10**7), "iterations must be a number between 10 and 5000"),  # the slider's range
         (dict(task="sr", level=3), "factor"),
         (dict(upsample="bicubic"), "not in the list of choices"),  # checked by gr.Radio
         (dict(task="sr", level=3.5), "factor"),
@@ -125,15 +129,187 @@ def test_corrupt_upload_is_an_app_error(client, tmp_path):
     assert "\n" not in str(err.value).strip()
 
 
-@pytest.mark.parametrize("field", [3, 5, 6])  # lipschitz, gaussian_sigma, iterations
-def test_nan_through_the_rest_api_is_refused(app_url, tiny_png, field):
-    """gradio_client cannot send NaN (strict JSON), but a raw HTTP client can."""
-    with open(tiny_png, "rb") as fh:
+def raw_run(app_url: str, image: str, values: dict[int, object]) -> str:
+    """Call /run over plain HTTP (positional data, ``values`` replacing some) and return its event stream."""
+    with open(image, "rb") as fh:
         path = httpx.post(f"{app_url}gradio_api/upload", files={"files": fh}).json()[0]
     data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "denoise", None, 1.4, "bilinear", 0.5, 20, 0, "off",
             True, False, None, 32, 8, 0.01]  # fmt: skip
-    data[field] = math.nan
-    body = json.dumps({"data": data})  # allow_nan: the literal NaN goes on the wire
+    for field, value in values.items():
+        data[field] = value
+    body = json.dumps({"data": data})  # allow_nan: a literal NaN goes on the wire
     event = httpx.post(f"{app_url}gradio_api/call/run", content=body, headers={"content-type": "application/json"})
-    stream = httpx.get(f"{app_url}gradio_api/call/run/{event.json()['event_id']}", timeout=60).text
+    return httpx.get(f"{app_url}gradio_api/call/run/{event.json()['event_id']}", timeout=60).text
+
+
+@pytest.mark.parametrize("field", [3, 5, 6])  # lipschitz, gaussian_sigma, iterations
+def test_nan_through_the_rest_api_is_refused(app_url, tiny_png, field):
+    """gradio_client cannot send NaN (strict JSON), but a raw HTTP client can."""
+    stream = raw_run(app_url, tiny_png, {field: math.nan})
     assert "event: error" in stream and "between" in stream, stream[-300:]
+
+
+# ---------------------------------------------------------------- every row of docs/bad-input.md, in the app
+
+EXPECT_GREY, EXPECT_RGB = (32, 48), (32, 48, 3)
+
+
+def app_file_case(row: str, make, expected) -> tuple:
+    """A docs/bad-input.md row whose input is the uploaded file: ``expected`` an error text or the result's shape."""
+    return row, make, expected
+
+
+APP_FILES = [
+    app_file_case("truncated PNG", lambda: png(photo())[:300], "image data is corrupt or truncated"),
+    app_file_case("text file named .png", lambda: b"hello, this is text", "not a readable image file"),
+    app_file_case("empty file", lambda: b"", "the file is empty"),
+    app_file_case("1×1 image", lambda: png(photo(1, 1)), "image is 1×1 pixels; the smallest supported side is 16"),
+    app_file_case("image smaller than the network minimum (e.g. 10×12)", lambda: png(photo(10, 12)),
+                  "image is 10×12 pixels; the smallest supported side is 16"),  # fmt: skip
+    app_file_case("huge image (20000×20000)", lambda: declared_png(20000, 20000), "too large"),
+    app_file_case("decompression bomb (declared 60000×60000)", lambda: declared_png(60000, 60000), "too large"),
+    app_file_case("RGBA", lambda: png(photo().convert("RGBA")), EXPECT_RGB),
+    app_file_case("LA", lambda: png(photo().convert("LA")), EXPECT_GREY),
+    app_file_case("palette (P)", lambda: png(photo().convert("P")), EXPECT_RGB),
+    app_file_case("CMYK", lambda: png(photo().convert("CMYK"), "TIFF"), EXPECT_RGB),
+    app_file_case("16-bit grayscale", lambda: png(Image.fromarray(np.asarray(photo().convert("L")).astype(np.uint16)
+                                                                * 257)), EXPECT_GREY),  # fmt: skip
+    app_file_case("float TIFF", lambda: png(Image.fromarray(np.asarray(photo().convert("L"), np.float32) / 255),
+                                            "TIFF"), EXPECT_GREY),  # fmt: skip
+    app_file_case("grayscale (L)", lambda: png(photo().convert("L")), EXPECT_GREY),
+    app_file_case("EXIF-rotated JPEG", exif_rotated, (48, 32, 3)),
+    app_file_case("animated GIF", animated, (32, 32, 3)),  # a GIF frame is a palette image: RGB
+    app_file_case("long thin image (300×17)", lambda: png(photo(300, 17)), (16, 282, 3)),
+    app_file_case("NaN in the image data", lambda: png(Image.fromarray(np.full((32, 48), np.nan, np.float32)), "TIFF"),
+                  "image contains NaN or infinite"),  # fmt: skip
+]
+APP_FAST = dict(max_side=48, width=8, lr=0.01, iterations=10)  # the slider's minimum
+SUFFIX = {b"II*\x00": ".tif", b"\xff\xd8\xff": ".jpg", b"GIF8": ".gif"}
+
+
+def upload_file(tmp_path, data: bytes, name: str = "upload") -> str:
+    suffix = next((s for magic, s in SUFFIX.items() if data.startswith(magic)), ".png")
+    path = tmp_path / f"{name}{suffix}"
+    path.write_bytes(data)
+    return str(path)
+
+
+def assert_one_line_error(err: pytest.ExceptionInfo, expected: str) -> None:
+    message = str(err.value).strip()
+    assert expected in message and "\n" not in message, message
+    assert not any(raw in message for raw in ("Traceback", "Cannot handle this data type", "PIL", "numpy")), message
+
+
+@pytest.mark.parametrize("task", ["denoise", "jpeg", "inpaint", "sr", "enhance"])
+@pytest.mark.parametrize(("row", "make", "expected"), APP_FILES, ids=[c[0] for c in APP_FILES])
+def test_every_image_the_cli_takes_runs_in_the_app(client, tmp_path, row, make, expected, task):
+    """Each file row of docs/bad-input.md × each task through the real /run endpoint (compare mode on for
+    every other task): errors are one line of ours; conversions run and show grey images as grey."""
+    image = handle_file(upload_file(tmp_path, make()))
+    compare = task in ("denoise", "inpaint", "enhance")
+    if task == "sr" and row == "long thin image (300×17)":
+        expected = "too small for ×4 super-resolution"  # 16 px high: a 4 px low-resolution image
+    if isinstance(expected, str):
+        with pytest.raises(AppError) as err:
+            client.predict(image=image, task=task, compare=compare, api_name="/run", **APP_FAST)
+        assert_one_line_error(err, expected)
+        return
+    final = client.predict(image=image, task=task, compare=compare, api_name="/run", **APP_FAST)
+    assert final[6].startswith("Done: 10 iterations"), final[6]
+    shown = [final[2], final[1]] if compare else [final[2]]
+    for path in shown:
+        arr = np.asarray(Image.open(path))
+        assert arr.shape == expected, (path, arr.shape)  # grey stays one channel, shown as a grey PNG
+    result = np.asarray(Image.open(next(f for f in final[7] if os.path.basename(f) == "result.png")))
+    assert result.shape == expected
+
+
+def test_a_grey_observed_image_runs_in_the_app(client, tmp_path):
+    grey = photo().convert("L")
+    final = client.predict(image=handle_file(upload_file(tmp_path, png(grey))), observed=True, api_name="/run",
+                           **APP_FAST)  # fmt: skip
+    assert final[6].startswith("Done") and np.asarray(Image.open(final[2])).shape == EXPECT_GREY
+
+
+@pytest.mark.parametrize(
+    ("row", "kwargs", "expected"),
+    [
+        ("negative level", dict(task="jpeg", level=-5), "JPEG quality (1-100) must be between 1 and 100, got -5"),
+        ("negative Gaussian σ", dict(upsample="gaussian", gaussian_sigma=-1.0), "gaussian_sigma must be a number between 0 and 3, got -1"),
+        ("absurd iterations (10⁹)", dict(iterations=10**9), "iterations must be a number between 10 and 5000"),
+        ("negative seed", dict(seed=-3), "seed must be a number between 0 and"),
+        ("noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
+         dict(task="sr", auto_stop="discrepancy"), "needs a known noise level"),  # fmt: skip
+    ],
+)
+def test_parameter_rows_are_app_errors(client, tiny_png, row, kwargs, expected):
+    with pytest.raises(AppError) as err:
+        client.predict(image=handle_file(tiny_png), api_name="/run", **{**TINY, "iterations": 10, **kwargs})
+    assert_one_line_error(err, expected)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "value", "expected"),
+    [("NaN level", 2, math.nan, "must be between 0 and 255, got nan"),
+     ("infinite λ", 3, math.inf, "lipschitz must be a number between 0 and 5, got inf")],
+)  # fmt: skip
+def test_non_finite_rows_through_the_rest_api(app_url, tiny_png, row, field, value, expected):
+    stream = raw_run(app_url, tiny_png, {field: value})
+    assert "event: error" in stream and expected in stream, stream[-300:]
+
+
+@pytest.mark.parametrize("row", ["mask of the wrong size", "mask that is not binary"])
+def test_mask_rows_in_the_app(client, tmp_path, tiny_png, row):
+    """The app resizes an uploaded mask to the image (the editor's mask can differ in size) and thresholds it."""
+    if row == "mask of the wrong size":
+        mask = np.full((20, 20), 255, np.uint8)
+        mask[5:10, 5:10] = 0
+    else:
+        mask = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    final = client.predict(image=handle_file(tiny_png), task="inpaint", mask=handle_file(
+        upload_file(tmp_path, png(Image.fromarray(mask)), "mask")), api_name="/run", **{**TINY, "iterations": 10})  # fmt: skip
+    assert final[6].startswith("Done: 10 iterations") and "drawn mask" not in final[6]
+
+
+def test_a_stated_sigma_far_from_the_noise_is_a_warning_in_the_app(client, tmp_path, house64):
+    from dip_core import make_task
+    from dip_core.tasks import to_image
+
+    noisy = upload_file(tmp_path, png(Image.fromarray(to_uint8(to_image(make_task("denoise", house64, 25).observation)))))
+    job = client.submit(image=handle_file(noisy), observed=True, level=60, compare=False, api_name="/run",
+                        **{**TINY, "max_side": 64, "iterations": 10})  # fmt: skip
+    assert job.result(timeout=60)[6].startswith("Done")
+    updates, logs = job.communicator.updates, []  # not iterated: every status update, with gr.Warning's logs
+    while not updates.empty():
+        update = updates.get_nowait()
+        logs += [update.log] if getattr(update, "log", None) else []
+    assert any(level == "warning" and "not the 60 set" in text for text, level in logs), logs
+
+
+def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
+    from demo.events import frame_outputs
+    from demo.inputs import parse_request
+    from demo.session import LabRun
+
+    lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))
+    frames = []
+    for frame in lab.stream():
+        frames.append(frame_outputs(lab, frame, first=not frames))
+        lab.request.task.observation.fill_(float("inf"))
+    assert frames[-1][6].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1][6]
+    assert np.isfinite(np.asarray(frames[-1][2], np.float32)).all()
+
+
+def test_every_row_of_the_doc_table_has_an_app_case():
+    from test_bad_input import DOC
+
+    rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
+    rows = [r for r in rows if r not in ("input", "---")]
+    covered = {c[0] for c in APP_FILES} | {
+        "negative level", "negative Gaussian σ", "absurd iterations (10⁹)", "negative seed",
+        "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
+        "NaN level", "infinite λ", "mask of the wrong size", "mask that is not binary",
+        "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
+        "loss becomes NaN or infinite mid-run",
+    }  # fmt: skip
+    assert sorted(rows) == sorted(covered)

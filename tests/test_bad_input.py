@@ -86,6 +86,12 @@ CASES = [
         "smallest supported side",
         None,
     ),
+    (
+        "long thin image (300×17)",
+        lambda: load_image(png(photo(300, 17)), max_side=128),
+        None,
+        lambda r: r[0].shape == (16, 282, 3) and "shorter side kept at the 16 px minimum" in r[1][0],
+    ),
     ("huge image (20000×20000)", load(declared_png(20000, 20000)), "too large", None),
     ("decompression bomb (declared 60000×60000)", load(declared_png(60000, 60000)), "too large", None),
     ("RGBA", load(png(photo().convert("RGBA"))), None, lambda r: r[0].shape == (32, 48, 3)),

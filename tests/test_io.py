@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dip_core import make_task
 from dip_core.errors import InputError
 from dip_core.io import load_image, resize_max_side, save_png
 
@@ -76,6 +77,19 @@ def test_max_side_resizes_with_a_note(tmp_path):
     assert arr.shape == (32, 128, 3) and "resized from 400×100 to 128×32" in notes[0]
     small, note = resize_max_side(np.zeros((10, 20, 1), np.float32), 10)
     assert small.shape == (5, 10, 1) and note
+
+
+def test_downscaling_keeps_the_short_side_and_refuses_in_the_uploaded_size(tmp_path):
+    """A 300×17 photo is not shrunk below the 16 px minimum (it once became 128×7 and was refused as such);
+    one already thinner than that is left alone and refused in the size the user uploaded."""
+    Image.new("RGB", (300, 17), (10, 20, 30)).save(tmp_path / "thin.png")
+    arr, notes = load_image(tmp_path / "thin.png", max_side=128)
+    assert arr.shape == (16, 282, 3) and "to 282×16" in notes[0]
+    Image.new("RGB", (300, 10), (10, 20, 30)).save(tmp_path / "thinner.png")
+    arr, notes = load_image(tmp_path / "thinner.png", max_side=128)
+    assert arr.shape == (10, 300, 3) and not notes
+    with pytest.raises(InputError, match="image is 300×10 pixels"):
+        make_task("denoise", arr)
 
 
 @pytest.mark.parametrize(
