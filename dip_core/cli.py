@@ -1,4 +1,4 @@
-"""Command line: ``python -m dip_core run ...`` writes observed/result PNGs, metrics.jsonl, summary.json."""
+"""Command line: ``python -m dip_core run ...`` writes observed/result/baseline PNGs, metrics.jsonl, summary.json."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .baselines import baseline
 from .engine import PAPER_LIPSCHITZ, preset, resolve_device, run, summarise
 from .errors import InputError
 from .io import load_image, save_png
@@ -122,6 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in task.notes:
         print(f"note: {note}", file=sys.stderr)
     save_png(to_image(task.observation), out / "observed.png")
+    classical = baseline(task)  # from the observation only; scored against the clean image when known
+    if classical.image is None:
+        print(f"note: {classical.unavailable}", file=sys.stderr)
+    else:
+        save_png(classical.image, out / "baseline.png")
     snapshots = []
     with (
         open(out / "metrics.jsonl", "w") as log,
@@ -139,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"warning: {snap.message}", file=sys.stderr)
     save_png(final.image, out / "result.png")
     summary = summarise(task, config, snapshots, device)
+    summary["baseline"] = classical.summary()
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
