@@ -128,7 +128,8 @@ def run_lab(
     lr: float = LIMITS.lr,
     request: gr.Request | None = None,
 ) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields (observation, vanilla, result, clean, curves, spectrum, status, files)."""
+    """The streaming ``run`` endpoint: yields (observation, vanilla, result, clean, curves, spectrum, status, files,
+    baseline)."""
     try:
         req = parse_request(image, task, level, lipschitz, upsample, gaussian_sigma, iterations, seed, auto_stop,
                             compare, observed, mask, max_side, width, lr)  # fmt: skip
@@ -139,6 +140,8 @@ def run_lab(
     key = getattr(request, "session_hash", None) or uuid.uuid4().hex
     stop = STOPS.start(key)
     lab = LabRun(req, stop=stop.is_set)
+    if lab.baseline.unavailable:
+        gr.Warning(lab.baseline.unavailable)
     try:
         for i, frame in enumerate(lab.stream()):
             yield frame_outputs(lab, frame, first=i == 0)
@@ -155,7 +158,8 @@ def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> tuple:
     vanilla, result = results.get("vanilla"), results["controlled"]
     files = write_downloads(lab) if frame.done else None if first else gr.skip()
     if not first:
-        return gr.skip(), gr.skip() if vanilla is None else vanilla, result, gr.skip(), *frame_plots(frame), files
+        return (gr.skip(), gr.skip() if vanilla is None else vanilla, result, gr.skip(), *frame_plots(frame), files,
+                gr.skip())  # fmt: skip
     obs = gr.update(value=shown(lab.observation), label=observation_label(lab))
     clean = gr.update(value=shown(lab.clean), visible=lab.clean is not None)
     labels = {name: t.label for name, t in lab.tracks.items()}
@@ -163,7 +167,22 @@ def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> tuple:
         gr.update(visible=False) if vanilla is None else gr.update(value=vanilla, label=labels["vanilla"], visible=True)
     )
     result = gr.update(value=result, label=labels["controlled"])
-    return obs, vanilla, result, clean, *frame_plots(frame), files
+    return obs, vanilla, result, clean, *frame_plots(frame), files, baseline_update(lab)
+
+
+def baseline_label(lab: LabRun) -> str:
+    """The baseline panel's label: its method and, with a clean image, its PSNR/SSIM."""
+    b = lab.baseline
+    if b.image is None:
+        return "Classical baseline: unavailable"
+    scores = "" if b.psnr is None else f" · {b.psnr:.2f} dB, SSIM {b.ssim:.3f}"
+    return f"Baseline: {b.method}{scores}"
+
+
+def baseline_update(lab: LabRun) -> dict:
+    """The baseline panel: OpenCV's result (hidden when it could not run)."""
+    b = lab.baseline
+    return gr.update(value=shown(b.image), label=baseline_label(lab), visible=b.image is not None)
 
 
 def shown(img: np.ndarray | None) -> np.ndarray | None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .session import Track
 
 RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8"}
+BASELINE_COLOR, BASELINE_NAME = "#2a9d3c", "classical baseline (OpenCV)"
 BAND_COLORS = ("#0b1f65", "#3a5fcd", "#3fa57a", "#e0a526", "#d7301f")  # band 1 (low) … 5 (high)
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=12, color="#222")
 GRID = dict(showgrid=True, gridcolor="#e8e8ee", zeroline=False, linecolor="#999", ticks="outside", tickcolor="#ccc")
@@ -68,12 +69,16 @@ def _base_layout(height: int) -> dict:
 
 
 def curves_figure(
-    tracks: Sequence[Track], iterations: int, has_clean: bool, noise_energy: float | None = None
+    tracks: Sequence[Track],
+    iterations: int,
+    has_clean: bool,
+    noise_energy: float | None = None,
+    baseline_psnr: float | None = None,
 ) -> go.Figure:
     """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, the auto-stop signal, and FBC bands per run.
 
     The auto-stop signal is the blur/sharpness ratio, or, with the noise-level stop (``noise_energy`` given),
-    the loss against that threshold (dashed).
+    the loss against that threshold (dashed). ``baseline_psnr`` (the classical baseline's) is a horizontal line.
     """
     compare = len(tracks) == 2
     signal = "loss" if noise_energy is not None else "ratio"
@@ -119,6 +124,12 @@ def curves_figure(
                          name="noise level", showlegend=False, text=["", "noise level"], textposition="top left",
                          textfont=dict(color="#555", size=11), line=dict(color="#555", dash="dash", width=1.5),
                          hovertemplate="noise level %{y:.3~g}<extra></extra>"))  # fmt: skip
+    if has_clean and baseline_psnr is not None and np.isfinite(baseline_psnr):
+        data.append(dict(type="scatter", mode="lines+text", x=x_range, y=[float(baseline_psnr)] * 2, name=BASELINE_NAME,
+                         showlegend=True, text=["", f"OpenCV {baseline_psnr:.1f} dB"], textposition="bottom left",
+                         textfont=dict(color=BASELINE_COLOR, size=11), cliponaxis=False,
+                         line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
+                         hovertemplate="classical baseline %{y:.2f} dB<extra></extra>"))  # fmt: skip
     for t in tracks:
         color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
         x, short = t.column("iter"), t.label.split(" (")[0]

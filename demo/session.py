@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dip_core import RunConfig, Snapshot, Task, run
+from dip_core.baselines import Baseline, baseline
 from dip_core.metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
 from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image, to_tensor
@@ -139,6 +140,7 @@ class LabRun:
         task = request.task
         self.observation = to_image(task.observation)
         self.clean = None if task.clean is None else to_image(task.clean)
+        self.baseline: Baseline = baseline(task)  # the classical (OpenCV) result, from the observation only
         self.spectrum = SpectrumView(task)  # before the run moves the task to its device
         # the noise-level auto-stop's threshold, drawn on the curves when that rule is on
         discrepancy = any(c.auto_stop == "discrepancy" for c in request.configs.values())
@@ -218,7 +220,11 @@ class LabRun:
         return Frame(
             results=results,
             curves=plots.curves_figure(
-                list(self.tracks.values()), self.iterations, self.clean is not None, self.noise_energy
+                list(self.tracks.values()),
+                self.iterations,
+                self.clean is not None,
+                self.noise_energy,
+                self.baseline.psnr,
             ),
             spectrum=plots.spectrum_figure(spectra),
             status=self.status(done),

@@ -182,6 +182,7 @@ def _views() -> dict:
         o["observation"] = gr.Image(label="Observation", elem_id="observation", **kw)
         o["vanilla"] = gr.Image(label="Vanilla DIP", elem_id="vanilla", **kw)
         o["result"] = gr.Image(label="Controlled", elem_id="result", **kw)
+        o["baseline"] = gr.Image(label="Classical baseline (OpenCV)", elem_id="baseline", **kw)
         o["clean"] = gr.Image(label="Clean image", elem_id="clean", **kw)
     with gr.Row():
         o["curves"] = gr.Plot(label="Curves", elem_id="curves", scale=2, show_label=False)
@@ -219,7 +220,10 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
         "width",
         "lr",
     ]  # fmt: skip  (the order of run_lab's parameters)
-    outputs = [o[k] for k in ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files")]
+    # run_lab's outputs, in its order (the baseline panel last: it came later, and clients index the others)
+    outputs = [
+        o[k] for k in ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files", "baseline")
+    ]
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
     run_evt = (
         w["run"]

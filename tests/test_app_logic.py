@@ -140,7 +140,7 @@ def test_scaled_every_keeps_cpu_updates_frequent():
 def test_run_streams_frames_then_downloads(tiny_png):
     outs = run_all(image=tiny_png, iterations=30)
     assert len(outs) >= 4
-    obs, vanilla, result, clean, curves, spectrum, status, files = outs[-1]
+    obs, vanilla, result, clean, curves, spectrum, status, files, baseline = outs[-1]
     assert outs[0][0]["value"].shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
     assert result.shape == (32, 32, 3) and outs[0][2]["label"] == "Controlled (λ 1.4, bilinear)"
     assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and vanilla.shape == (32, 32, 3)
@@ -148,6 +148,11 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert {t.name for t in curves.data} >= {"Vanilla DIP", "Controlled", "band 1 (low)", "band 5 (high)"}
     assert len(spectrum.data) == 2
     names = {Path(f).name for f in files}
+    panel = outs[0][8]  # the OpenCV baseline: set once, on the first frame; a line on the PSNR plot
+    assert panel["label"].startswith("Baseline: OpenCV NL-means") and panel["value"].shape == (32, 32, 3)
+    assert panel["visible"] and baseline == gr.skip()
+    (line,) = [t for t in curves.data if t.name == "classical baseline (OpenCV)"]
+    assert f"{line.y[0]:.2f} dB" in panel["label"]
     assert names == {"result.png", "result_vanilla.png", "observation.png", "log.csv", "log.json", "config.json",
                      "evolution.gif"}  # fmt: skip
     folder = Path(files[0]).parent
