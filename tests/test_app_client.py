@@ -53,6 +53,24 @@ def tiny_png(tmp_path_factory, house64) -> str:
 
 
 def test_api_parameters_have_defaults(client):
+def test_the_opencv_baseline_comes_last_and_is_drawn_on_the_psnr_plot(client, tiny_png, tmp_path):
+    job = client.submit(image=handle_file(tiny_png), iterations=20, compare=False, api_name="/run", **TINY)
+    first, *_, final = list(job)
+    assert len(first) == len(final) == 9 and final[6].startswith("Done: 20 iterations")  # the others keep their place
+    panel = first[8]
+    assert re.fullmatch(r"Baseline: OpenCV NL-means \(h [\d.]+\) · [\d.]+ dB, SSIM [\d.]+", panel["label"])
+    assert np.asarray(Image.open(panel["value"])).shape == (32, 32, 3)
+    traces = json.loads(final[4]["plot"])["data"]
+    (line,) = [t for t in traces if t.get("name") == "classical baseline (OpenCV)"]
+    assert f"{line['y'][0]:.2f} dB" in panel["label"]
+    grey = tmp_path / "grey.png"
+    Image.open(tiny_png).convert("L").save(grey)
+    first, *_ = list(client.submit(image=handle_file(str(grey)), task="jpeg", observed=True, iterations=10,
+                                   compare=False, api_name="/run", **TINY))  # fmt: skip
+    assert first[8]["label"].startswith("Baseline: OpenCV bilateral filter") and "dB" not in first[8]["label"]
+    assert Image.open(first[8]["value"]).mode == "L"
+
+
     api = client.view_api(return_format="dict", print_info=False)
     params = {p["parameter_name"]: p for p in api["named_endpoints"]["/run"]["parameters"]}
     expected = ["image", "task", "level", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed"]
