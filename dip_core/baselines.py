@@ -105,7 +105,7 @@ def deblock(y: np.ndarray, quality: float) -> tuple[np.ndarray, str]:
     """The JPEG baseline: the filter of the fitted rule, or the JPEG unchanged; (image, method)."""
     rule = jpeg_rule(quality, y.shape[2] == 3)
     if rule is None:
-        return y.copy(), "the JPEG itself (no OpenCV filter beat it at this quality)"
+        return y.copy(), "JPEG itself (no OpenCV filter beat it at this quality)"
     kind, d, s = rule
     if kind == "nlm":
         return denoise(y, 0, float(d)), f"OpenCV NL-means (h {d:g})"

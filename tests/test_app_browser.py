@@ -109,6 +109,11 @@ def test_upload_run_and_screenshot(page, house64, tmp_path):
     assert page.locator("#spectrum .js-plotly-plot").count() == 1
     expect(page.locator("#downloads")).to_contain_text(re.compile(r"evolution\s*\.gif"))
     ARTIFACTS.mkdir(exist_ok=True)
+    # the classical baseline beside the runs: its panel (method and PSNR) and its line on the PSNR plot
+    expect(page.locator("#baseline img")).to_be_visible()
+    expect(page.locator("#baseline")).to_contain_text(re.compile(r"Baseline NL-means · [\d.]+ dB"))
+    expect(page.locator("#curves")).to_contain_text("classical baseline (OpenCV)")
+    expect(page.locator("#curves")).to_contain_text(re.compile(r"OpenCV [\d.]+ dB"))
     page.screenshot(path=str(ARTIFACTS / "app_after_run.png"), full_page=True)
     assert not page.errors, page.errors
 
@@ -124,7 +129,7 @@ def test_grey_upload_runs_and_shows_grey(page, house64, tmp_path):
     set_number(page, "width", 8)
     page.locator("#run").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: 40 iterations"), timeout=120_000)
-    for panel in ("observation", "vanilla", "result", "clean"):
+    for panel in ("observation", "vanilla", "result", "clean", "baseline"):
         src = page.locator(f"#{panel} img").get_attribute("src")
         shown = Image.open(io.BytesIO(httpx.get(src, timeout=30).content))
         assert shown.mode == "L" and shown.size == (40, 40), (panel, shown.mode, shown.size)

@@ -149,7 +149,7 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert len(spectrum.data) == 2
     names = {Path(f).name for f in files}
     panel = outs[0][8]  # the OpenCV baseline: set once, on the first frame; a line on the PSNR plot
-    assert panel["label"].startswith("Baseline: OpenCV NL-means") and panel["value"].shape == (32, 32, 3)
+    assert panel["label"].startswith("Baseline NL-means · ") and panel["value"].shape == (32, 32, 3)
     assert panel["visible"] and baseline == gr.skip()
     (line,) = [t for t in curves.data if t.name == "classical baseline (OpenCV)"]
     assert f"{line.y[0]:.2f} dB" in panel["label"]
