@@ -328,6 +328,6 @@ def test_every_row_of_the_doc_table_has_an_app_case():
         "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
         "NaN level", "infinite λ", "mask of the wrong size", "mask that is not binary",
         "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
-        "loss becomes NaN or infinite mid-run",
+        "loss becomes NaN or infinite mid-run", "OpenCV not installed (the classical baseline cannot run)",
     }  # fmt: skip
     assert sorted(rows) == sorted(covered)

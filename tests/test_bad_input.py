@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from dip_core import make_task, observed_task, run
+from dip_core.baselines import baseline
 from dip_core.engine import RunConfig
 from dip_core.errors import InputError
 from dip_core.io import load_image
@@ -68,6 +70,26 @@ def run_config(**kw) -> Callable[[], object]:
 
 def task_with_mask(mask: np.ndarray) -> Callable[[], object]:
     return lambda: make_task("inpaint", np.full((32, 32, 3), 0.5, np.float32), mask=mask)
+
+
+def without_opencv(action: Callable[[], object]) -> Callable[[], object]:
+    """``action`` run as if OpenCV were not installed (``import cv2`` fails)."""
+
+    def call():
+        saved = sys.modules.get("cv2")
+        sys.modules["cv2"] = None
+        try:
+            return action()
+        finally:
+            if saved is None:
+                del sys.modules["cv2"]
+            else:
+                sys.modules["cv2"] = saved
+
+    return call
+
+
+NO_OPENCV = "classical baseline unavailable: OpenCV is missing: pip install opencv-python-headless (see requirements.txt)"
 
 
 def load(data: bytes) -> Callable[[], object]:
@@ -142,6 +164,12 @@ CASES = [
             and 22 <= int(re.search(r"σ ≈ (\d+) ", t.notes[0]).group(1)) <= 29
             and "not the 60 set" in t.notes[0]
         ),
+    ),
+    (
+        "OpenCV not installed (the classical baseline cannot run)",
+        without_opencv(lambda: baseline(make_task("denoise", photo_array(), 25))),
+        None,
+        lambda b: b.image is None and b.unavailable == NO_OPENCV and b.summary()["psnr"] is None,
     ),
 ]
 

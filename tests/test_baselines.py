@@ -191,3 +191,28 @@ def test_cli_without_opencv_reports_the_baseline_unavailable_and_runs(tmp_path, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["baseline"]["psnr"] is None and "OpenCV is missing" in summary["baseline"]["unavailable"]
     assert (out / "result.png").is_file() and not (out / "baseline.png").exists()
+
+
+# ------------------------------------------------------------------ the quality benchmark
+
+
+def test_quality_benchmark_writes_a_table_and_resumes(tmp_path, image64):
+    from benchmarks import quality
+
+    out = tmp_path / "q"
+    args = ["--images", str(image64), "--task", "denoise", "--level", "25", "--out", str(out), "--max-side", "32",
+            "--width", "8", "--iters", "20", "--every", "5"]  # fmt: skip
+    assert quality.main(args) == 0
+    (row,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert row["opencv"]["psnr"] > row["observation"]["psnr"] + 1
+    assert row["vanilla"]["best_iter"] <= 20 and row["controlled"]["stop_rule"] == "discrepancy"
+    text = (out / "report.md").read_text()
+    assert "| house64.png (32×32) |" in text and "**mean PSNR**" in text
+    try:
+        import bm3d  # noqa: F401
+    except ImportError:
+        assert row["cbm3d"] == {"unavailable": "bm3d is not installed (pip install -r requirements-bench.txt)"}
+    else:
+        assert row["cbm3d"]["psnr"] > row["opencv"]["psnr"] and "CBM3D" in text
+    assert quality.main(args) == 0  # a rerun skips the image already done
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
