@@ -28,7 +28,7 @@ from dataclasses import replace
 
 import torch
 
-from dip_core import metrics
+from dip_core import autotune, metrics
 from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
 from dip_core.errors import InputError
 
@@ -255,6 +255,7 @@ def benchmark(
         "warmup_steps": warmup,
         "chunk": chunk,
         "ours_same_config": config_summary(same),
+        "auto_conv_path": autotune.describe(autotune.resolve(denoise_task(**task_kw), same)),  # conv_algo="auto"
         "ours_preset_config": config_summary(pre),
         "variants": {
             k: {"ms": _round(med.get(k)), "vs_ours_same": ratio(med.get(k), med.get("ours_same")), **variant_cfg}

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 import torch
 
-from . import metrics
+from . import autotune, metrics
 from .errors import InputError
 from .layers import CONV_ALGOS, POWER_WARMUP_STEPS, LipschitzConv2d
 from .nets import UPSAMPLE_MODES, Decoder, fourier_input
@@ -50,7 +50,8 @@ class RunConfig:
     backtrack: bool = False  # original DIP trick: restore a copy of the weights when the loss jumps
     device: str = "auto"  # auto | cpu | cuda
     measure_every_step: bool = False  # compute FBC/blur/sharpness each step (benchmarks, faithful cost)
-    conv_algo: str = "direct"  # direct | winograd (3×3 convs by NNPACK on CPU; ignored elsewhere)
+    conv_algo: str = "direct"  # direct | winograd (3×3 convs by NNPACK on CPU) | auto (the faster of direct,
+    # winograd and direct with channels_last, timed on this CPU at first use: dip_core/autotune.py)
     cuda_graph: bool = False  # CUDA: replay the whole step as one captured graph (eager fallback)
 
     def validate(self) -> RunConfig:
@@ -82,7 +83,7 @@ class RunConfig:
             ("padding", ("reflect", "zeros")),
             ("sn_method", ("svd", "power")),
             ("precision", ("fp32", "bf16")),
-            ("conv_algo", CONV_ALGOS),
+            ("conv_algo", ("auto", *CONV_ALGOS)),
             ("auto_stop", STOP_RULES),
             ("device", ("auto", "cpu", "cuda")),
         ):
@@ -114,9 +115,9 @@ PRESETS: dict[str, dict] = {
         lr=0.003,
         padding="zeros",
         sn_method="power",
-        conv_algo="winograd",
+        conv_algo="auto",  # Winograd won on an AMD EPYC, oneDNN's direct conv on an Intel Xeon: timed per machine
         precision="fp32",
-        channels_last=False,
+        channels_last=False,  # (auto sets it when it picks direct+channels_last)
         iterations=1500,
         every=10,
     ),
@@ -199,7 +200,7 @@ class RunState:
 
 def build(task: Task, config: RunConfig) -> RunState:
     """Seed, build the decoder and its input for ``task`` on the configured device."""
-    config.validate()
+    config = autotune.resolve(task, config.validate())
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     net = Decoder(
@@ -301,7 +302,8 @@ def run(
     True (the final snapshot then holds the image reached). No host sync happens between snapshots
     unless backtracking is on.
     """
-    stopper = stop_for(config.validate().auto_stop, config.iterations, task)
+    config = autotune.resolve(task, config.validate())  # conv_algo="auto": the path chosen for this machine
+    stopper = stop_for(config.auto_stop, config.iterations, task)
     by_ratio, by_loss = isinstance(stopper, RatioWindowStop), isinstance(stopper, DiscrepancyStop)
     state = build(task, config)
     net, device = state.net, state.device
@@ -392,15 +394,23 @@ def run(
             out = forward(state, config, z)
             loss = task.loss(out)
             loss.backward()
+        restored = False
         if config.backtrack:
             value = loss.item()
             if saved is not None and value > BACKTRACK_FACTOR * last_loss:
                 with torch.no_grad():
                     for p, s in zip(net.parameters(), saved):
                         p.copy_(s)
-                continue
-            last_loss = value
-        if graph is None:
+                if t < config.iterations:
+                    continue
+                # a jump on the last step: the run still ends with a snapshot, of the restored weights
+                restored = True
+                with torch.no_grad():
+                    out = forward(state, config, state.z)
+                    loss = task.loss(out)
+            else:
+                last_loss = value
+        if graph is None and not restored:
             state.optimizer.step()
         out = out.detach()
         if config.ema > 0:
@@ -442,8 +452,9 @@ def run(
         if due or fired:
             snap = measure(t, out, loss)
             if not math.isfinite(snap.loss) or not np.isfinite(snap.image).all():
-                final = last_good or snap
-                final.done, final.message = True, f"stopped at iteration {t}: the loss became non-finite"
+                # a new snapshot: the last good one was already yielded (and its per-step values delivered)
+                final = replace(last_good or snap, done=True, step_ratios=[], step_psnrs=[], step_losses=[],
+                                message=f"stopped at iteration {t}: the loss became non-finite")  # fmt: skip
                 yield final
                 return
             if config.backtrack:
@@ -482,5 +493,6 @@ def summarise(task: Task, config: RunConfig, snapshots: list[Snapshot], device: 
         "final_psnr": final.psnr,
         "seconds": final.seconds,
         "device": device,
+        "conv_path": autotune.describe(autotune.resolve(task, config)),
         "message": final.message,
     }

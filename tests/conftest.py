@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ import torch
 
 from dip_core.io import load_image
 
+# the suite's own cache of conv_algo="auto" choices (dip_core/autotune.py), not the user's; subprocesses inherit it
+os.environ.setdefault("SPECTRAL_BIAS_LAB_CACHE", str(Path(tempfile.mkdtemp(prefix="sbl-cache-")) / "conv_paths.json"))
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from benchmarks.portability import threshold
 from dip_core.io import save_png, to_uint8
 
 CHROMIUM = "/usr/bin/chromium"
@@ -149,9 +150,12 @@ def test_stop_in_the_browser_keeps_the_result(page):
     expect(page.locator("#downloads")).to_contain_text(re.compile(r"result\s*\.png"))
 
 
+@pytest.mark.outcome
 def test_noise_level_auto_stop_in_the_browser(page):
+    """The stop fires within the budget; 5000 covers the latest stop benchmarks.portability measured (1473 at
+    a 1500-step budget, once never)."""
     expect = playwright.expect
-    set_number(page, "iterations", 1500)
+    set_number(page, "iterations", threshold("browser_discrepancy", "stop_iter"))
     page.locator("#auto_stop").get_by_text("noise level (ours, denoising)").click()
     page.locator("#compare input[type=checkbox]").uncheck()  # alone, so the whole run ends at the stop
     page.locator("#run").click()

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 
 import httpx
@@ -17,6 +18,7 @@ from helpers import wait_for
 from PIL import Image
 from test_bad_input import animated, declared_png, exif_rotated, photo, png
 
+from benchmarks.portability import threshold
 from demo.session import STOPS
 from dip_core.io import save_png, to_uint8
 
@@ -52,7 +54,6 @@ def tiny_png(tmp_path_factory, house64) -> str:
     return str(path)
 
 
-def test_api_parameters_have_defaults(client):
 def test_the_opencv_baseline_comes_last_and_is_drawn_on_the_psnr_plot(client, tiny_png, tmp_path):
     job = client.submit(image=handle_file(tiny_png), iterations=20, compare=False, api_name="/run", **TINY)
     first, *_, final = list(job)
@@ -71,6 +72,7 @@ def test_the_opencv_baseline_comes_last_and_is_drawn_on_the_psnr_plot(client, ti
     assert Image.open(first[8]["value"]).mode == "L"
 
 
+def test_api_parameters_have_defaults(client):
     api = client.view_api(return_format="dict", print_info=False)
     params = {p["parameter_name"]: p for p in api["named_endpoints"]["/run"]["parameters"]}
     expected = ["image", "task", "level", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed"]
@@ -114,11 +116,13 @@ def test_stop_endpoint_keeps_the_result(client, tiny_png):
     assert STOPS.active() == 0
 
 
+@pytest.mark.outcome
 def test_noise_level_auto_stop_through_the_api(client, tiny_png):
+    budget = threshold("app_discrepancy", "stop_iter")
     final = client.predict(
-        image=handle_file(tiny_png), iterations=1500, auto_stop="discrepancy", compare=False, api_name="/run", **TINY
+        image=handle_file(tiny_png), iterations=budget, auto_stop="discrepancy", compare=False, api_name="/run", **TINY
     )
-    assert final[6].startswith("Done: auto-stop at iteration") and "1500 iterations" not in final[6]
+    assert final[6].startswith("Done: auto-stop at iteration") and f"{budget} iterations" not in final[6]
     assert any(t.get("name") == "noise level" for t in json.loads(final[4]["plot"])["data"])
 
 
@@ -316,6 +320,15 @@ def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
         lab.request.task.observation.fill_(float("inf"))
     assert frames[-1][6].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1][6]
     assert np.isfinite(np.asarray(frames[-1][2], np.float32)).all()
+
+
+def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(client, tiny_png, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # the server runs in this process: import cv2 now fails there
+    first, *_, final = list(client.submit(image=handle_file(tiny_png), iterations=10, compare=False, api_name="/run",
+                                          **TINY))  # fmt: skip
+    assert final[6].startswith("Done: 10 iterations")
+    assert first[8]["visible"] is False and first[8]["label"] == "Baseline unavailable"
+    assert not any(t.get("name") == "classical baseline (OpenCV)" for t in json.loads(final[4]["plot"])["data"])
 
 
 def test_every_row_of_the_doc_table_has_an_app_case():

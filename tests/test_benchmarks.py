@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import reference, step, time_to_quality
+from benchmarks import portability, reference, step, time_to_quality
 from dip_core import make_task, run_to_end
 from dip_core.engine import RunConfig, graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
@@ -147,3 +147,34 @@ def test_resumable_loop_lane_follows_engine_run(house64, tmp_path):
     while not resumed.done:
         resumed.advance()
     assert resumed.psnr == pytest.approx(expected, abs=1e-5)
+
+
+def test_outcome_margins_cover_the_measured_spread():
+    """Every threshold an outcome test asserts holds for every seed, thread count, CPU code path and convolution
+    path in the committed spread (benchmarks/reports/portability/spread.json), recomputed against today's CLAIMS."""
+    report = json.loads((portability.REPORT / "spread.json").read_text())
+    cases = portability.worst_cases(report["rows"])
+    assert {c["scenario"] for c in cases} == set(portability.CLAIMS)
+    for case in cases:
+        assert case["runs"] >= 20 and case["failures"] == 0, case
+    assert len({r["capability"] for r in report["rows"]}) >= 2  # the settings really changed torch's kernels
+
+
+def test_every_outcome_test_is_in_the_claims():
+    """The tests marked `outcome` are the ones CLAIMS names, so the spread measures what the suite asserts."""
+    import re
+    from pathlib import Path
+
+    marked = set()
+    for path in Path(__file__).parent.glob("test_*.py"):
+        marked |= {f"{path.name}::{m}" for m in re.findall(r"@pytest\.mark\.outcome\ndef (\w+)", path.read_text())}
+    named = set(re.findall(r"# tests/(\S+::\w+)", Path(portability.__file__).read_text()))
+    assert marked == named
+
+
+def test_portability_runs_a_test_under_another_cpu_code_path():
+    table = portability.run_tests(["aten-default-2t"], ["-k", "test_denoising_raises_psnr_well_above_the_observation"])
+    assert table == {
+        "aten-default-2t": {"tests/test_engine.py::test_denoising_raises_psnr_well_above_the_observation": "passed"}
+    }
+    assert "| pass |" in portability.tests_markdown(table)

@@ -1,0 +1,151 @@
+"""``conv_algo="auto"``: the fastest CPU convolution path for a run's network, timed on this machine, then cached.
+
+Which path wins depends on the CPU: NNPACK's Winograd beat oneDNN's direct convolution on an AMD EPYC (AVX2)
+and lost to it on an Intel Xeon with AVX-512 (benchmarks/RESULTS.md). So the first run of a network shape
+times a few steps of each candidate, interleaved, and keeps the fastest: per process in memory and across
+processes in a JSON file (``SPECTRAL_BIAS_LAB_CACHE``, else ``~/.cache/spectral-bias-lab/conv_paths.json``).
+The candidates are all fp32 (bf16 is an explicit option: its curve was not shown to match fp32 closely enough).
+The same machine keeps its choice, so the same seed still gives the same curve there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .engine import RunConfig
+    from .tasks import Task
+
+#: The paths ``auto`` chooses from: name → the RunConfig settings that select it.
+CANDIDATES: dict[str, dict] = {
+    "direct": dict(conv_algo="direct", channels_last=False),
+    "winograd": dict(conv_algo="winograd", channels_last=False),
+    "direct+channels_last": dict(conv_algo="direct", channels_last=True),
+}
+WARMUP_CHUNKS = 1  # an untimed chunk first (primitive creation, first allocations)
+ROUNDS = 2  # then this many interleaved chunks per candidate: 9 steps each in all
+CHUNK = 3  # steps per chunk: its last CHUNK − 1 steps are timed (the first follows a snapshot)
+_memory: dict[str, str] = {}
+
+
+def cache_path() -> Path:
+    """The JSON file that keeps the choices across processes."""
+    env = os.environ.get("SPECTRAL_BIAS_LAB_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "spectral-bias-lab" / "conv_paths.json"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_key(task: Task, config: RunConfig) -> str:
+    """What the fastest path depends on: the machine, torch's kernels and threads, and the network's shape
+    (image area in half-octave buckets, so that nearby sizes share one measurement)."""
+    h, w = task.out_size
+    area = round(2 * math.log2(max(1, h * w))) / 2
+    parts = [cpu_model(), torch.__version__, torch.backends.cpu.get_cpu_capability(), os.environ.get(
+        "ONEDNN_MAX_CPU_ISA", ""), f"threads={torch.get_num_threads()}", f"c={task.channels}", f"width={config.width}",
+        f"depth={config.depth}", f"area=2^{area:g}", config.padding, config.precision]  # fmt: skip
+    return "|".join(parts)
+
+
+def _read_cache() -> dict[str, str]:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if v in CANDIDATES} if isinstance(data, dict) else {}
+
+
+def _write_cache(key: str, choice: str) -> None:
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {**_read_cache(), key: choice}
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    except OSError:  # a read-only home: the choice is still kept in memory
+        pass
+
+
+def measure(task: Task, config: RunConfig) -> dict[str, float]:
+    """Median ms per step of each candidate on ``task`` (interleaved chunks, this process's threads)."""
+    from .engine import MAX_ITERATIONS, run
+
+    stamps: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+    gens = {}
+    for name, settings in CANDIDATES.items():
+        trial = replace(config, **settings, iterations=MAX_ITERATIONS, every=CHUNK, auto_stop="off",
+                        measure_every_step=False, device="cpu")  # fmt: skip
+        gens[name] = run(task, trial, stop=_stamper(stamps[name]))
+    samples: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+    try:
+        for chunk in range(WARMUP_CHUNKS + ROUNDS):
+            for name, gen in gens.items():
+                stamps[name].clear()
+                next(gen)
+                if chunk >= WARMUP_CHUNKS:
+                    marks = stamps[name]
+                    samples[name] += [b - a for a, b in zip(marks, marks[1:])]
+    finally:
+        for gen in gens.values():
+            gen.close()
+    return {name: 1000 * statistics.median(v) for name, v in samples.items() if v}
+
+
+def _stamper(marks: list[float]):
+    """A run's ``stop`` callback that only records when each step ended."""
+
+    def stop() -> bool:
+        marks.append(time.perf_counter())
+        return False
+
+    return stop
+
+
+def choose(task: Task, config: RunConfig) -> str:
+    """The fastest candidate's name for this run's network on this machine (measured once, then cached)."""
+    key = cache_key(task, config)
+    if key not in _memory:
+        cached = _read_cache().get(key)
+        if cached is None:
+            times = measure(task, config)
+            cached = min(times, key=times.get)
+            _write_cache(key, cached)
+        _memory[key] = cached
+    return _memory[key]
+
+
+def resolve(task: Task, config: RunConfig) -> RunConfig:
+    """``config`` with ``conv_algo="auto"`` replaced by the chosen path (on a GPU: the direct cuDNN one)."""
+    if config.conv_algo != "auto":
+        return config
+    from .engine import resolve_device
+
+    if resolve_device(config.device).type != "cpu":
+        return replace(config, conv_algo="direct")
+    return replace(config, **CANDIDATES[choose(task, config)])
+
+
+def describe(config: RunConfig) -> str:
+    """The convolution path of a resolved config, as ``auto`` names it."""
+    return next((n for n, s in CANDIDATES.items() if all(getattr(config, k) == v for k, v in s.items())),
+                f"{config.conv_algo}{'+channels_last' if config.channels_last else ''}")  # fmt: skip
