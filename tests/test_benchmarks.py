@@ -178,3 +178,13 @@ def test_portability_runs_a_test_under_another_cpu_code_path():
         "aten-default-2t": {"tests/test_engine.py::test_denoising_raises_psnr_well_above_the_observation": "passed"}
     }
     assert "| pass |" in portability.tests_markdown(table)
+
+
+def test_precision_gate_compares_two_real_curves():
+    from benchmarks import precision
+
+    r = precision.compare(size=32, steps=30, width=8)
+    assert r["steps"] == 30 and set(r["lanes"]) == {"fp32", "bf16"}
+    assert r["mean_abs_diff_ma25_db"] > 0  # bf16 really ran: the curves differ, a little
+    assert r["within_gate"] == (r["mean_abs_diff_ma25_db"] <= precision.GATE_DB)
+    assert all(5 < lane["peak_ma25_db"] < 40 for lane in r["lanes"].values())
