@@ -2,7 +2,9 @@
 # One GPU session (device tool), everything inside DEADLINE seconds: (1) the CUDA-graph step against the eager
 # one (same curve? how much faster?), (2) the step benchmark at 512² with a graph variant, (3) the CPU-vs-CUDA
 # curve check, (4) the paper's full denoising setting (width 128, 10,000 steps, vanilla and λ = 1.4, all in
-# parallel) on REPRO_IMAGES from .gpu_data until the deadline. Everything lands in $OUT/session.tgz plus a log.
+# parallel) on REPRO_IMAGES from .gpu_data until the deadline, (5) with QUALITY_IMAGES set, the quality table against
+# CBM3D and OpenCV at the paper's setting (benchmarks/quality.py) in the time left (raise DEADLINE for it).
+# Everything lands in $OUT/session.tgz plus a log.
 #   OUT=DIR bash benchmarks/gpu_session.sh                 # on the GPU machine, repository root
 #   SMOKE=1 OUT=DIR bash benchmarks/gpu_session.sh         # the same flow on CPU at toy sizes
 set -u
@@ -62,6 +64,16 @@ log "F16 runs ended"
 tail -n 4 "$W"/rep/log_*.txt | tee -a "$LOG"
 python3 -m benchmarks.reproduce "${common[@]}" --images .gpu_data --out "$W/rep" --report-only >>"$LOG" 2>&1
 grep -A 6 "^| image" "$W/rep/report.md" | head -n 8 | tee -a "$LOG"
+# the quality table at full scale (benchmarks/quality.py; needs pip install -r requirements-bench.txt for CBM3D):
+# QUALITY_IMAGES="image_House256rgb ..." from .gpu_data, the paper's setting, with whatever time is left
+if [ -n "${QUALITY_IMAGES:-}" ]; then
+  qimg=()
+  for img in $QUALITY_IMAGES; do qimg+=(".gpu_data/$img.png"); done
+  if [ "${SMOKE:-0}" = 1 ]; then QREP=(--preset cpu --max-side 32 --width 8 --iters 20 --every 5)
+  else QREP=(--preset cuda --iters 10000 --every 50); fi
+  part quality "$(left)" python3 -m benchmarks.quality --images "${qimg[@]}" --task denoise --level 25 \
+    --lipschitz 1.4 "${QREP[@]}" --out "$W/quality"
+fi
 nvidia-smi --query-gpu=name,memory.used --format=csv >>"$LOG" 2>&1
 (cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
 log "done"

@@ -83,13 +83,16 @@ def dip(task: Task, config) -> dict:
 
 
 def load_mask(masks: str | None, image: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    """The mask of ``image`` from the folder ``masks`` (same file name, white = known), resized to ``shape``."""
+    """The mask of ``image`` from the folder ``masks`` (same file name, white = known), brought to ``shape`` by
+    nearest-neighbour sampling, so a Bernoulli mask stays a Bernoulli mask (a filter would blur it into blobs)."""
     if not masks:
         return None
-    m = load_image(Path(masks) / image.name)[0]
-    if m.shape[:2] != shape:
-        m = resize_max_side(m, max(shape))[0]
-    return (m.mean(axis=2, keepdims=True) >= 0.5).astype(np.float32)
+    m = load_image(Path(masks) / image.name)[0].mean(axis=2)
+    if m.shape != shape:
+        rows = (np.arange(shape[0]) * m.shape[0] / shape[0]).astype(int)
+        cols = (np.arange(shape[1]) * m.shape[1] / shape[1]).astype(int)
+        m = m[rows][:, cols]
+    return (m >= 0.5).astype(np.float32)[:, :, None]
 
 
 def evaluate(path: Path, args: argparse.Namespace) -> dict:

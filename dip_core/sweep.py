@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .baselines import baseline
 from .engine import PRESETS, RunConfig, preset, run
 from .errors import InputError
 from .io import load_image, resize_max_side
@@ -152,6 +153,8 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
         "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
     row["final_psnr"] = psnrs[-1][1] if psnrs else None
+    classical = baseline(task)  # the task's OpenCV baseline on the same observation
+    row["baseline_method"], row["baseline_psnr"] = classical.method, classical.psnr
     best = max(psnrs, key=lambda x: x[1]) if psnrs else None
     row["best_psnr"], row["best_iter"] = (best[1], best[0]) if best else (None, None)
     for rule in ("paper", "relative", "discrepancy"):
@@ -274,10 +277,12 @@ def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
         return f"{k} ({scored[k]:.2f} dB)"
 
     lines = [
-        f"| image | best by final PSNR | best by peak PSNR | best by PSNR at the {stop_rule} stop | runs |",
-        "|---|---|---|---|---|",
+        f"| image | OpenCV baseline | best by final PSNR | best by peak PSNR | best by PSNR at the {stop_rule} stop | runs |",
+        "|---|---|---|---|---|---|",
     ]
     for image, cfgs in sorted(by_image.items()):
+        base = mean([r.get("baseline_psnr") for v in cfgs.values() for r in v])  # rows from before have none
+        base_cell = "—" if base is None else f"{base:.2f} dB"
         final = {k: mean([r["final_psnr"] for r in v]) for k, v in cfgs.items()}
         peak = {k: mean([r["best_psnr"] for r in v]) for k, v in cfgs.items()}
         at_stop = {
@@ -285,7 +290,7 @@ def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
             for k, v in cfgs.items()
         }
         n = sum(len(v) for v in cfgs.values())
-        lines.append(f"| {image} | {best(final)} | {best(peak)} | {best(at_stop)} | {n} |")
+        lines.append(f"| {image} | {base_cell} | {best(final)} | {best(peak)} | {best(at_stop)} | {n} |")
     lines += ["", "| image | config | seeds | final PSNR | peak PSNR (iter) | paper stop (iter / PSNR) | seconds |"]
     lines.append("|---|---|---|---|---|---|---|")
     for image, cfgs in sorted(by_image.items()):

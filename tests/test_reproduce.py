@@ -42,6 +42,7 @@ def test_tiny_reproduction_writes_report_curves_and_plots(tmp_path):
     report = (out / "report.md").read_text()
     assert "| house256 | 0 | vanilla |" in report and "| house256 | 0 | lam1.4 |" in report
     assert "## The paper's claims, checked per image" in report
+    assert re.search(r"\| house256 \| 0 \| OpenCV NL-means \(h [\d.]+\) \| \d+\.\d\d \| lam1\.4 \| [+-]\d", report)
     assert re.search(r"\| lam1\.4 \| controlled peak ≥ vanilla peak − 0\.5 dB \| [01] / 1 \|", report)
     curve = [json.loads(x) for x in (out / "house256__vanilla__s0.jsonl").read_text().splitlines()]
     assert [c["iter"] for c in curve] == [1, 4, 8, 12]

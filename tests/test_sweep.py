@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def test_sequential_sweep_resumes_only_missing_rows(images, tmp_path):
 def test_summary_table_names_the_best_configuration(images, tmp_path):
     table, _ = sweep.sweep(tiny_grid(images), tmp_path, use_ray=False)
     assert "| a | " in table and "best by final PSNR" in table
+    assert re.search(r"\| a \| \d+\.\d\d dB \| ", table)  # the OpenCV baseline's PSNR beside the best DIP
+    rows = sweep.load_rows(tmp_path)
+    assert all(r["baseline_method"].startswith("OpenCV NL-means") and r["baseline_psnr"] > 0 for r in rows)
     assert (tmp_path / "summary.md").read_text().endswith(table)
 
 
