@@ -65,7 +65,9 @@ def set_number(page, elem_id: str, value: int) -> None:
     expect = playwright.expect
     box = page.locator(f"#{elem_id} input[type=number]")
     slider = page.locator(f"#{elem_id} input[type=range]")
-    if not box.is_visible():  # its accordion is closed (a test run alone, or in another order)
+    try:  # a wait, not is_visible(): an accordion just clicked open is still hidden for a moment, and a second
+        expect(box).to_be_visible(timeout=3_000)  # click would close it again
+    except AssertionError:  # its accordion is closed (a test run alone, or in another order)
         page.get_by_text("Run settings").click()
         expect(box).to_be_visible(timeout=10_000)
     for _ in range(3):
