@@ -59,7 +59,7 @@ class StepClock:
             self.marks.append(event)
         else:
             self.marks.append(time.perf_counter())
-        return False  # used as the engine's ``stop`` callback: never stops the run
+        return False  # used as the engine's ``cancel`` callback: never cancels the run
 
     def deltas(self) -> list[float]:
         """Seconds between consecutive marks since the last call (syncs on CUDA)."""

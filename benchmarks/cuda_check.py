@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dip_core import make_task, preset
-from dip_core.engine import build, forward, run_to_end
+from dip_core.engine import Stepper, build, run_to_end
 from dip_core.io import load_image, resize_max_side
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,19 +33,16 @@ def curves_agree(steps: int = 200) -> dict:
 
 
 def step_ms(size: int, steps: int, **overrides) -> float:
-    """Median ms per optimisation step (zero_grad, forward, loss, backward, Adam) at size², synced."""
+    """Median ms per training step (the engine's ``Stepper``: forward, loss, backward, Adam) at size², synced."""
     rng = np.random.default_rng(0)
     task = make_task("denoise", rng.random((size, size, 3)).astype(np.float32), 25)
     cfg = preset("paper", device="cuda", **overrides)
-    state = build(task, cfg)
+    step = Stepper(build(task, cfg), cfg, task)
     times = []
     for i in range(steps + 10):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        state.optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(forward(state, cfg))
-        loss.backward()
-        state.optimizer.step()
+        step(i + 1, last=False)
         torch.cuda.synchronize()
         if i >= 10:
             times.append(time.perf_counter() - t0)

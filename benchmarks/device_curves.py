@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import torch
 
+from dip_core.curves import trailing_average
 from dip_core.engine import preset, run_to_end
 
 from .common import denoise_task, machine
-from .time_to_quality import moving_average
 
 
 def curve(device: str, size: int, steps: int, lipschitz: float, numerics: str) -> list[float]:
@@ -33,7 +33,7 @@ def curve(device: str, size: int, steps: int, lipschitz: float, numerics: str) -
 
 
 def compare(a: list[float], b: list[float], window: int = 25) -> dict:
-    ma, mb = moving_average(a, window), moving_average(b, window)
+    ma, mb = trailing_average(a, window), trailing_average(b, window)
     pairs = [(x, y) for x, y in zip(ma, mb) if x is not None and y is not None]
     gaps = [abs(x - y) for x, y in pairs]
     return {

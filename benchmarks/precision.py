@@ -19,10 +19,10 @@ import time
 import numpy as np
 import torch
 
+from dip_core.curves import trailing_average
 from dip_core.engine import preset, run
 
 from .common import denoise_task, machine
-from .time_to_quality import moving_average
 
 GATE_DB = 0.3
 WINDOW = 25
@@ -33,7 +33,7 @@ def lane(size: int, steps: int, width: int, lipschitz: float, precision: str) ->
     cfg = preset("cpu", width=width, lr=1e-3, lipschitz=lipschitz, iterations=steps, every=steps, device="cpu",
                  conv_algo="direct", channels_last=True, precision=precision, measure_every_step=True)  # fmt: skip
     marks: list[float] = []
-    snaps = list(run(denoise_task(size), cfg, stop=lambda: bool(marks.append(time.perf_counter()))))
+    snaps = list(run(denoise_task(size), cfg, cancel=lambda: bool(marks.append(time.perf_counter()))))
     psnrs = [v for s in snaps for _, v in s.step_psnrs]
     return {"psnr": psnrs, "median_step_ms": 1000 * statistics.median(np.diff(marks)) if len(marks) > 1 else None}
 
@@ -41,7 +41,7 @@ def lane(size: int, steps: int, width: int, lipschitz: float, precision: str) ->
 def compare(size: int = 256, steps: int = 1000, width: int = 128, lipschitz: float = 1.4) -> dict:
     """fp32 against bf16 on the same seed: the moving averages' mean |difference| and each lane's summary."""
     lanes = {p: lane(size, steps, width, lipschitz, p) for p in ("fp32", "bf16")}
-    ma = {p: np.array([v for v in moving_average(lanes[p]["psnr"], WINDOW) if v is not None]) for p in lanes}
+    ma = {p: np.array([v for v in trailing_average(lanes[p]["psnr"], WINDOW) if v is not None]) for p in lanes}
     diff = float(np.mean(np.abs(ma["fp32"] - ma["bf16"])))
     info = machine(torch.device("cpu"))
     return {

@@ -23,20 +23,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import PAPER_LIPSCHITZ, baselines, preset, run
+from dip_core import baselines, preset, run
 from dip_core.engine import resolve_device
 from dip_core.io import load_image, resize_max_side
 from dip_core.metrics import psnr, ssim
 from dip_core.stopping import first_discrepancy_stop, first_stop, task_noise_energy
 from dip_core.sweep import image_files
-from dip_core.tasks import Task, make_task, to_image
+from dip_core.tasks import TASKS, Task, make_task, to_image
 
-STOP_RULE = {"denoise": "discrepancy"}  # the others: the relative ratio rule (ours, for short budgets)
+
+def stop_rule(task: Task) -> str:
+    """The automatic stop for the controlled network: the noise-level rule where σ is known (denoising), else
+    the relative ratio rule (ours, for short budgets)."""
+    return "discrepancy" if task.noise_sigma is not None else "relative"
 
 
 def cbm3d(task: Task) -> dict | None:
     """CBM3D (grey: BM3D) at the task's known σ; None where it does not apply or bm3d is not installed."""
-    if task.name != "denoise":
+    if task.noise_sigma is None:
         return None
     try:
         import bm3d
@@ -44,7 +48,7 @@ def cbm3d(task: Task) -> dict | None:
         return {"unavailable": "bm3d is not installed (pip install -r requirements-bench.txt)"}
     y = to_image(task.observation).astype(np.float64)
     start = time.perf_counter()
-    sigma = task.level / 255
+    sigma = task.noise_sigma
     out = bm3d.bm3d_rgb(y, sigma) if y.shape[2] == 3 else bm3d.bm3d(y[:, :, 0], sigma)[:, :, None]
     seconds = time.perf_counter() - start
     out = np.clip(out, 0, 1).astype(np.float32)
@@ -60,7 +64,7 @@ def dip(task: Task, config) -> dict:
         ratios += snap.step_ratios
         losses += snap.step_losses
     best = max(records, key=lambda r: r["psnr"])
-    rule = STOP_RULE.get(task.name, "relative")
+    rule = stop_rule(task)
     if rule == "discrepancy":
         t = first_discrepancy_stop(losses, task_noise_energy(task))
     else:
@@ -112,7 +116,7 @@ def evaluate(path: Path, args: argparse.Namespace) -> dict:
     row["opencv"] = b.summary()
     common = dict(width=args.width, lr=args.lr, iterations=args.iters, every=args.every, seed=args.seed)
     common = {k: v for k, v in common.items() if v is not None}
-    lam = args.lipschitz if args.lipschitz is not None else PAPER_LIPSCHITZ[args.task]
+    lam = args.lipschitz if args.lipschitz is not None else TASKS[args.task].paper_lipschitz
     row["vanilla"] = dip(task, preset(args.preset, lipschitz=0.0, measure_every_step=True, **common))
     row["controlled"] = dip(task, preset(args.preset, lipschitz=lam, measure_every_step=True, **common))
     row["lipschitz"] = lam
@@ -241,9 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.argv = argv
-    from dip_core.tasks import DEFAULT_LEVELS
 
-    args.level = DEFAULT_LEVELS[args.task] if args.level is None else args.level
+    args.level = TASKS[args.task].level.default if args.level is None else args.level
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"

@@ -1,4 +1,4 @@
-"""The authors' per-step costs, re-implemented from method.md §5-6 in numpy, as their loop pays them.
+"""The authors' per-step costs, re-implemented from docs/method.md §5-6 in numpy, as their loop pays them.
 
 What the authors' denoising script does after every optimisation step (and what this module repeats):
 the output goes to the host as a numpy array; PSNR against the noisy and the clean image; the FBC
@@ -52,7 +52,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def circular_fbc(output: np.ndarray, reference: np.ndarray, bands: int = 5) -> list[float]:
-    """FBC (method.md §5), recomputing both spectra and the ring masks on every call, as the authors."""
+    """FBC (docs/method.md §5), recomputing both spectra and the ring masks on every call, as the authors."""
     a_out = np.abs(np.fft.fftshift(np.fft.fft2(gray(output))))
     a_ref = np.abs(np.fft.fftshift(np.fft.fft2(gray(reference))))
     h = np.clip(a_out / (a_ref + 1e-8), 0, 1)
@@ -70,7 +70,7 @@ def circular_fbc(output: np.ndarray, reference: np.ndarray, bands: int = 5) -> l
 
 
 def blurriness(img: np.ndarray, size: int = 9) -> float:
-    """Perceptual blur metric (Crété-Roffet), method.md §6, on the grayscale image."""
+    """Perceptual blur metric (Crété-Roffet), docs/method.md §6, on the grayscale image."""
     g = gray(img)
     m, n = g.shape
     box = np.full((1, size), 1.0 / size)
@@ -123,13 +123,19 @@ def measure_step(out: torch.Tensor, noisy: np.ndarray, clean: np.ndarray | None)
     return result
 
 
-#: The authors' configuration (method.md §1-3): 128 ch, reflection padding, exact SVD, fp32, Adam lr 1e-3.
+#: The authors' configuration (docs/method.md §1-3): 128 ch, reflection padding, exact SVD, fp32, Adam lr 1e-3.
 REFERENCE = dict(width=128, depth=5, padding="reflect", sn_method="svd", precision="fp32", lr=1e-3, channels_last=False)
 
 
 @dataclass
 class ReferenceRun:
-    """The reference training loop, one step at a time (our decoder in the authors' configuration)."""
+    """The authors' training loop, one step at a time: our decoder in their configuration, then their numpy
+    measurements (host copy, FBC, blur, sharpness) every step.
+
+    Kept apart from the engine's ``build``/``Stepper`` on purpose: it is the fixed baseline the speed benchmarks
+    compare against, so it must pay what the authors' loop pays (fp32, direct convolutions, no conv-path
+    autotuning, no cuDNN benchmark mode, no channels_last or CUDA graphs) whatever the engine's step becomes.
+    """
 
     task: Task
     lipschitz: float = 1.4

@@ -22,9 +22,9 @@ import torch
 
 from dip_core import make_task, preset
 from dip_core.baselines import baseline
-from dip_core.engine import PAPER_LIPSCHITZ, RunConfig
+from dip_core.config import RunConfig
+from dip_core.curves import smoothed_summary
 from dip_core.io import load_image, resize_max_side
-from dip_core.stopping import first_discrepancy_stop, first_stop
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
 
@@ -41,73 +41,11 @@ class Variant:
 
 def variants(task: str, lipschitz: list[float] | None, sigmas: list[float] | None) -> list[Variant]:
     """Vanilla DIP first, then every controlled (λ, σ) pair; σ given means Gaussian upsampling."""
-    lams = lipschitz or [PAPER_LIPSCHITZ[task]]
+    lams = lipschitz or [TASKS[task].paper_lipschitz]
     pairs = [(0.0, "bilinear", None)]
     for lam in lams:
         pairs += [(lam, "gaussian", s) for s in sigmas] if sigmas else [(lam, "bilinear", None)]
     return [Variant(variant_name(lam, up, s), lam, up, s) for lam, up, s in pairs]
-
-
-def moving_average(values: list[float], window: int) -> np.ndarray:
-    """Centred moving average (window in samples), shrinking at the ends."""
-    v = np.asarray(values, dtype=np.float64)
-    half = window // 2
-    return np.array([v[max(0, i - half) : i + half + 1].mean() for i in range(len(v))])
-
-
-def stop_iteration(ratios: list[tuple[int, float]], rule: str, iterations: int) -> int | None:
-    """The first step at which a stopping rule fires on the recorded per-step ratios."""
-    return first_stop(ratios, rule, iterations)
-
-
-def psnr_at(iters: list[int], psnrs: np.ndarray, t: int | None) -> float | None:
-    """PSNR of the first snapshot at or after step t."""
-    if t is None:
-        return None
-    idx = int(np.searchsorted(np.asarray(iters), t))
-    return float(psnrs[min(idx, len(psnrs) - 1)])
-
-
-def discrepancy_stop(records: list[dict]) -> int | None:
-    """Where our discrepancy rule fires on a curve's per-step losses (denoising curves carry the threshold in
-    their first record; None for other tasks and for curves recorded before the rule existed)."""
-    energy = records[0].get("noise_energy")
-    losses = [tuple(v) for rec in records for v in rec.get("step_losses", [])]
-    return first_discrepancy_stop(losses, energy) if energy and losses else None
-
-
-def summarise_curve(records: list[dict], ratios: list[tuple[int, float]], iterations: int, every: int) -> dict:
-    """Peak, end, drop, stops and FBC at peak/end of one run (PSNR smoothed over ~50 steps)."""
-    iters = [r["iter"] for r in records]
-    out = {"fbc_at_end": records[-1]["fbc"], "seconds": records[-1]["seconds"]}
-    out["has_discrepancy"] = bool(records[0].get("noise_energy")) and "step_losses" in records[0]
-    stops = {rule: stop_iteration(ratios, rule, iterations) for rule in ("paper", "relative")}
-    stops["discrepancy"] = discrepancy_stop(records)
-    if any(r["psnr"] is None for r in records):  # no ground truth (enhancement): FBC and stops only
-        out.update(peak_psnr=None, peak_iter=None, raw_peak_psnr=None, end_psnr=None, drop=None, near_peak_iter=None)
-        out["fbc_at_peak"] = records[-1]["fbc"]
-        for rule, t in stops.items():
-            out[f"stop_{rule}_iter"] = t
-            out[f"stop_{rule}_psnr"] = None
-        return out
-    raw = np.array([r["psnr"] for r in records])
-    smooth = moving_average(list(raw), max(1, 50 // every))
-    peak_i = int(np.argmax(smooth))
-    end_psnr = float(smooth[-1])
-    out.update(
-        peak_psnr=float(smooth[peak_i]),
-        peak_iter=iters[peak_i],
-        raw_peak_psnr=float(raw.max()),
-        end_psnr=end_psnr,
-        drop=float(smooth[peak_i] - end_psnr),
-        fbc_at_peak=records[peak_i]["fbc"],
-        # the earliest a stop could come and still be within 0.3 dB of the peak
-        near_peak_iter=iters[int(np.argmax(smooth >= smooth[peak_i] - 0.3))],
-    )
-    for rule, t in stops.items():
-        out[f"stop_{rule}_iter"] = t
-        out[f"stop_{rule}_psnr"] = psnr_at(iters, smooth, t)
-    return out
 
 
 def plot(image: str, seed: int, curves: dict[str, list[dict]], path: Path) -> None:
@@ -217,9 +155,8 @@ def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
         records = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
         if not records:
             continue
-        ratios = [tuple(r) for rec in records for r in rec.get("step_ratios", [])]
         iterations = max(config.iterations, records[-1]["iter"])
-        summary = summarise_curve(records, ratios, iterations, config.every)
+        summary = smoothed_summary(records, iterations, config.every)
         summary["completed_iters"] = records[-1]["iter"]
         rows.append(
             {"image": image, "seed": int(seed[1:]), "config": name, "device": devices.get(log.stem, "?"), **summary}

@@ -5,7 +5,7 @@
 Configurations (denoising σ = 25 on House resized to PX², one process, interleaved in chunks so that
 machine drift hits all of them alike; median ms per step after warm-up):
 
-- ``reference``: the authors' step re-implemented from method.md: 128 ch, reflection padding, λ = 1.4
+- ``reference``: the authors' step re-implemented from docs/method.md: 128 ch, reflection padding, λ = 1.4
   with an exact SVD per controlled conv every step, fp32, then the host copy, PSNR, FBC (FFTs and ring
   masks recomputed), blurriness and MLV sharpness (Python full sort) in numpy every step.
 - ``ours_same``: ``dip_core.engine.run`` with the same network (128 ch, λ = 1.4, lr 1e-3) and the same
@@ -81,7 +81,7 @@ class EngineRunner:
     def __init__(self, task, config: RunConfig, chunk: int, device: torch.device) -> None:
         self.clock = StepClock(device)
         self.config = replace(config, every=chunk, iterations=MAX_ITERATIONS)
-        self.gen = run(task, self.config, stop=self.clock.mark)
+        self.gen = run(task, self.config, cancel=self.clock.mark)
         self.done = 0
 
     def __call__(self) -> list[float]:

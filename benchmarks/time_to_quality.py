@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -39,7 +38,9 @@ from pathlib import Path
 
 import torch
 
-from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
+from dip_core import autotune
+from dip_core.curves import target_summary
+from dip_core.engine import MAX_ITERATIONS, Meter, Recorder, RunConfig, Stepper, build, preset, run
 from dip_core.errors import InputError
 
 from .common import StepClock, denoise_task, machine, pick_device, sync
@@ -86,7 +87,7 @@ class Lane:
         net, opt = mods
         updates = [getattr(m, "_updates", None) for m in net.modules()]
         data = {"psnr": self.psnr, "seconds": self.seconds, "net": net.state_dict(), "opt": opt.state_dict()}
-        data.update(updates=updates, key=self.key())
+        data.update(updates=updates, key=self.key(), t=getattr(self, "t", len(self.psnr)))
         tmp = folder / f"{self.name}.pt.tmp"
         torch.save(data, tmp)
         tmp.replace(folder / f"{self.name}.pt")
@@ -105,6 +106,7 @@ class Lane:
             if n is not None:
                 m._updates = n
         self.psnr, self.seconds = data["psnr"], data["seconds"]
+        self.t = data.get("t", len(self.psnr))  # steps taken (more than values when backtracking undid some)
         return True
 
     def key(self) -> str:
@@ -131,44 +133,42 @@ class ReferenceLane(Lane):
 
 
 class LoopLane(Lane):
-    """``engine.run``'s training step and per-step measurements, written out so that a lane can resume.
+    """``engine.run`` with ``measure_every_step``, stepped here so that a lane can be checkpointed and resumed.
 
-    Same calls in the same order as ``run`` with ``measure_every_step`` (build, forward, loss, Adam, then
-    ratio, FBC and PSNR on the device); no snapshots. tests/test_benchmarks.py checks that its PSNR curve is
-    the one ``run`` reports. Used with ``--checkpoint`` (CPU); CUDA graphs are ``run``'s alone.
+    The engine's ``build``, ``Stepper`` and ``Recorder``, without snapshots: tests/test_benchmarks.py checks that
+    its PSNR curve is ``run``'s, across a resume too. The DIP tricks' state (input noise, output average,
+    backtracking's copy) is not checkpointed.
     """
 
     def __init__(self, name: str, task, config: RunConfig, budget: int, chunk: int, device: torch.device) -> None:
         super().__init__()
-        from dip_core import metrics
-        from dip_core.engine import build
-
         self.name, self.budget, self.chunk, self.device, self.task = name, budget, chunk, device, task
         self.config = replace(config, measure_every_step=True).validate()
-        self.state = build(task, self.config)
-        self.metrics = metrics
-        self.ref_dtype = torch.float64 if device.type == "cpu" else torch.float32
-        self.fbc = metrics.FrequencyBandMeter(task.observation[0].to(self.ref_dtype))
+        resolved = autotune.resolve(task, self.config)  # as ``run``: conv_algo="auto" → this machine's path
+        self.state = build(task, resolved)
+        self.stepper = Stepper(self.state, resolved, task)
+        self.recorder = Recorder(task, resolved, None, Meter(task, self.state.device))
+        self.t = 0  # steps taken (a step undone by backtracking has no PSNR)
 
     def advance(self) -> None:
-        from dip_core.engine import forward
-
-        st, task, m = self.state, self.task, self.metrics
         for _ in range(min(self.chunk, self.budget - len(self.psnr))):
+            self.t += 1
+            last = self.t == self.budget
             sync(self.device)
-            t = time.perf_counter()
-            st.optimizer.zero_grad(set_to_none=True)
-            out = forward(st, self.config)
-            task.loss(out).backward()
-            st.optimizer.step()
-            with torch.no_grad():
-                result = task.finish(out.detach())
-                m.ratio_t(m.grayscale_t(result[0].to(self.ref_dtype)))
-                self.fbc(out.detach()[0].to(self.ref_dtype))
-                psnr = m.psnr_t(result, task.clean)
+            start = time.perf_counter()
+            stepped = self.stepper(self.t, last)
+            if stepped is None:  # backtracking undid the step: no values for it, as in ``run``
+                continue
+            self.recorder.record(self.t, *stepped)
+            self.recorder.flush(True)  # fetches this step's values: synchronous
             sync(self.device)
-            self.seconds.append(time.perf_counter() - t)
-            self.psnr.append(float(psnr))
+            self.seconds.append(time.perf_counter() - start)
+            self.psnr += [p for _, p in self.recorder.take()["step_psnrs"]]
+            if self.t % self.config.every == 0 or self.t == 1 or last:
+                self.stepper.checkpoint()  # backtracking's copy of the weights, where ``run`` snapshots
+            if last:
+                self.budget = len(self.psnr)  # fewer values than steps when backtracking undid some
+                break
 
     def modules(self):
         return self.state.net, self.state.optimizer
@@ -180,7 +180,7 @@ class EngineLane(Lane):
         self.name, self.budget = name, budget
         self.config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True).validate()
         self.clock = StepClock(device)
-        self.gen = run(task, self.config, stop=self.clock.mark)
+        self.gen = run(task, self.config, cancel=self.clock.mark)
 
     def advance(self) -> None:
         self.clock.reset()
@@ -200,52 +200,12 @@ class EngineLane(Lane):
         self.gen.close()
 
 
-def moving_average(values: list[float], window: int) -> list[float | None]:
-    """Trailing mean over ``window`` steps (None before the window is full)."""
-    out: list[float | None] = []
-    acc = 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / window if i >= window - 1 else None)
-    return out
 
 
 def summarise(lane: Lane, target: float, window: int) -> dict:
-    """Crossing step and time, peaks, final level and decay of one lane."""
-    p, secs = lane.psnr, lane.seconds
-    ma = moving_average(p, window)
-    cross = next((i for i, m in enumerate(ma) if m is not None and m >= target), None)
-    cum = list(_cumsum(secs))
-    valid = [(m, i) for i, m in enumerate(ma) if m is not None]
-    peak_ma, peak_ma_i = max(valid) if valid else (None, None)
-    peak_i = max(range(len(p)), key=p.__getitem__) if p else None
-    median_step = statistics.median(secs) if secs else None
-    final_ma = ma[-1] if ma else None
-    return {
-        "config": lane.config if isinstance(lane.config, dict) else _config_summary(lane.config),
-        "steps": len(p),
-        "steps_to_target": None if cross is None else cross + 1,
-        "s_to_target": None if cross is None else round(cum[cross], 2),
-        "projected_s_to_target": None if cross is None else round((cross + 1) * median_step, 2),
-        "median_step_ms": None if median_step is None else round(1000 * median_step, 2),
-        "peak_psnr": None if peak_i is None else round(p[peak_i], 3),
-        "peak_step": None if peak_i is None else peak_i + 1,
-        "peak_s": None if peak_i is None else round(cum[peak_i], 2),
-        "peak_ma_psnr": None if peak_ma is None else round(peak_ma, 3),
-        "peak_ma_step": None if peak_ma_i is None else peak_ma_i + 1,
-        "final_ma_psnr": None if final_ma is None else round(final_ma, 3),
-        "drop_from_peak_ma_db": None if peak_ma is None or final_ma is None else round(peak_ma - final_ma, 3),
-        "total_s": round(cum[-1], 2) if cum else 0.0,
-    }
-
-
-def _cumsum(values):
-    acc = 0.0
-    for v in values:
-        acc += v
-        yield acc
+    """A lane's configuration, then its crossing step and time, peaks, final level and decay (``target_summary``)."""
+    config = lane.config if isinstance(lane.config, dict) else _config_summary(lane.config)
+    return {"config": config, **target_summary(lane.psnr, lane.seconds, target, window)}
 
 
 def _config_summary(config: RunConfig) -> dict:

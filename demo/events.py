@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,18 +11,22 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from dip_core import PAPER_LIPSCHITZ, InputError
-from dip_core.io import to_uint8
-from dip_core.stopping import STOP_RULES
-from dip_core.tasks import DEFAULT_LEVELS, LEVEL_NAMES, SR_FACTORS, TASKS
+from dip_core import InputError, RunConfig
+from dip_core.config import choices
+from dip_core.io import MIN_SIDE, to_uint8
+from dip_core.tasks import PAPER_LIPSCHITZ, TASKS
 
 from .exports import read_config, write_downloads
-from .inputs import SEED_CAP, choice, flag, number, parse_request, read_image
+from .inputs import choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
 from .settings import LIMITS
 
-#: Slider (minimum, maximum, step) per task in the UI (the API accepts the engine's full ranges).
-LEVEL_SLIDERS = {"denoise": (1, 100, 1), "jpeg": (1, 100, 1), "inpaint": (0.05, 0.95, 0.05), "enhance": (0, 5, 0.1)}
+#: run_lab's outputs by name, in the order the ``run`` endpoint returns them (the baseline panel last: it came
+#: later, and API clients index the others)
+RUN_OUTPUTS = ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files", "baseline")
+#: The widgets a loaded config JSON sets, by name
+CONFIG_WIDGETS = ("task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
+                  "auto_stop", "compare", "observed", "max_side", "width", "lr")  # fmt: skip
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 try:  # ZeroGPU on Hugging Face: the decorator is a no-op elsewhere (and the package is optional)
@@ -35,23 +40,27 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def level_update(task: str, value: float | None = None) -> dict:
-    """The level slider for ``task``: its range and label (and ``value`` when given)."""
-    if task == "sr":
+    """The level slider for ``task``: its range and label from the task's spec (and ``value`` when given);
+    hidden for a level that takes a few values (the SR factor's radio buttons instead)."""
+    level = TASKS[task].level
+    if level.slider is None:
         return gr.update(visible=False)
-    lo, hi, step = LEVEL_SLIDERS[task]
-    label = LEVEL_NAMES[task][0].upper() + LEVEL_NAMES[task][1:]
+    lo, hi, step = level.slider
     extra = {} if value is None else {"value": value}
-    return gr.update(minimum=lo, maximum=hi, step=step, label=label, visible=True, **extra)
+    return gr.update(minimum=lo, maximum=hi, step=step, label=level.name[0].upper() + level.name[1:], visible=True,
+                     **extra)  # fmt: skip
 
 
 def on_task_change(task: str) -> tuple:
     """Show the widgets of the chosen task: the level slider's range, the SR factor, the mask tools."""
-    return level_update(task), gr.update(visible=task == "sr"), gr.update(visible=task == "inpaint")
+    spec = TASKS[task]
+    return level_update(task), gr.update(visible=bool(spec.level.choices)), gr.update(visible=spec.needs_mask)
 
 
 def on_task_input(task: str) -> tuple:
     """When the user picks a task: its default level and the paper's λ for it."""
-    return level_update(task, DEFAULT_LEVELS[task]), PAPER_LIPSCHITZ[task]
+    spec = TASKS[task]
+    return level_update(task, spec.level.default), spec.paper_lipschitz
 
 
 def describe_image(image: Any, max_side: float | None) -> tuple[str, dict | None]:
@@ -89,24 +98,18 @@ def mask_from_editor(editor: dict | None) -> np.ndarray:
 
 def prepare_inputs(task: str, level: float, sr_factor: Any, mask_mode: str, editor: dict | None) -> tuple:
     """The API's ``level`` and ``mask`` from the UI widgets (the SR factor radio and the mask editor)."""
-    value = int(sr_factor) if task == "sr" else level
-    mask = mask_from_editor(editor) if task == "inpaint" and mask_mode == "drawn" else None
+    spec = TASKS[task]
+    value = int(sr_factor) if spec.level.choices else level
+    mask = mask_from_editor(editor) if spec.needs_mask and mask_mode == "drawn" else None
     return value, mask
 
 
 def observation_label(lab: LabRun) -> str:
     """What the observation is, e.g. "Observation (σ 25)"."""
-    task, req = lab.request.task, lab.request
+    req = lab.request
     if req.observed:
         return "Observation (as uploaded)"
-    kind = {
-        "denoise": f"σ {task.level:g}",
-        "jpeg": f"JPEG q{task.level:g}",
-        "inpaint": "drawn mask" if req.mask_given else f"{task.level:.0%} kept",
-        "sr": f"÷{task.level:g}, {task.observation.shape[-1]}×{task.observation.shape[-2]}",
-        "enhance": f"gain {task.level:g}",
-    }[task.name]
-    return f"Observation ({kind})"
+    return f"Observation ({req.task.spec.describe(req.task, req.mask_given)})"
 
 
 @gpu
@@ -128,11 +131,11 @@ def run_lab(
     lr: float = LIMITS.lr,
     request: gr.Request | None = None,
 ) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields (observation, vanilla, result, clean, curves, spectrum, status, files,
-    baseline)."""
+    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order."""
     try:
-        req = parse_request(image, task, level, lipschitz, upsample, gaussian_sigma, iterations, seed, auto_stop,
-                            compare, observed, mask, max_side, width, lr)  # fmt: skip
+        req = parse_request(image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
+                            gaussian_sigma=gaussian_sigma, iterations=iterations, seed=seed, auto_stop=auto_stop,
+                            compare=compare, observed=observed, mask=mask, max_side=max_side, width=width, lr=lr)  # fmt: skip
     except InputError as err:
         raise gr.Error(str(err), print_exception=False) from None
     for note in req.notes:
@@ -144,30 +147,35 @@ def run_lab(
         gr.Warning(lab.baseline.unavailable)
     try:
         for i, frame in enumerate(lab.stream()):
-            yield frame_outputs(lab, frame, first=i == 0)
+            outputs = frame_outputs(lab, frame, first=i == 0)
+            yield tuple(outputs[k] for k in RUN_OUTPUTS)
     except RuntimeError as err:  # e.g. out of memory on the device: keep it to one line
         raise gr.Error(f"the run failed: {str(err).splitlines()[0]}", print_exception=False) from None
     finally:
         STOPS.finish(key, stop)
 
 
-def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> tuple:
-    """Widget values for one frame: the first also sets the labels (and clears the downloads); later ones
-    send plain values, so API clients get file paths; unchanged widgets are skipped."""
+def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> dict:
+    """Widget values for one frame, by name (RUN_OUTPUTS): the first also sets the labels (and clears the
+    downloads); later ones send plain values, so API clients get file paths; unchanged widgets are skipped."""
     results = {name: shown(img) for name, img in frame.results.items()}
     vanilla, result = results.get("vanilla"), results["controlled"]
-    files = write_downloads(lab) if frame.done else None if first else gr.skip()
+    out = dict(curves=frame.curves, spectrum=frame.spectrum, status=frame.status, result=result)
+    out["files"] = write_downloads(lab) if frame.done else None if first else gr.skip()
     if not first:
-        return (gr.skip(), gr.skip() if vanilla is None else vanilla, result, gr.skip(), *frame_plots(frame), files,
-                gr.skip())  # fmt: skip
-    obs = gr.update(value=shown(lab.observation), label=observation_label(lab))
-    clean = gr.update(value=shown(lab.clean), visible=lab.clean is not None)
+        skip = gr.skip()
+        return dict(out, observation=skip, vanilla=skip if vanilla is None else vanilla, clean=skip, baseline=skip)
     labels = {name: t.label for name, t in lab.tracks.items()}
-    vanilla = (
-        gr.update(visible=False) if vanilla is None else gr.update(value=vanilla, label=labels["vanilla"], visible=True)
+    return dict(
+        out,
+        observation=gr.update(value=shown(lab.observation), label=observation_label(lab)),
+        vanilla=gr.update(visible=False)
+        if vanilla is None
+        else gr.update(value=vanilla, label=labels["vanilla"], visible=True),
+        result=gr.update(value=result, label=labels["controlled"]),
+        clean=gr.update(value=shown(lab.clean), visible=lab.clean is not None),
+        baseline=baseline_update(lab),
     )
-    result = gr.update(value=result, label=labels["controlled"])
-    return obs, vanilla, result, clean, *frame_plots(frame), files, baseline_update(lab)
 
 
 def baseline_label(lab: LabRun) -> str:
@@ -192,11 +200,6 @@ def shown(img: np.ndarray | None) -> np.ndarray | None:
     return None if img is None else to_uint8(img)
 
 
-def frame_plots(frame: Frame) -> tuple:
-    """The two figures and the status line of a frame."""
-    return frame.curves, frame.spectrum, frame.status
-
-
 def request_stop(request: gr.Request | None = None) -> None:
     """Stop this session's run after its current step; it keeps (and offers for download) what it reached."""
     key = getattr(request, "session_hash", None)
@@ -210,30 +213,40 @@ def on_compare_change(compare: bool) -> tuple:
 
 
 def load_config(path: str | None) -> tuple:
-    """Set the widgets from a config JSON the app wrote (unknown keys are ignored, bad values refused)."""
+    """Set the widgets of CONFIG_WIDGETS from a config JSON the app wrote (unknown keys are ignored, bad values
+    refused with the same checks as a run's: the task's level range, RunConfig's ranges within this device's)."""
     if path is None:
-        return (gr.skip(),) * 13
+        return (gr.skip(),) * len(CONFIG_WIDGETS)
     try:
         c = read_config(path)
         task = choice("task", c.get("task", "denoise"), TASKS)
-        level = c.get("level", DEFAULT_LEVELS[task])
+        spec = TASKS[task]
         sigma = c.get("gaussian_sigma")
+        lim = LIMITS
         values = dict(
-            level=number("level", level, 0, 255),
-            lipschitz=number("lipschitz", c.get("lipschitz", 0.0), 0, LIMITS.lipschitz_cap),
-            upsample=choice("upsample", c.get("upsample", "bilinear"), ("bilinear", "nearest", "gaussian")),
-            gaussian_sigma=0.5 if sigma is None or isinstance(sigma, list) else number("gaussian_sigma", sigma, 0, 3),
-            iterations=number("iterations", c.get("iterations", LIMITS.iterations), 1, LIMITS.iterations_cap, True),
-            seed=number("seed", c.get("seed", 0), 0, SEED_CAP, True),
-            auto_stop=choice("auto_stop", c.get("auto_stop", "off"), STOP_RULES),
+            task=task,
+            level_slider=spec.level.check(c.get("level")),
+            lipschitz=RunConfig.check("lipschitz", c.get("lipschitz", 0.0), lim.lipschitz_cap),
+            upsample=choice("upsample", c.get("upsample", "bilinear"), choices("upsample")),
+            gaussian_sigma=0.5 if sigma is None or isinstance(sigma, list)
+            else RunConfig.check("gaussian_sigma", sigma, lim.sigma_cap),
+            iterations=RunConfig.check("iterations", c.get("iterations", lim.iterations), lim.iterations_cap),
+            seed=RunConfig.check("seed", c.get("seed", 0)),
+            auto_stop=choice("auto_stop", c.get("auto_stop", "off"), choices("auto_stop")),
             compare=flag("compare", c.get("compare", True)),
             observed=flag("observed", c.get("observed", False)),
-            max_side=number("max_side", c.get("max_side", LIMITS.max_side), 16, LIMITS.max_side_cap, True),
-            width=number("width", min(c.get("width", LIMITS.width), LIMITS.width_cap), 4, LIMITS.width_cap, True),
-            lr=number("lr", c.get("lr", LIMITS.lr), 1e-5, 0.1),
-        )
-    except InputError as err:
+            max_side=number("max_side", c.get("max_side", lim.max_side), MIN_SIDE, lim.max_side_cap, True),
+            width=RunConfig.check("width", min(c.get("width", lim.width), lim.width_cap), lim.width_cap),
+            lr=RunConfig.check("lr", c.get("lr", lim.lr)),
+        )  # fmt: skip
+    except (InputError, TypeError) as err:
         raise gr.Error(f"config: {err}", print_exception=False) from None
-    level = values.pop("level")
-    sr = int(level) if task == "sr" and int(level) in SR_FACTORS else 4
-    return (task, level if task != "sr" else gr.skip(), sr, *values.values())
+    level = values["level_slider"]
+    values["sr_factor"] = int(level) if spec.level.choices else 4
+    if spec.level.slider is None:
+        values["level_slider"] = gr.skip()
+    return tuple(values[k] for k in CONFIG_WIDGETS)
+
+
+#: run_lab's inputs by name (its parameters; Gradio passes them in this order)
+RUN_INPUTS = tuple(p for p in inspect.signature(run_lab).parameters if p != "request")

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .session import LabRun
 
 GIF_SIDE = 192  # each panel of the animation is scaled to this height
-CONFIG_KEYS = ("task", "level", "observed", "compare", "max_side")
 DOWNLOAD_TTL_S = 3600  # a run's download folder is deleted this long after it was written
 
 

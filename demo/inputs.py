@@ -9,16 +9,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dip_core import PAPER_LIPSCHITZ, InputError, RunConfig, Task, make_task, observed_task, preset
-from dip_core.engine import MAX_ITERATIONS
-from dip_core.io import load_image
-from dip_core.nets import UPSAMPLE_MODES
-from dip_core.stopping import STOP_RULES, noise_sigma
-from dip_core.tasks import TASKS, check_level
+from dip_core import InputError, RunConfig, Task, make_task, observed_task, preset
+from dip_core.config import choices
+from dip_core.io import MIN_SIDE, load_image
+from dip_core.stopping import noise_sigma
+from dip_core.tasks import TASKS
 
 from .settings import LIMITS, VANILLA, Limits
-
-SEED_CAP = 2**31 - 1  # the app's seeds (the engine takes up to 2³² − 1)
 
 
 @dataclass
@@ -117,29 +114,34 @@ def parse_request(
     lr: Any = None,
     limits: Limits = LIMITS,
 ) -> RunRequest:
-    """Validate every parameter (the API bypasses the sliders) and build the task and configurations."""
+    """Validate every parameter (the API bypasses the sliders) and build the task and configurations.
+
+    Ranges are RunConfig's and the task spec's (``RunConfig.check``, ``Level.check``); ``limits`` only narrows
+    them to what this device affords."""
     task = choice("task", task, TASKS)
+    spec = TASKS[task]
     observed = flag("observed", observed)
     level = None if level is None or level == "" else level
-    # an already-noisy image without a level: its σ is estimated from it (observed_task); else the default
-    level = None if level is None and observed and task == "denoise" else check_level(task, level)
-    lam = PAPER_LIPSCHITZ[task] if lipschitz is None else number("lipschitz", lipschitz, 0, limits.lipschitz_cap)
-    upsample = choice("upsample", upsample, UPSAMPLE_MODES)
-    sigma = number("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, 0, limits.sigma_cap)
+    # an already-noisy image without a level: its σ is estimated from it (Denoise.observe); else the default
+    level = None if level is None and observed and spec.estimates_level else spec.level.check(level)
+    lam = spec.paper_lipschitz if lipschitz is None else RunConfig.check("lipschitz", lipschitz, limits.lipschitz_cap)
+    upsample = choice("upsample", upsample, choices("upsample"))
+    sigma = RunConfig.check("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, limits.sigma_cap)
     iterations = limits.iterations if iterations is None else iterations
-    iterations = number("iterations", iterations, 1, min(limits.iterations_cap, MAX_ITERATIONS), integer=True)
-    seed = number("seed", seed, 0, SEED_CAP, integer=True)
-    auto_stop = choice("auto_stop", auto_stop, STOP_RULES)
+    iterations = RunConfig.check("iterations", iterations, limits.iterations_cap)
+    seed = RunConfig.check("seed", seed)
+    auto_stop = choice("auto_stop", auto_stop, choices("auto_stop"))
     if auto_stop == "discrepancy" and level is not None:
-        noise_sigma(task, level)  # a one-line error unless the task is denoising at a known σ > 0
+        noise_sigma(task, level)  # a one-line error unless the task has a known noise level
     compare = flag("compare", compare)
-    max_side = number("max_side", limits.max_side if max_side is None else max_side, 16, limits.max_side_cap, True)
-    width = number("width", limits.width if width is None else width, 4, limits.width_cap, integer=True)
-    lr = number("lr", limits.lr if lr is None else lr, 1e-5, 0.1)
+    max_side = number("max_side", limits.max_side if max_side is None else max_side, MIN_SIDE, limits.max_side_cap,
+                      True)  # fmt: skip
+    width = RunConfig.check("width", limits.width if width is None else width, limits.width_cap)
+    lr = RunConfig.check("lr", limits.lr if lr is None else lr)
 
-    factor = int(level) if task == "sr" and observed else 1  # an observed SR image is upscaled: cap the result
+    factor = spec.observed_scale(level) if observed else 1  # an observed SR image is upscaled: cap the result
     img, notes = read_image(image, max(8, max_side // factor))
-    mask_img = read_mask(mask, img.shape[:2]) if task == "inpaint" else None
+    mask_img = read_mask(mask, img.shape[:2]) if spec.needs_mask else None
     if observed:
         built = observed_task(task, img, level, mask=mask_img)
     else:

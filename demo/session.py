@@ -67,14 +67,12 @@ class SpectrumView:
     def __init__(self, task: Task) -> None:
         self.operator = copy.deepcopy(task.operator).to("cpu").float()
         self.y = task.observation.detach().to("cpu", torch.float32)
-        self.enhance_gain = task.gain if task.name == "enhance" else None
         self.ref = amplitude_spectrum_t(to_chw(self.y[0]))
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """The clipped amplitude ratio as an h×w array in [0, 1] (pooled to at most SPECTRUM_SIDE a side)."""
-        x = to_tensor(image)
-        if self.enhance_gain:  # the app shows x + k(x − f); the network's own output is f
-            x = (self.y - (x - self.y) / self.enhance_gain).clamp(0, 1)
+    def __call__(self, fit: np.ndarray) -> np.ndarray:
+        """The clipped amplitude ratio of the network's output f (``Snapshot.fit``) as an h×w array in [0, 1]
+        (pooled to at most SPECTRUM_SIDE a side)."""
+        x = to_tensor(fit)
         with torch.no_grad():
             ratio = spectrum_ratio_t(amplitude_spectrum_t(to_chw(self.operator(x)[0])), self.ref)
         h, w = ratio.shape
@@ -150,14 +148,14 @@ class LabRun:
         self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
         self.frame_stride, self.frame_calls, self.rounds = 1, 0, 0
         self.started = self.ended = None
-        self.user_stopped = False
+        self.cancelled = False
 
     # ------------------------------------------------------------------ stepping
 
-    def _stop(self) -> bool:
+    def _cancelled(self) -> bool:
         if self.stop():
-            self.user_stopped = True
-        return self.user_stopped
+            self.cancelled = True
+        return self.cancelled
 
     def steps(self) -> Iterator[int]:
         """Advance every unfinished run by one snapshot, in lockstep; yields the round number.
@@ -168,7 +166,7 @@ class LabRun:
         """
         task = self.request.task
         self.started = time.perf_counter()
-        gens = {n: run(task, t.config, stop=self._stop) for n, t in self.tracks.items()}
+        gens = {n: run(task, t.config, cancel=self._cancelled) for n, t in self.tracks.items()}
         parallel = len(gens) == 2 and self.limits.device == "cpu"
         threads = torch.get_num_threads()
         pool = ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,)) if parallel else None
@@ -182,10 +180,7 @@ class LabRun:
                 else:
                     snaps = [next(g, None) for _, g in active]
                 for (name, _), snap in zip(active, snaps):
-                    if snap is None:  # cannot happen with dip_core.run, which marks its last snapshot
-                        self.tracks[name].last.done = True
-                    else:
-                        self.tracks[name].add(snap)
+                    self.tracks[name].add(snap)  # dip_core.run always ends with a snapshot marked done
                 self.rounds += 1
                 yield self.rounds
         finally:
@@ -216,7 +211,7 @@ class LabRun:
         """The current images, figures and status line (and one more animation frame)."""
         results = {name: t.last.image for name, t in self.tracks.items()}
         self._keep_frame(list(results.values()), done)
-        spectra = [(t.label, self.spectrum(t.last.image)) for t in self.tracks.values()]
+        spectra = [(t.label, self.spectrum(t.last.fit)) for t in self.tracks.values()]
         return Frame(
             results=results,
             curves=plots.curves_figure(
@@ -257,7 +252,7 @@ class LabRun:
         messages = [t.last.message for t in self.tracks.values() if t.last.message]
         if messages:
             return f"Ended: {messages[0]}"
-        if self.user_stopped:
+        if self.cancelled:
             return f"Stopped at iteration {it} after {format_seconds(elapsed)}"
         ctrl = self.tracks["controlled"].last
         if ctrl.stopped:

@@ -6,23 +6,22 @@ import math
 
 import gradio as gr
 
-from dip_core import PAPER_LIPSCHITZ, InputError
-from dip_core.stopping import STOP_RULES
-from dip_core.tasks import DEFAULT_LEVELS, SR_FACTORS
+from dip_core import InputError
+from dip_core.config import choices, limits
+from dip_core.tasks import TASKS
 
 from . import events
 from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
-from .inputs import SEED_CAP, number
+from .inputs import number
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS
 
-TASK_CHOICES = [
-    ("Denoising", "denoise"),
-    ("JPEG deblocking", "jpeg"),
-    ("Inpainting", "inpaint"),
-    ("Super-resolution", "sr"),
-    ("Detail enhancement", "enhance"),
-]
+
+def task_choices() -> list[tuple[str, str]]:
+    """The task dropdown's (label, name) pairs, from the task specs."""
+    return [(spec.label, name) for name, spec in TASKS.items()]
+
+
 HEADER = """# Spectral Bias Lab
 A randomly initialised network is fitted to **one** degraded image (the *Deep Image Prior*). It learns
 **low frequencies first**: stopped in time it restores the image, left running it fits the noise too.
@@ -126,13 +125,18 @@ def _controls() -> dict:
     later = dict(render=False)  # created first for the examples, shown below them
     w["observed"] = gr.Checkbox(False, label="The image is already degraded (no ground truth)", elem_id="observed",
                                 **later)  # fmt: skip
-    w["task"] = gr.Dropdown(TASK_CHOICES, value="denoise", label="Task", elem_id="task", **later)
-    w["level_slider"] = gr.Slider(1, 100, value=DEFAULT_LEVELS["denoise"], step=1, label="Noise σ (0-255)",
+    first = next(iter(TASKS.values()))
+    w["task"] = gr.Dropdown(task_choices(), value=first.name, label="Task", elem_id="task", **later)
+    lo, hi, step = first.level.slider
+    w["level_slider"] = gr.Slider(lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(),
                                   elem_id="level", **later)  # fmt: skip
-    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=PAPER_LIPSCHITZ["denoise"], step=0.05,
+    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=first.paper_lipschitz, step=0.05,
                                label="Lipschitz bound λ (0 = off)", elem_id="lipschitz", **later)  # fmt: skip
     gr.Examples(
-        [[str(ASSETS / f), t, kind == "degraded", DEFAULT_LEVELS[t], PAPER_LIPSCHITZ[t]] for f, t, kind, _ in EXAMPLES],
+        [
+            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, TASKS[t].paper_lipschitz]
+            for f, t, kind, _ in EXAMPLES
+        ],  # fmt: skip
         inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"]],
         label="Examples (click one, then Run)",
         elem_id="examples",
@@ -141,7 +145,9 @@ def _controls() -> dict:
     )
     for name in ("observed", "task", "level_slider"):
         w[name].render()
-    w["sr_factor"] = gr.Radio(list(SR_FACTORS), value=4, label="Super-resolution factor", visible=False)
+    sr = next(spec for spec in TASKS.values() if spec.level.choices)  # the one task whose level is a radio
+    w["sr_factor"] = gr.Radio(list(sr.level.choices), value=int(sr.level.default), label=sr.level.short.capitalize(),
+                              visible=False)  # fmt: skip
     with gr.Group(visible=False) as w["mask_box"]:
         w["mask_mode"] = gr.Radio([("random pixels (keep ratio)", "random"), ("drawn", "drawn")], value="random",
                                   label="Mask")  # fmt: skip
@@ -158,14 +164,16 @@ def _controls() -> dict:
     with gr.Accordion("Run settings", open=False):
         w["iterations"] = gr.Slider(10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations",
                                     elem_id="iterations")  # fmt: skip
-        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=SEED_CAP, elem_id="seed")
-        w["auto_stop"] = gr.Radio([(AUTO_STOP_LABELS[k], k) for k in STOP_RULES], value="off", elem_id="auto_stop",
+        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits("seed")[1], elem_id="seed")
+        w["auto_stop"] = gr.Radio([(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")], value="off",
+                                  elem_id="auto_stop",
                                   label="Auto-stop (controlled network)")  # fmt: skip
         w["max_side"] = gr.Slider(32, lim.max_side_cap, value=lim.max_side, step=16, elem_id="max_side",
                                   label="Maximum image side (px); larger images are downscaled")  # fmt: skip
         w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)",
                                elem_id="width")  # fmt: skip
-        w["lr"] = gr.Number(lim.lr, label="Adam learning rate", minimum=1e-5, maximum=0.1, elem_id="lr")
+        w["lr"] = gr.Number(lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1],
+                            elem_id="lr")  # fmt: skip
     with gr.Row():
         w["run"] = gr.Button("Run", variant="primary", elem_id="run")
         w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -203,40 +211,22 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     w["task"].input(events.on_task_input, w["task"], [w["level_slider"], w["lipschitz"]], **private)
     w["upsample"].change(lambda u: gr.update(visible=u == "gaussian"), w["upsample"], w["gaussian_sigma"], **private)
     w["compare"].change(events.on_compare_change, w["compare"], [o["vanilla"], o["result"]], **private)
-    names = [
-        "image",
-        "task",
-        "level",
-        "lipschitz",
-        "upsample",
-        "gaussian_sigma",
-        "iterations",
-        "seed",
-        "auto_stop",
-        "compare",
-        "observed",
-        "mask",
-        "max_side",
-        "width",
-        "lr",
-    ]  # fmt: skip  (the order of run_lab's parameters)
-    # run_lab's outputs, in its order (the baseline panel last: it came later, and clients index the others)
-    outputs = [
-        o[k] for k in ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files", "baseline")
-    ]
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
     run_evt = (
         w["run"]
         .click(events.prepare_inputs, prepare, [w["level"], w["mask"]], **private)
         .success(
-            events.run_lab, [w[k] for k in names], outputs, api_name="run", concurrency_limit=1, show_progress="hidden"
+            events.run_lab,
+            [w[k] for k in events.RUN_INPUTS],
+            [o[k] for k in events.RUN_OUTPUTS],
+            api_name="run",
+            concurrency_limit=1,
+            show_progress="hidden",
         )  # fmt: skip
     )
     w["stop"].click(events.request_stop, None, None, api_name="stop", queue=False,
                     cancels=[run_evt] if events.ZERO_GPU else None)  # fmt: skip
-    loaded = ["task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
-              "auto_stop", "compare", "observed", "max_side", "width", "lr"]  # fmt: skip
-    w["load"].upload(events.load_config, w["load"], [w[k] for k in loaded], **private)
+    w["load"].upload(events.load_config, w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
     demo.load(lambda: str(DEFAULT_EXAMPLE), None, w["image"], **private)
 
 

@@ -1,8 +1,9 @@
 """dip_core: the Deep Image Prior with measured and controlled spectral bias (Shi et al., IJCV 2022)."""
 
-from .engine import PAPER_LIPSCHITZ, PRESETS, RunConfig, Snapshot, preset, run, run_to_end
+from .config import PRESETS, RunConfig, preset
+from .engine import Snapshot, run, run_to_end
 from .errors import InputError
-from .tasks import TASKS, Task, make_task, observed_task
+from .tasks import PAPER_LIPSCHITZ, TASKS, Task, make_task, observed_task
 
 __all__ = [
     "PAPER_LIPSCHITZ",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .engine import RunConfig
+    from .config import RunConfig
     from .tasks import Task
 
 #: The paths ``auto`` chooses from: name → the RunConfig settings that select it.
@@ -88,14 +88,15 @@ def _write_cache(key: str, choice: str) -> None:
 
 def measure(task: Task, config: RunConfig) -> dict[str, float]:
     """Median ms per step of each candidate on ``task`` (interleaved chunks, this process's threads)."""
-    from .engine import MAX_ITERATIONS, run
+    from .config import MAX_ITERATIONS
+    from .engine import run
 
     stamps: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     gens = {}
     for name, settings in CANDIDATES.items():
         trial = replace(config, **settings, iterations=MAX_ITERATIONS, every=CHUNK, auto_stop="off",
                         measure_every_step=False, device="cpu")  # fmt: skip
-        gens[name] = run(task, trial, stop=_stamper(stamps[name]))
+        gens[name] = run(task, trial, cancel=_stamper(stamps[name]))
     samples: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     try:
         for chunk in range(WARMUP_CHUNKS + ROUNDS):
@@ -112,7 +113,7 @@ def measure(task: Task, config: RunConfig) -> dict[str, float]:
 
 
 def _stamper(marks: list[float]):
-    """A run's ``stop`` callback that only records when each step ended."""
+    """A run's ``cancel`` callback that only records when each step ended."""
 
     def stop() -> bool:
         marks.append(time.perf_counter())
@@ -138,7 +139,7 @@ def resolve(task: Task, config: RunConfig) -> RunConfig:
     """``config`` with ``conv_algo="auto"`` replaced by the chosen path (on a GPU: the direct cuDNN one)."""
     if config.conv_algo != "auto":
         return config
-    from .engine import resolve_device
+    from .config import resolve_device
 
     if resolve_device(config.device).type != "cpu":
         return replace(config, conv_algo="direct")

@@ -1,4 +1,5 @@
-"""Classical baselines with OpenCV, one per task, computed from the observation (and mask) only.
+"""Classical baselines with OpenCV, computed from the observation (and mask) only; each task's spec picks its
+one (``TaskSpec.baseline``) from the functions here.
 
 Their parameter rules were fitted once on two CBSD68 images outside every test set (0000.png, 0001.png) by
 ``python -m benchmarks.fit_baselines DATA``; the figures are in ``benchmarks/reports/baselines_fit.md``.
@@ -142,22 +143,6 @@ def enhance(y: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(y + gain / 2 * (detail - y), 0, 1).astype(np.float32)
 
 
-def _run(task: Task) -> tuple[np.ndarray, str]:
-    y = to_image(task.observation)
-    if task.name == "denoise":
-        h = nlm_strength(task.level, y.shape[2] == 3)
-        return denoise(y, task.level, h), f"OpenCV NL-means (h {h:.1f})"
-    if task.name == "jpeg":
-        return deblock(y, task.level)
-    if task.name == "inpaint":
-        method, radius = INPAINT_RULE
-        name = "Telea" if method == "telea" else "Navier-Stokes"
-        return inpaint(y, to_image(task.mask), method, radius), f"OpenCV inpainting ({name}, radius {radius})"
-    if task.name == "sr":
-        return upscale(y, task.out_size, SR_METHOD), f"OpenCV {SR_METHOD} upscaling ×{task.level:g}"
-    return enhance(y, task.gain), f"OpenCV detailEnhance (gain {task.gain:g})"
-
-
 def baseline(task: Task) -> Baseline:
     """The task's classical baseline, scored against the clean image when it is known.
 
@@ -166,7 +151,7 @@ def baseline(task: Task) -> Baseline:
     """
     start = time.perf_counter()
     try:
-        image, method = _run(task)
+        image, method = task.spec.baseline(task)
     except Exception as err:  # noqa: BLE001 - cv2.error, ImportError: the DIP run goes on without it
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         return Baseline("unavailable", None, None, unavailable=f"classical baseline unavailable: {reason}")

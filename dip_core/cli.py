@@ -11,7 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .baselines import baseline
-from .engine import PAPER_LIPSCHITZ, preset, resolve_device, run, summarise
+from .config import PRESET_NAMES, RunConfig, choices, preset, resolve_device
+from .curves import summarise
+from .engine import run
 from .errors import InputError
 from .io import load_image, save_png
 from .tasks import TASKS, Task, make_task, observed_task, to_image
@@ -25,6 +27,19 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def setting(name: str):
+    """An argparse ``type`` that checks a value against RunConfig's field ``name`` (its range, one line)."""
+
+    def parse(text: str):
+        try:
+            return RunConfig.check(name, text)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = name
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = OneLineParser(prog="python -m dip_core", description="Deep Image Prior with spectral-bias control")
@@ -36,25 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--level", type=float, help="σ (0-255), JPEG quality, keep ratio, SR factor or gain")
     r.add_argument("--mask", help="inpainting mask image, white = known pixel")
     r.add_argument("--observed", action="store_true", help="the image is already degraded (no PSNR)")
-    r.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
-    r.add_argument("--lipschitz", type=float, help="λ bound (0 = vanilla DIP); default 0")
+    r.add_argument("--preset", default="auto", choices=PRESET_NAMES)
+    r.add_argument("--lipschitz", type=setting("lipschitz"), help="λ bound (0 = vanilla DIP); default 0")
     r.add_argument("--controlled", action="store_true", help="use the paper's λ for the task")
-    r.add_argument("--upsample", choices=("bilinear", "nearest", "gaussian"))
-    r.add_argument("--gaussian-sigma", type=float, help="σ of every Gaussian upsampling layer")
-    r.add_argument("--width", type=int)
-    r.add_argument("--lr", type=float)
-    r.add_argument("--iters", type=int)
-    r.add_argument("--every", type=int)
+    r.add_argument("--upsample", choices=choices("upsample"))
+    r.add_argument("--gaussian-sigma", type=setting("gaussian_sigma"), help="σ of every Gaussian upsampling layer")
+    r.add_argument("--width", type=setting("width"))
+    r.add_argument("--lr", type=setting("lr"))
+    r.add_argument("--iters", type=setting("iterations"))
+    r.add_argument("--every", type=setting("every"))
     r.add_argument(
         "--auto-stop",
         nargs="?",
         const="paper",
-        choices=("paper", "relative", "discrepancy"),
-        help="paper: the authors' rule; relative: ours for short budgets; discrepancy: ours, denoising (needs σ)",
+        choices=choices("auto_stop"),
+        help="off (the default); paper: the authors' rule; relative: ours for short budgets; discrepancy: ours, denoising (needs σ)",
     )
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=setting("seed"), default=0)
     r.add_argument("--max-side", type=int, default=None, help="downscale larger images to this side")
-    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    r.add_argument("--device", default="auto", choices=choices("device"))
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     w = sub.add_parser("sweep", help="run a λ × σ × image × seed grid (Ray when installed), resumable")
@@ -62,23 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--images", required=True, help="an image file or a folder of clean images")
     w.add_argument("--out", required=True, help="folder for results.jsonl, curves and summary.md")
     w.add_argument("--level", type=float)
-    w.add_argument("--lipschitz", type=float, nargs="+", default=[0.0], help="λ values (0 = vanilla)")
+    w.add_argument("--lipschitz", type=setting("lipschitz"), nargs="+", default=[0.0], help="λ values (0 = vanilla)")
     w.add_argument(
         "--gaussian-sigma", nargs="+", default=["none"], help="σ values for Gaussian upsampling; 'none' = bilinear"
     )
     w.add_argument("--seeds", type=int, default=1)
-    w.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
-    w.add_argument("--width", type=int)
-    w.add_argument("--lr", type=float)
-    w.add_argument("--iters", type=int)
-    w.add_argument("--every", type=int)
+    w.add_argument("--preset", default="auto", choices=PRESET_NAMES)
+    w.add_argument("--width", type=setting("width"))
+    w.add_argument("--lr", type=setting("lr"))
+    w.add_argument("--iters", type=setting("iterations"))
+    w.add_argument("--every", type=setting("every"))
     w.add_argument("--max-side", type=int, default=None)
-    w.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    w.add_argument("--device", default="auto", choices=choices("device"))
     w.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
     w.add_argument("--no-ray", action="store_true", help="run sequentially in this process")
     w.add_argument("--cpus-per-run", type=int, default=1)
     w.add_argument("--gpus-per-run", type=float, default=0)
-    w.add_argument("--stop-rule", default="paper", choices=("paper", "relative", "discrepancy"))
+    w.add_argument("--stop-rule", default="paper", choices=[r for r in choices("auto_stop") if r != "off"])
     return p
 
 
@@ -111,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
-    lam = args.lipschitz if args.lipschitz is not None else PAPER_LIPSCHITZ[args.task] if args.controlled else 0.0
+    lam = args.lipschitz if args.lipschitz is not None else TASKS[args.task].paper_lipschitz if args.controlled else 0.0
     config = preset(args.preset, lipschitz=lam, **overrides)
     device = str(resolve_device(config.device))
     task = task_from_args(args)

@@ -84,6 +84,7 @@ class LipschitzConv2d(nn.Conv2d):
         power_iters: int = 2,
         padding_mode: str = "reflect",
         bias: bool = True,
+        conv_algo: str = "direct",
     ) -> None:
         super().__init__(
             in_channels,
@@ -100,7 +101,7 @@ class LipschitzConv2d(nn.Conv2d):
             raise ValueError(f"sn_method must be 'svd' or 'power', got {sn_method!r}")
         self.lipschitz = float(lipschitz)
         self.sn_method = sn_method
-        self.conv_algo = "direct"  # or "winograd" (set by the engine; see ``uses_winograd``)
+        self.conv_algo = conv_algo  # "direct", or "winograd" (see ``uses_winograd``)
         self.power_iters = int(power_iters)
         self._updates = 0  # training forwards so far (host-side: no sync)
         mat = self.weight.detach().reshape(out_channels, -1)

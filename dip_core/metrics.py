@@ -7,7 +7,6 @@ The ``*_t`` variants take and return tensors on any device and never leave it (f
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -215,12 +214,12 @@ def sharpness_t(gray: torch.Tensor) -> torch.Tensor:
 
 
 def blurriness(img: ArrayLike) -> float:
-    """Perceptual blur metric of the grayscale image (method.md §6), higher = blurrier."""
+    """Perceptual blur metric of the grayscale image (docs/method.md §6), higher = blurrier."""
     return float(blurriness_t(grayscale_t(to_chw(img))))
 
 
 def sharpness(img: ArrayLike) -> float:
-    """MLV sharpness of the grayscale image (method.md §6), higher = sharper."""
+    """MLV sharpness of the grayscale image (docs/method.md §6), higher = sharper."""
     return float(sharpness_t(grayscale_t(to_chw(img))))
 
 
@@ -232,11 +231,6 @@ def blur_sharpness_ratio(img: ArrayLike) -> float:
 def ratio_t(gray: torch.Tensor) -> torch.Tensor:
     """r = B / max(S, 1e-8): finite even for a flat image (whose sharpness is 0)."""
     return blurriness_t(gray) / sharpness_t(gray).clamp_min(1e-8)
-
-
-def mean_bands(values: Sequence[float]) -> float:
-    """Mean of a band list (for summaries)."""
-    return float(sum(values) / max(1, len(values)))
 
 
 def noise_sigma_estimate(y: torch.Tensor) -> float:

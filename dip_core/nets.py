@@ -1,4 +1,4 @@
-"""The paper's decoder (method.md §2) and its Fourier-feature input."""
+"""The paper's decoder (docs/method.md §2) and its Fourier-feature input."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ class Decoder(nn.Module):
         padding: str = "reflect",
         sn_method: str = "power",
         power_iters: int = 2,
+        conv_algo: str = "direct",
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
@@ -99,7 +100,7 @@ class Decoder(nn.Module):
             )
         else:
             sigmas = per_layer(gaussian_sigma, depth, "gaussian_sigma")
-        conv_kw = dict(padding_mode=padding, sn_method=sn_method, power_iters=power_iters)
+        conv_kw = dict(padding_mode=padding, sn_method=sn_method, power_iters=power_iters, conv_algo=conv_algo)
         blocks: list[nn.Module] = [ConvBlock(in_channels, width, lams[0:2], **conv_kw)]
         for i in range(depth):
             up = GaussianUpsample(width, sigmas[i]) if upsample == "gaussian" else Upsample2x(upsample)

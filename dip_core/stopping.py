@@ -1,4 +1,4 @@
-"""Automatic stopping: the authors' rule on the blur/sharpness ratio r_t (method.md §6), a budget-aware
+"""Automatic stopping: the authors' rule on the blur/sharpness ratio r_t (docs/method.md §6), a budget-aware
 variant of it, and a noise-level (discrepancy) rule for denoising — the last two are ours."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .tasks import Task
+from .tasks import Task, spec_of
 
 STOP_RULES = ("off", "paper", "relative", "discrepancy")
 #: Steps the discrepancy rule averages the loss over (the loss of one step is noisy).
@@ -24,6 +24,8 @@ class RatioWindowStop:
     for short budgets: the same windows, but |m1 − m2| / |m2| < ε (ε = 0.01 by default), and n scaled
     to the budget (``window = max(10, iterations // 20)``) by ``for_budget``.
     """
+
+    signal = "ratio"  # the per-step value it reads (engine.Recorder)
 
     def __init__(self, window: int = 100, eps: float = 0.01, relative: bool = False) -> None:
         if window < 2 or not (eps > 0 and math.isfinite(eps)):
@@ -97,6 +99,8 @@ class DiscrepancyStop:
     Once the fit is as close to y as the noise allows, what is left to learn is the noise itself.
     """
 
+    signal = "loss"  # the per-step value it reads (engine.Recorder)
+
     def __init__(self, noise_energy: float, window: int = DISCREPANCY_WINDOW, tau: float = 1.0) -> None:
         if window < 1 or not (noise_energy > 0 and math.isfinite(noise_energy)) or not (tau > 0 and math.isfinite(tau)):
             raise ValueError("window must be ≥ 1, noise_energy and tau positive numbers")
@@ -113,12 +117,14 @@ class DiscrepancyStop:
 
 
 def noise_sigma(task_name: str, level: float) -> float:
-    """σ in [0, 1] units of a denoising task, for the discrepancy rule; a one-line error for any other."""
-    if task_name != "denoise" or not level > 0:
+    """The known noise σ (in [0, 1] units) of a task at ``level``, for the discrepancy rule; a one-line error
+    when the task has none (only denoising at σ > 0 has one)."""
+    sigma = spec_of(task_name).noise_sigma(level)
+    if sigma is None:
         raise InputError(
             "the noise-level (discrepancy) auto-stop needs a known noise level: use it for denoising with σ > 0"
         )
-    return level / 255
+    return sigma
 
 
 def first_discrepancy_stop(losses: list[tuple[int, float]], noise_energy: float) -> int | None:
@@ -132,7 +138,10 @@ def task_noise_energy(task: Task) -> float:
     return clipped_noise_energy(task.observation, noise_sigma(task.name, task.level))
 
 
-def stop_for(rule: str, iterations: int, task: Task) -> RatioWindowStop | DiscrepancyStop | None:
+StopRule = RatioWindowStop | DiscrepancyStop
+
+
+def stop_for(rule: str, iterations: int, task: Task) -> StopRule | None:
     """The stop a run of ``task`` uses: None for ``off``, the discrepancy rule, or a ratio rule."""
     if rule == "discrepancy":
         return DiscrepancyStop(task_noise_energy(task))

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .baselines import baseline
-from .engine import PRESETS, RunConfig, preset, run
+from .config import PRESETS, RunConfig, preset
+from .curves import run_stats
+from .engine import run
 from .errors import InputError
 from .io import load_image, resize_max_side
-from .stopping import first_discrepancy_stop, first_stop, task_noise_energy
+from .stopping import task_noise_energy
 from .tasks import make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -127,9 +129,9 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     if spec.max_side and max(img.shape[:2]) > spec.max_side:
         img = resize_max_side(img, spec.max_side)[0]
     task = make_task(spec.task, img, spec.level, seed=spec.seed)
-    records, ratios, losses = [], [], []
+    records = []
     # the discrepancy rule's threshold (denoising only), kept in the curve so a report can evaluate it later
-    energy = task_noise_energy(task) if task.name == "denoise" and task.level > 0 else None
+    energy = task_noise_energy(task) if task.noise_sigma is not None else None
     log = open(Path(curve_dir) / f"{spec.key}.jsonl", "w") if curve_dir else None
     try:
         for snap in run(task, config):
@@ -139,32 +141,21 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
             rec["step_ratios"] = snap.step_ratios
             rec["step_losses"] = snap.step_losses
             records.append(rec)
-            ratios += snap.step_ratios
-            losses += snap.step_losses
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
     finally:
         if log:
             log.close()
-    psnrs = [(r["iter"], r["psnr"]) for r in records if r["psnr"] is not None]
+    stats = run_stats(records, config.iterations)
     row = {"key": spec.key, "spec": asdict(spec), "iterations": records[-1]["iter"], "seconds": records[-1]["seconds"]}
     row["device"] = (
         "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
-    row["final_psnr"] = psnrs[-1][1] if psnrs else None
+    row["final_psnr"] = stats.pop("final_psnr")
     classical = baseline(task)  # the task's OpenCV baseline on the same observation
     row["baseline_method"], row["baseline_psnr"] = classical.method, classical.psnr
-    best = max(psnrs, key=lambda x: x[1]) if psnrs else None
-    row["best_psnr"], row["best_iter"] = (best[1], best[0]) if best else (None, None)
-    for rule in ("paper", "relative", "discrepancy"):
-        if rule == "discrepancy":
-            t = first_discrepancy_stop(losses, energy) if energy else None
-        else:
-            t = first_stop(ratios, rule, config.iterations)
-        at = next((p for i, p in psnrs if i >= t), None) if t is not None else None
-        row[f"stop_{rule}_iter"] = t
-        row[f"stop_{rule}_psnr"] = at
+    row.update(stats)  # best PSNR and its step, then the stop step and snapshot PSNR of each rule
     return row
 
 

@@ -318,8 +318,8 @@ def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
     for frame in lab.stream():
         frames.append(frame_outputs(lab, frame, first=not frames))
         lab.request.task.observation.fill_(float("inf"))
-    assert frames[-1][6].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1][6]
-    assert np.isfinite(np.asarray(frames[-1][2], np.float32)).all()
+    assert frames[-1]["status"].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1]["status"]
+    assert np.isfinite(np.asarray(frames[-1]["result"], np.float32)).all()
 
 
 def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(client, tiny_png, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks import portability, reference, step, time_to_quality
-from dip_core import make_task, run_to_end
+from dip_core import curves, make_task, run_to_end
 from dip_core.engine import RunConfig, graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
 
@@ -80,9 +80,9 @@ def test_per_step_psnr_matches_the_snapshots(house64):
         assert steps[s.iter] == pytest.approx(s.psnr, abs=1e-4)
 
 
-def test_moving_average_is_trailing():
-    ma = time_to_quality.moving_average([1.0, 2.0, 3.0, 4.0], 2)
-    assert ma == [None, 1.5, 2.5, 3.5]
+def test_trailing_and_centred_averages():
+    assert curves.trailing_average([1.0, 2.0, 3.0, 4.0], 2) == [None, 1.5, 2.5, 3.5]
+    assert curves.moving_average([1.0, 2.0, 3.0, 4.0], 2).tolist() == [1.5, 2.0, 3.0, 3.5]  # centred, shrinking
 
 
 @pytest.mark.skipif(not winograd_available(), reason="NNPACK not available on this CPU")

@@ -50,7 +50,7 @@ def test_stop_callback_ends_the_run_between_steps(house64):
         calls["n"] += 1
         return calls["n"] >= 7
 
-    snaps = run_to_end(task, small(iterations=100, every=50), stop=stop)
+    snaps = run_to_end(task, small(iterations=100, every=50), cancel=stop)
     assert snaps[-1].iter == 7 and snaps[-1].done and not snaps[-1].stopped
 
 
@@ -165,7 +165,7 @@ def test_a_backtrack_on_the_last_step_still_ends_with_a_final_snapshot(house64):
             task.observation.add_(0.8)
         return False
 
-    snaps = run_to_end(task, small(iterations=20, every=5, backtrack=True), stop=poison_before_the_last_step)
+    snaps = run_to_end(task, small(iterations=20, every=5, backtrack=True), cancel=poison_before_the_last_step)
     assert snaps[-1].done and snaps[-1].iter == 20 and math.isfinite(snaps[-1].psnr)
     assert [s.iter for s in snaps] == [1, 5, 10, 15, 20]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dip_core import sweep
+from dip_core import curves, sweep
 from dip_core.io import load_image, resize_max_side, save_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,22 @@ def tiny_grid(images: Path) -> list[sweep.RunSpec]:
 
 def rows_by_key(out: Path) -> dict[str, dict]:
     return {r["key"]: r for r in sweep.load_rows(out)}
+
+
+def test_run_stats_read_the_raw_snapshots_and_the_reproduction_summary_the_smoothed_ones():
+    """A sweep row's stop PSNR is the snapshot's own; the reproduction harness's is the smoothed curve's."""
+    psnrs = [20.0, 24.0, 30.0, 22.0, 26.0, 25.0]
+    records = [{"iter": 10 * (i + 1), "psnr": p, "fbc": [0.5] * 5, "seconds": i} for i, p in enumerate(psnrs)]
+    records[0]["noise_energy"] = 1.0
+    for i, rec in enumerate(records):  # the loss reaches the noise energy at step 50 (window 50)
+        rec["step_losses"] = [(t, 1.0 if t <= 50 else 0.5) for t in range(10 * i + 1, 10 * i + 11)]
+    stats = curves.run_stats(records, 60)
+    assert (stats["best_psnr"], stats["best_iter"], stats["final_psnr"]) == (30.0, 30, 25.0)
+    assert stats["stop_discrepancy_iter"] == 50 and stats["stop_discrepancy_psnr"] == 26.0
+    assert stats["stop_paper_iter"] is None and stats["stop_paper_psnr"] is None  # no ratios recorded
+    smoothed = curves.smoothed_summary(records, 60, 10)  # centred over 5 snapshots
+    assert smoothed["stop_discrepancy_iter"] == 50
+    assert smoothed["stop_discrepancy_psnr"] == pytest.approx((30.0 + 22.0 + 26.0 + 25.0) / 4)
 
 
 def test_grid_names_and_keys(images):

@@ -1,0 +1,170 @@
+"""A run's settings: ``RunConfig``, each field with its accepted range or choices (the one place the engine,
+CLI and app read them), and the named presets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .layers import CONV_ALGOS
+from .nets import UPSAMPLE_MODES
+from .stopping import STOP_RULES
+
+MAX_ITERATIONS = 100_000
+
+
+def setting(default: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+            choices: Sequence[str] = (), per_layer: bool = False, help: str = "") -> Any:  # fmt: skip
+    """A RunConfig field with its range [lo, hi] (or ``choices``); ``per_layer``: a list of such numbers is
+    accepted too (one per layer)."""
+    meta = dict(lo=lo, hi=hi, integer=integer, choices=tuple(choices), per_layer=per_layer, help=help)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run besides the task. The defaults are the paper's (docs/method.md)."""
+
+    iterations: int = setting(10_000, 1, MAX_ITERATIONS, integer=True, help="optimisation steps")
+    every: int = setting(50, 1, MAX_ITERATIONS, integer=True, help="a snapshot every this many steps")
+    seed: int = setting(0, 0, 2**32 - 1, integer=True, help="seed of the network, its input, the noise and mask")
+    lr: float = setting(1e-3, 1e-6, 1.0, help="Adam learning rate")
+    width: int = setting(128, 4, 512, integer=True, help="channels of every layer")
+    depth: int = setting(5, 1, 7, integer=True, help="upsampling stages")
+    upsample: str = setting("bilinear", choices=UPSAMPLE_MODES)
+    lipschitz: float | Sequence[float] = setting(0.0, 0, 100, per_layer=True, help="λ bound (0 = vanilla DIP)")
+    gaussian_sigma: float | Sequence[float] | None = setting(None, 0, 10, per_layer=True,
+                                                             help="σ of Gaussian upsampling (None: the code's per stage)")  # fmt: skip
+    padding: str = setting("reflect", choices=("reflect", "zeros"))
+    sn_method: str = setting("svd", choices=("svd", "power"), help="σ(W) by exact SVD or power iteration")
+    power_iters: int = setting(2, 1, 100, integer=True)
+    precision: str = setting("fp32", choices=("fp32", "bf16"), help="bf16: autocast of the forward pass")
+    channels_last: bool = False
+    auto_stop: str = setting("off", choices=STOP_RULES, help="paper | relative (ours) | discrepancy (ours, denoising)")
+    reg_noise_std: float = setting(0.0, 0, 1, help="original DIP trick: z + N(0, std²) each step")
+    ema: float = setting(0.0, 0, 0.9999, help="original DIP trick: moving average of the outputs (0 = off)")
+    backtrack: bool = False  # original DIP trick: restore a copy of the weights when the loss jumps
+    device: str = setting("auto", choices=("auto", "cpu", "cuda"))
+    measure_every_step: bool = False  # compute FBC/blur/sharpness each step (benchmarks, faithful cost)
+    # direct | winograd (3×3 convs by NNPACK on CPU) | auto (the fastest of direct, winograd and direct with
+    # channels_last, timed on this CPU at first use: dip_core/autotune.py)
+    conv_algo: str = setting("direct", choices=("auto", *CONV_ALGOS))
+    cuda_graph: bool = False  # CUDA: replay the whole step as one captured graph (eager fallback)
+
+    @classmethod
+    def check(cls, name: str, value: Any, hi: float | None = None) -> Any:
+        """``value`` checked against field ``name``'s range (``hi`` narrows it) or choices; numbers given as
+        text are converted. Else ``InputError``: "width must be a number between 4 and 512, got 1000"."""
+        meta = _FIELDS[name].metadata
+        if meta.get("choices"):
+            if value not in meta["choices"]:
+                raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+            return value
+        lo, top = meta["lo"], meta["hi"] if hi is None else min(hi, meta["hi"])
+        if meta["per_layer"] and isinstance(value, (list, tuple)):
+            return type(value)(cls.check(name, v, hi) for v in value)
+        refuse = InputError(f"{name} must be a number between {lo:g} and {top:g}, got {value!r}")
+        if isinstance(value, bool) or value is None:
+            raise refuse
+        try:
+            v = float(value) if isinstance(value, str) else value
+            ok = math.isfinite(v) and lo <= v <= top
+        except (TypeError, ValueError):
+            raise refuse from None
+        if not ok:
+            raise refuse
+        if meta["integer"]:
+            if v != int(v):
+                raise InputError(f"{name} must be a whole number, got {value!r}")
+            return int(v)
+        return float(v)
+
+    def validate(self) -> RunConfig:
+        """Raise ``InputError`` (one line) for any out-of-range setting; returns self."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata or (value is None and f.default is None):
+                continue
+            if isinstance(value, str) and not f.metadata["choices"]:
+                raise InputError(f"{f.name} must be a number, got {value!r}")  # text is converted only at the edges
+            self.check(f.name, value)
+        return self
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (re-loadable with ``RunConfig.from_dict``)."""
+        d = asdict(self)
+        for k in ("lipschitz", "gaussian_sigma"):
+            if isinstance(d[k], tuple):
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Build from a dict, ignoring unknown keys; validated."""
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS}).validate()
+
+
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+
+
+def limits(name: str) -> tuple[float, float]:
+    """The accepted (lo, hi) of a numeric RunConfig field."""
+    meta = _FIELDS[name].metadata
+    return meta["lo"], meta["hi"]
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The accepted values of a RunConfig field that takes one of a few names."""
+    return _FIELDS[name].metadata["choices"]
+
+
+#: Named starting points. ``paper``: the authors' configuration. ``cpu``/``cuda``: fast presets whose
+#: shortcuts were checked against the paper's curves (benchmarks/RESULTS.md).
+PRESETS: dict[str, dict] = {
+    "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50),
+    "cpu": dict(
+        width=48,  # width and lr chosen by benchmarks.time_to_quality on 2 cores (benchmarks/RESULTS.md)
+        lr=0.003,
+        padding="zeros",
+        sn_method="power",
+        conv_algo="auto",  # Winograd won on an AMD EPYC, oneDNN's direct conv on an Intel Xeon: timed per machine
+        precision="fp32",
+        channels_last=False,  # (auto sets it when it picks direct+channels_last)
+        iterations=1500,
+        every=10,
+    ),
+    "cuda": dict(
+        width=128,
+        padding="reflect",
+        sn_method="power",
+        precision="fp32",
+        channels_last=False,
+        cuda_graph=True,  # checked on an H100: same curve as eager, 2.8× faster at 256² (benchmarks/RESULTS.md)
+        iterations=10_000,
+        every=50,
+    ),
+}
+PRESET_NAMES = ("auto", *PRESETS)
+
+
+def preset(name: str = "auto", **overrides) -> RunConfig:
+    """A RunConfig from a named preset (``auto``: ``cuda`` when a GPU is present, else ``cpu``)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return replace(RunConfig(), **{**PRESETS[name], **overrides}).validate()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available else CPU; asking for CUDA without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA GPU is available")
+    return torch.device(name)

@@ -1,0 +1,66 @@
+"""Inpainting: y = m ⊙ x with a known mask m (random pixels kept with the level's probability, or drawn)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import MIN_SIDE
+from .base import Level, Mask, Task, TaskSpec, as_hwc, check_size, to_image, to_tensor
+
+
+def bernoulli_mask(shape: tuple[int, int], keep: float, seed: int) -> np.ndarray:
+    """H×W×1 mask with each pixel known (1) with probability ``keep`` (shared by all channels)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) < keep).astype(np.float32)[:, :, None]
+
+
+def binarise_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A user mask image (white = known) as an H×W×1 0/1 array; it must match the image's size."""
+    if mask.shape[:2] != size:
+        raise InputError(
+            f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {size[1]}×{size[0]}; they must match"
+        )
+    gray = mask.mean(axis=2) if mask.ndim == 3 else mask
+    binary = (gray >= 0.5).astype(np.float32)
+    if binary.min() == 1:
+        raise InputError("mask marks every pixel as known (white): nothing to inpaint")
+    if binary.max() == 0:
+        raise InputError("mask marks every pixel as missing (black): nothing to fit")
+    return binary[:, :, None]
+
+
+class Inpaint(TaskSpec):
+    def degrade(self, clean: np.ndarray, level: float, mask: np.ndarray | None, seed: int) -> Task:
+        size = clean.shape[:2]
+        m = to_tensor(binarise_mask(mask, size) if mask is not None else bernoulli_mask(size, level, seed))
+        x = to_tensor(clean)
+        return Task(self, level, Mask(m), x * m, size, clean=x)
+
+    def observe(self, y: np.ndarray, level: float | None, mask: np.ndarray | None) -> Task:
+        check_size(y, MIN_SIDE, "image")
+        if mask is None:
+            raise InputError("an already-degraded inpainting image needs a mask (white = known pixels)")
+        m = to_tensor(binarise_mask(as_hwc(mask), y.shape[:2]))
+        return Task(self, self.level.check(level), Mask(m), to_tensor(y) * m, y.shape[:2])
+
+    def describe(self, task: Task, mask_given: bool = False) -> str:
+        return "drawn mask" if mask_given else f"{task.level:.0%} kept"
+
+    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
+        from .. import baselines as cv
+
+        method, radius = cv.INPAINT_RULE
+        name = "Telea" if method == "telea" else "Navier-Stokes"
+        image = cv.inpaint(to_image(task.observation), to_image(task.mask), method, radius)
+        return image, f"OpenCV inpainting ({name}, radius {radius})"
+
+
+SPEC = Inpaint(
+    name="inpaint",
+    label="Inpainting",
+    level=Level("keep ratio", 0.5, 0.01, 0.99, slider=(0.05, 0.95, 0.05)),
+    order=3,
+    paper_lipschitz=1.6,
+    needs_mask=True,
+)
