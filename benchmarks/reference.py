@@ -145,7 +145,6 @@ class ReferenceRun:
 
     def __post_init__(self) -> None:
         cfg = RunConfig(**REFERENCE, lipschitz=self.lipschitz, seed=self.seed, device=self.device).validate()
-        torch.manual_seed(self.seed)
         self.net = Decoder(
             self.task.channels,
             width=cfg.width,
@@ -153,6 +152,7 @@ class ReferenceRun:
             lipschitz=cfg.lipschitz,
             padding=cfg.padding,
             sn_method=cfg.sn_method,
+            generator=torch.Generator().manual_seed(self.seed),  # the engine's network for the same seed
         )
         m = self.net.multiple
         h, w = self.task.out_size

@@ -162,7 +162,7 @@ class LabRun:
 
         On CPU, two runs advance at once on one core each (one torch thread apiece): on 2 cores that beats
         running them one after the other on two threads, and it does not stall when other jobs load the CPU.
-        The first round (which builds the networks from the global seed) always runs one run at a time.
+        Each run draws its network from its own seeded generator, so they are built at once too.
         """
         task = self.request.task
         self.started = time.perf_counter()
@@ -175,7 +175,7 @@ class LabRun:
                 torch.set_num_threads(1)
             while not all(t.done for t in self.tracks.values()):
                 active = [(n, g) for n, g in gens.items() if not self.tracks[n].done]
-                if pool is not None and len(active) == 2 and self.rounds > 0:
+                if pool is not None and len(active) == 2:
                     snaps = list(pool.map(lambda g: next(g, None), [g for _, g in active]))
                 else:
                     snaps = [next(g, None) for _, g in active]

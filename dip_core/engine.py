@@ -81,13 +81,14 @@ class RunState:
 
 
 def build(task: Task, config: RunConfig) -> RunState:
-    """Seed, build the decoder and its input for ``task`` on the configured device."""
+    """Build the decoder (weights drawn from a generator seeded with ``config.seed``, not the global RNG) and
+    its input for ``task`` on the configured device."""
     config = autotune.resolve(task, config.validate())
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
     net = Decoder(task.channels, width=config.width, depth=config.depth, upsample=config.upsample,
                   lipschitz=config.lipschitz, gaussian_sigma=config.gaussian_sigma, padding=config.padding,
-                  sn_method=config.sn_method, power_iters=config.power_iters, conv_algo=config.conv_algo)  # fmt: skip
+                  sn_method=config.sn_method, power_iters=config.power_iters, conv_algo=config.conv_algo,
+                  generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
     m = net.multiple
     h, w = task.out_size
     # at least a 2×2 input grid: reflection padding needs more than one pixel at the coarsest level

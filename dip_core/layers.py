@@ -57,13 +57,19 @@ def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(weight.detach().reshape(weight.shape[0], -1).float(), ord=2)
 
 
-def paper_init_(weight: torch.Tensor) -> torch.Tensor:
-    """The authors' conv weight init, He-uniform for ReLU: W ~ U(±√(6 / fan_in)) (kaiming_uniform_, a = 0).
+def paper_init_(conv: nn.Conv2d, generator: torch.Generator | None = None) -> nn.Conv2d:
+    """The authors' conv init, drawn from ``generator``: W ~ U(±√(6 / fan_in)) (He-uniform for ReLU,
+    kaiming_uniform_ with a = 0) and PyTorch's default bias b ~ U(±1/√fan_in).
 
-    About 2.45× PyTorch's default bound; with mean-only BN (no variance normalisation) it sets the signal
-    scale through the 12 convs, and so how fast the network fits and whether λ binds from step 1.
+    About 2.45× PyTorch's default weight bound; with mean-only BN (no variance normalisation) it sets the signal
+    scale through the 12 convs, and so how fast the network fits and whether λ binds from step 1. A generator
+    of the run's own (not the global seed) lets two runs build their networks at once, from any thread.
     """
-    return nn.init.kaiming_uniform_(weight, a=0, mode="fan_in")
+    nn.init.kaiming_uniform_(conv.weight, a=0, mode="fan_in", generator=generator)
+    if conv.bias is not None:
+        bound = 1 / math.sqrt(conv.weight[0].numel())
+        nn.init.uniform_(conv.bias, -bound, bound, generator=generator)
+    return conv
 
 
 class LipschitzConv2d(nn.Conv2d):
@@ -85,6 +91,7 @@ class LipschitzConv2d(nn.Conv2d):
         padding_mode: str = "reflect",
         bias: bool = True,
         conv_algo: str = "direct",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -94,7 +101,7 @@ class LipschitzConv2d(nn.Conv2d):
             padding_mode="zeros" if padding_mode in ("zero", "zeros") else padding_mode,
             bias=bias,
         )
-        paper_init_(self.weight)
+        paper_init_(self, generator)
         if lipschitz < 0 or not math.isfinite(lipschitz):
             raise ValueError(f"lipschitz bound must be a finite number ≥ 0, got {lipschitz}")
         if sn_method not in ("svd", "power"):

@@ -64,7 +64,8 @@ class Decoder(nn.Module):
     """conv2(in→width), then ``depth`` × [upsample ×2 → conv2(width→width)], then conv1×1 → sigmoid.
 
     ``lipschitz`` is one λ for every 3×3 conv or a list with one λ per conv (2 + 2·depth); the final
-    1×1 conv is never controlled. ``gaussian_sigma`` is one σ or one per upsampling stage.
+    1×1 conv is never controlled. ``gaussian_sigma`` is one σ or one per upsampling stage. The weights are
+    drawn from ``generator`` (the global RNG when None).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Decoder(nn.Module):
         sn_method: str = "power",
         power_iters: int = 2,
         conv_algo: str = "direct",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
@@ -100,13 +102,13 @@ class Decoder(nn.Module):
             )
         else:
             sigmas = per_layer(gaussian_sigma, depth, "gaussian_sigma")
-        conv_kw = dict(padding_mode=padding, sn_method=sn_method, power_iters=power_iters, conv_algo=conv_algo)
+        conv_kw = dict(padding_mode=padding, sn_method=sn_method, power_iters=power_iters, conv_algo=conv_algo,
+                       generator=generator)  # fmt: skip
         blocks: list[nn.Module] = [ConvBlock(in_channels, width, lams[0:2], **conv_kw)]
         for i in range(depth):
             up = GaussianUpsample(width, sigmas[i]) if upsample == "gaussian" else Upsample2x(upsample)
             blocks += [up, ConvBlock(width, width, lams[2 + 2 * i : 4 + 2 * i], **conv_kw)]
-        head = nn.Conv2d(width, out_channels, 1)
-        paper_init_(head.weight)
+        head = paper_init_(nn.Conv2d(width, out_channels, 1), generator)
         blocks += [head, nn.Sigmoid()]
         self.body = nn.Sequential(*blocks)
 
