@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session (device tool), everything inside DEADLINE seconds: (1) the CUDA-graph step against the eager
+# One GPU session (device tool), everything inside DEADLINE seconds: (0) the app as a ZeroGPU visitor meets it,
+# driven through gradio_client with its GPU defaults and budget (benchmarks/app_gpu.py), (1) the CUDA-graph step against the eager
 # one (same curve? how much faster?), (2) the step benchmark at 512² with a graph variant, (3) the CPU-vs-CUDA
 # curve check, (4) the paper's full denoising setting (width 128, 10,000 steps, vanilla and λ = 1.4, all in
 # parallel) on REPRO_IMAGES from .gpu_data until the deadline, (5) with QUALITY_IMAGES set, the quality table against
@@ -31,13 +32,16 @@ part() {  # part NAME LIMIT CMD...
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; GC=(--size 32 --steps 30); STEP=(--size 64 --steps 4 --chunk 2 --warmup 1 --ref-steps 2)
   CURVES=(--device cpu --numerics cpu --size 64 --steps 40 --mean-tol 100 --peak-tol 100); REP=(--iters 60 --every 10 --size 64)
-  GRAPH=""
+  GRAPH=""; APP=(--iterations 20 --max-side 32 --width 8)
 else
+  APP=()
   DEV=cuda; GC=(--size 256 --steps 400); STEP=(--size 512 --steps 200 --chunk 20 --warmup 110 --ref-steps 10)
   CURVES=(--device cuda --size 128 --steps 300); REP=(--iters 10000 --every 50)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$LOG"
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$LOG"
 fi
+
+part app_gpu 90 python3 -m benchmarks.app_gpu "${APP[@]}"
 
 if [ "$DEV" = cuda ]; then
   part graph_check 100 python3 -m benchmarks.graph_check --json "${GC[@]}"

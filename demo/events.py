@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import os
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,13 +13,15 @@ import numpy as np
 
 from dip_core import InputError, RunConfig
 from dip_core.config import choices
+from dip_core.engine import graph_start
 from dip_core.io import MIN_SIDE, to_uint8
 from dip_core.tasks import PAPER_LIPSCHITZ, TASKS
 
+from . import budget
 from .exports import read_config, write_downloads
-from .inputs import choice, flag, number, parse_request, read_image
+from .inputs import RunRequest, choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
-from .settings import LIMITS
+from .settings import GPU_BUDGET, LIMITS, ZERO_GPU
 
 #: run_lab's outputs by name, in the order the ``run`` endpoint returns them (the baseline panel last: it came
 #: later, and API clients index the others)
@@ -27,17 +29,6 @@ RUN_OUTPUTS = ("observation", "vanilla", "result", "clean", "curves", "spectrum"
 #: The widgets a loaded config JSON sets, by name
 CONFIG_WIDGETS = ("task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
                   "auto_stop", "compare", "observed", "max_side", "width", "lr")  # fmt: skip
-ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
-
-try:  # ZeroGPU on Hugging Face: the decorator is a no-op elsewhere (and the package is optional)
-    import spaces
-
-    gpu = spaces.GPU(duration=180)
-except ImportError:  # pragma: no cover - depends on the environment
-
-    def gpu(fn: Callable) -> Callable:
-        return fn
-
 
 def level_update(task: str, value: float | None = None) -> dict:
     """The level slider for ``task``: its range and label from the task's spec (and ``value`` when given);
@@ -112,7 +103,66 @@ def observation_label(lab: LabRun) -> str:
     return f"Observation ({req.task.spec.describe(req.task, req.mask_given)})"
 
 
-@gpu
+def request_seconds(req: RunRequest) -> int:
+    """The GPU seconds to ask for ``req`` (demo/budget.py); over the per-call cap, ``gr.Error`` with one line that
+    says how many iterations fit at that size."""
+    cfg = req.configs["controlled"]
+    runs, iterations = len(req.configs), max(c.iterations for c in req.configs.values())
+    pixels = budget.padded_pixels(req.task.out_size, 2**cfg.depth)
+    graphed = cfg.cuda_graph and graph_start(cfg) is not None
+    seconds, cap = budget.run_seconds(pixels, cfg.width, iterations, runs, graphed), budget.cap_seconds()
+    if seconds > cap:
+        side = max(req.task.out_size)
+        fit = budget.max_iterations(side, cfg.width, runs, cap, graphed)
+        hint = "; one network alone (compare off) fits twice as many" if runs == 2 else ""
+        raise gr.Error(f"this run needs about {seconds:.0f} GPU seconds, more than the {cap:.0f} s a call may take: "
+                       f"at {side} px and width {cfg.width} at most {fit} iterations fit{hint}",
+                       print_exception=False)  # fmt: skip
+    return math.ceil(seconds)
+
+
+def checked_request(**kwargs) -> RunRequest:
+    """parse_request, with bad input as a one-line ``gr.Error``."""
+    try:
+        return parse_request(**kwargs)
+    except InputError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def gpu_duration(
+    image: Any,
+    task: str = "denoise",
+    level: float | None = None,
+    lipschitz: float = PAPER_LIPSCHITZ["denoise"],
+    upsample: str = "bilinear",
+    gaussian_sigma: float = 0.5,
+    iterations: int = LIMITS.iterations,
+    seed: int = 0,
+    auto_stop: str = "off",
+    compare: bool = True,
+    observed: bool = False,
+    mask: Any = None,
+    max_side: int = LIMITS.max_side,
+    width: int = LIMITS.width,
+    lr: float = LIMITS.lr,
+    request: gr.Request | None = None,
+) -> int:
+    """ZeroGPU's ``duration`` of a run_lab call, called with the same arguments before any GPU is taken: the
+    run's GPU seconds; bad input and requests over the cap are refused here, with one line."""
+    args = {k: v for k, v in locals().items() if k != "request"}
+    return request_seconds(checked_request(**args))
+
+
+def on_gpu(fn: Callable) -> Callable:
+    """``spaces.GPU`` with the run's own duration on ZeroGPU; the function itself elsewhere."""
+    if not ZERO_GPU:
+        return fn
+    import spaces
+
+    return spaces.GPU(duration=gpu_duration)(fn)
+
+
+@on_gpu
 def run_lab(
     image: Any,
     task: str = "denoise",
@@ -131,18 +181,16 @@ def run_lab(
     lr: float = LIMITS.lr,
     request: gr.Request | None = None,
 ) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order."""
-    try:
-        req = parse_request(image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
-                            gaussian_sigma=gaussian_sigma, iterations=iterations, seed=seed, auto_stop=auto_stop,
-                            compare=compare, observed=observed, mask=mask, max_side=max_side, width=width, lr=lr)  # fmt: skip
-    except InputError as err:
-        raise gr.Error(str(err), print_exception=False) from None
+    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order. On ZeroGPU it runs in a
+    GPU worker process for the seconds ``gpu_duration`` asked for, and ends on its own just before."""
+    req = checked_request(image=image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
+                          gaussian_sigma=gaussian_sigma, iterations=iterations, seed=seed, auto_stop=auto_stop,
+                          compare=compare, observed=observed, mask=mask, max_side=max_side, width=width, lr=lr)  # fmt: skip
     for note in req.notes:
         gr.Warning(note)
     key = getattr(request, "session_hash", None) or uuid.uuid4().hex
     stop = STOPS.start(key)
-    lab = LabRun(req, stop=stop.is_set)
+    lab = LabRun(req, stop=stop.is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
     if lab.baseline.unavailable:
         gr.Warning(lab.baseline.unavailable)
     try:

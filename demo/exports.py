@@ -105,6 +105,9 @@ def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
         files.append(path)
     save_png(lab.observation, out / "observation.png")
     files.append(out / "observation.png")
+    if lab.baseline.image is not None:  # the classical (OpenCV) result beside the run
+        save_png(lab.baseline.image, out / "baseline.png")
+        files.append(out / "baseline.png")
     rows = log_rows(lab)
     with open(out / "log.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -123,6 +126,7 @@ def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
         }
         for name, t in lab.tracks.items()
     }
+    log["baseline"] = lab.baseline.summary()
     (out / "log.json").write_text(json.dumps(log, indent=1))
     (out / "config.json").write_text(json.dumps(config_dict(lab), indent=2))
     files += [out / "log.csv", out / "log.json", out / "config.json"]

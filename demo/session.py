@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,6 +29,11 @@ from .inputs import RunRequest
 from .settings import LIMITS, UPSAMPLE_LABELS, Limits, device_label
 
 SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this many frequencies a side
+#: Stop flags are also files here, so that a run in another process (ZeroGPU's GPU worker) sees a Stop pressed
+#: in the server's process.
+STOP_DIR = Path(tempfile.gettempdir()) / "spectral-bias-lab-stops"
+#: A run with a GPU time limit ends this many seconds before it, to send its last frame and downloads.
+GPU_RESERVE_S = 3.0
 
 
 def run_label(name: str, config: RunConfig, compare: bool) -> str:
@@ -82,32 +90,72 @@ class SpectrumView:
         return ratio.float().numpy()
 
 
+class StopFlag:
+    """A run's stop flag: an event for runs in this process, and a file for a run in another one (ZeroGPU runs
+    the generator in a GPU worker process); ``is_set`` looks at the file at most every 0.2 s."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.event, self.checked = path, threading.Event(), 0.0
+
+    def set(self) -> None:
+        self.event.set()
+        touch(self.path)
+
+    def is_set(self) -> bool:
+        if self.event.is_set():
+            return True
+        now = time.monotonic()
+        if now - self.checked >= 0.2:
+            self.checked = now
+            if self.path.exists():
+                self.event.set()
+        return self.event.is_set()
+
+
+def touch(path: Path) -> None:
+    """Create ``path`` (and its folder); a read-only temp folder only loses the cross-process stop."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:
+        pass
+
+
 class StopRegistry:
     """One stop flag per browser session (or API call), set by the Stop button, read by the run between steps."""
 
-    def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
+    def __init__(self, folder: Path = STOP_DIR) -> None:
+        self.folder = folder
+        self._flags: dict[str, StopFlag] = {}
         self._lock = threading.Lock()
 
-    def start(self, key: str) -> threading.Event:
-        """A fresh flag for a run starting under ``key``."""
+    def path(self, key: str) -> Path:
+        return self.folder / re.sub(r"[^\w-]", "_", key)
+
+    def start(self, key: str) -> StopFlag:
+        """A fresh flag for a run starting under ``key`` (a stale file from an earlier run is removed)."""
+        flag = StopFlag(self.path(key))
+        flag.path.unlink(missing_ok=True)
         with self._lock:
-            self._flags[key] = flag = threading.Event()
+            self._flags[key] = flag
         return flag
 
     def stop(self, key: str) -> bool:
-        """Ask the run under ``key`` to stop; False when none is running."""
+        """Ask the run under ``key`` to stop, in this process or another; False when none runs in this one."""
         with self._lock:
             flag = self._flags.get(key)
         if flag is not None:
             flag.set()
+        else:
+            touch(self.path(key))  # a run in a GPU worker process reads it
         return flag is not None
 
-    def finish(self, key: str, flag: threading.Event) -> None:
+    def finish(self, key: str, flag: StopFlag) -> None:
         """Forget the flag of a run that ended."""
         with self._lock:
             if self._flags.get(key) is flag:
                 del self._flags[key]
+        flag.path.unlink(missing_ok=True)
 
     def active(self) -> int:
         """How many runs are going on."""
@@ -132,8 +180,11 @@ class Frame:
 class LabRun:
     """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed."""
 
-    def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS) -> None:
-        self.request, self.limits = request, limits
+    def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS,
+                 gpu_seconds: float | None = None) -> None:  # fmt: skip
+        """``gpu_seconds``: the GPU time the call asked for (ZeroGPU cuts it off there); the run ends just before."""
+        self.created = time.perf_counter()
+        self.request, self.limits, self.gpu_seconds = request, limits, gpu_seconds
         self.stop = stop or (lambda: False)
         task = request.task
         self.observation = to_image(task.observation)
@@ -148,13 +199,15 @@ class LabRun:
         self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
         self.frame_stride, self.frame_calls, self.rounds = 1, 0, 0
         self.started = self.ended = None
-        self.cancelled = False
+        self.cancelled = self.out_of_time = False
 
     # ------------------------------------------------------------------ stepping
 
     def _cancelled(self) -> bool:
         if self.stop():
             self.cancelled = True
+        elif self.gpu_seconds is not None and time.perf_counter() - self.created > self.gpu_seconds - GPU_RESERVE_S:
+            self.cancelled = self.out_of_time = True
         return self.cancelled
 
     def steps(self) -> Iterator[int]:
@@ -238,6 +291,8 @@ class LabRun:
             eta = (self.iterations - it) / rate if rate > 0 else float("inf")
             parts.append(f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}")
         parts.append(device_label())
+        if self.gpu_seconds is not None:
+            parts.append(f"GPU {time.perf_counter() - self.created:.0f} s of {self.gpu_seconds:.0f} s requested")
         for t in self.tracks.values():
             s = t.last
             if s.psnr is not None:
@@ -252,6 +307,8 @@ class LabRun:
         messages = [t.last.message for t in self.tracks.values() if t.last.message]
         if messages:
             return f"Ended: {messages[0]}"
+        if self.out_of_time:
+            return f"Stopped at iteration {it}: the GPU time asked for ({self.gpu_seconds:.0f} s) ran out"
         if self.cancelled:
             return f"Stopped at iteration {it} after {format_seconds(elapsed)}"
         ctrl = self.tracks["controlled"].last

@@ -195,7 +195,7 @@ def _views() -> dict:
     with gr.Row():
         o["curves"] = gr.Plot(label="Curves", elem_id="curves", scale=2, show_label=False)
         o["spectrum"] = gr.Plot(label="Spectrum", elem_id="spectrum", scale=1, show_label=False)
-    o["files"] = gr.File(label="Downloads: result, log (CSV, JSON), config (JSON), animation (GIF)",
+    o["files"] = gr.File(label="Downloads: result, baseline, log (CSV, JSON), config (JSON), animation (GIF)",
                          file_count="multiple", elem_id="downloads", interactive=False, height=190)  # fmt: skip
     with gr.Accordion("How to read this", open=True):
         gr.Markdown(HELP)
@@ -212,20 +212,12 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     w["upsample"].change(lambda u: gr.update(visible=u == "gaussian"), w["upsample"], w["gaussian_sigma"], **private)
     w["compare"].change(events.on_compare_change, w["compare"], [o["vanilla"], o["result"]], **private)
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
-    run_evt = (
-        w["run"]
-        .click(events.prepare_inputs, prepare, [w["level"], w["mask"]], **private)
-        .success(
-            events.run_lab,
-            [w[k] for k in events.RUN_INPUTS],
-            [o[k] for k in events.RUN_OUTPUTS],
-            api_name="run",
-            concurrency_limit=1,
-            show_progress="hidden",
-        )  # fmt: skip
-    )
-    w["stop"].click(events.request_stop, None, None, api_name="stop", queue=False,
-                    cancels=[run_evt] if events.ZERO_GPU else None)  # fmt: skip
+    w["run"].click(events.prepare_inputs, prepare, [w["level"], w["mask"]], **private).success(
+        events.run_lab, [w[k] for k in events.RUN_INPUTS], [o[k] for k in events.RUN_OUTPUTS], api_name="run",
+        concurrency_limit=1, show_progress="hidden",
+    )  # fmt: skip
+    # Stop sets the run's flag (a file too, for ZeroGPU's worker process): the run ends and keeps its downloads
+    w["stop"].click(events.request_stop, None, None, api_name="stop", queue=False)
     w["load"].upload(events.load_config, w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
     demo.load(lambda: str(DEFAULT_EXAMPLE), None, w["image"], **private)
 

@@ -22,3 +22,19 @@ def small(**kw) -> RunConfig:
     """A tiny fast run configuration (CPU, width 16, depth 3, power iteration), overridable."""
     base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
     return RunConfig(**{**base, **kw}).validate()
+
+
+def run_lab_in_child(queue, key: str, kwargs: dict) -> None:
+    """A run_lab call in another process, as ZeroGPU's worker runs it; every output goes back pickled."""
+    import torch
+
+    torch.set_num_threads(1)
+    from demo import events
+
+    request = type("Request", (), {"session_hash": key})()
+    try:
+        for out in events.run_lab(request=request, **kwargs):
+            queue.put(("frame", out))
+        queue.put(("end", None))
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        queue.put(("error", repr(err)))

@@ -154,8 +154,8 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert panel["visible"] and baseline == gr.skip()
     (line,) = [t for t in curves.data if t.name == "classical baseline (OpenCV)"]
     assert f"{line.y[0]:.2f} dB" in panel["label"]
-    assert names == {"result.png", "result_vanilla.png", "observation.png", "log.csv", "log.json", "config.json",
-                     "evolution.gif"}  # fmt: skip
+    assert names == {"result.png", "result_vanilla.png", "observation.png", "baseline.png", "log.csv", "log.json",
+                     "config.json", "evolution.gif"}  # fmt: skip
     folder = Path(files[0]).parent
     rows = list(csv.DictReader(open(folder / "log.csv")))
     assert {r["run"] for r in rows} == {"vanilla", "controlled"} and rows[-1]["iter"] == "30"
@@ -166,6 +166,9 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert gif.n_frames >= 3
     log = json.loads((folder / "log.json").read_text())
     assert log["controlled"]["records"][-1]["iter"] == 30
+    assert log["baseline"]["method"].startswith("OpenCV NL-means") and log["baseline"]["psnr"] == pytest.approx(
+        float(panel["label"].split("· ")[1].split(" dB")[0]), abs=0.01)  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(folder / "baseline.png")), panel["value"])
 
 
 def test_single_run_of_an_observed_image(tiny_png):

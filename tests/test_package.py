@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # not source (environments, caches, outputs): the copy the wheel is built from leaves them out
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
                                     ".hypothesis", "test-artifacts", "out", "runs")  # fmt: skip
-#: in requirements.txt but imported nowhere in dip_core/ or demo/, so not a dependency of the package
-UNUSED = {"imageio"}
+#: in requirements.txt but imported nowhere in dip_core/ or demo/, so not a dependency of the package (none now:
+#: imageio, listed once for nothing, was dropped)
+UNUSED: set[str] = set()
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
