@@ -129,30 +129,6 @@ def checked_request(**kwargs) -> RunRequest:
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def gpu_duration(
-    image: Any,
-    task: str = "denoise",
-    level: float | None = None,
-    lipschitz: float = PAPER_LIPSCHITZ["denoise"],
-    upsample: str = "bilinear",
-    gaussian_sigma: float = 0.5,
-    iterations: int = LIMITS.iterations,
-    seed: int = 0,
-    auto_stop: str = "off",
-    compare: bool = True,
-    observed: bool = False,
-    mask: Any = None,
-    max_side: int = LIMITS.max_side,
-    width: int = LIMITS.width,
-    lr: float = LIMITS.lr,
-    request: gr.Request | None = None,
-) -> int:
-    """ZeroGPU's ``duration`` of a run_lab call, called with the same arguments before any GPU is taken: the
-    run's GPU seconds; bad input and requests over the cap are refused here, with one line."""
-    args = {k: v for k, v in locals().items() if k != "request"}
-    return request_seconds(checked_request(**args))
-
-
 def on_gpu(fn: Callable) -> Callable:
     """``spaces.GPU`` with the run's own duration on ZeroGPU; the function itself elsewhere."""
     if not ZERO_GPU:
@@ -162,7 +138,6 @@ def on_gpu(fn: Callable) -> Callable:
     return spaces.GPU(duration=gpu_duration)(fn)
 
 
-@on_gpu
 def run_lab(
     image: Any,
     task: str = "denoise",
@@ -296,5 +271,16 @@ def load_config(path: str | None) -> tuple:
     return tuple(values[k] for k in CONFIG_WIDGETS)
 
 
+def gpu_duration(*args, **kwargs) -> int:
+    """ZeroGPU's ``duration`` of a run_lab call, called with the same arguments (it has run_lab's signature)
+    before any GPU is taken: the run's GPU seconds; bad input and requests over the cap are refused here."""
+    bound = RUN_SIGNATURE.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return request_seconds(checked_request(**{k: v for k, v in bound.arguments.items() if k != "request"}))
+
+
+RUN_SIGNATURE = inspect.signature(run_lab)
+gpu_duration.__signature__ = RUN_SIGNATURE
+run_lab = on_gpu(run_lab)
 #: run_lab's inputs by name (its parameters; Gradio passes them in this order)
-RUN_INPUTS = tuple(p for p in inspect.signature(run_lab).parameters if p != "request")
+RUN_INPUTS = tuple(p for p in RUN_SIGNATURE.parameters if p != "request")

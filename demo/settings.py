@@ -21,7 +21,7 @@ ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 GPU_BUDGET = ZERO_GPU or os.environ.get("SPECTRAL_BIAS_LAB_GPU_BUDGET", "") == "1"
 #: The GPU default run (compare mode), chosen to request at most 30 s (README, section ZeroGPU): the paper's
 #: House size and lr; width 64, not 128, buys 1000 steps instead of 720 (the step is launch-bound at 256²), by
-#: when vanilla has peaked (~step 370) and the controlled network has passed it. lr 0.002 diverged for vanilla.
+#: when vanilla has peaked (~step 370) and the controlled network has passed it. lr 0.002 made vanilla collapse (step 90).
 GPU_DEFAULT = dict(max_side=256, width=64, iterations=1000, lr=0.001)
 #: Compare mode's reference network: the original DIP.
 VANILLA = dict(lipschitz=0.0, upsample="bilinear")
