@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from dip_core import baselines, preset, run
+from dip_core.curves import stop_iters
 from dip_core.engine import resolve_device
 from dip_core.io import load_image, resize_max_side
 from dip_core.metrics import psnr, ssim
-from dip_core.stopping import first_discrepancy_stop, first_stop, task_noise_energy
+from dip_core.stopping import task_noise_energy
 from dip_core.sweep import image_files
 from dip_core.tasks import TASKS, Task, make_task, to_image
 
@@ -58,17 +59,13 @@ def cbm3d(task: Task) -> dict | None:
 
 def dip(task: Task, config) -> dict:
     """One DIP run to the end of its budget, every step measured so the stop can be found afterwards."""
-    records, ratios, losses = [], [], []
-    for snap in run(task, config):
-        records.append({"iter": snap.iter, "psnr": snap.psnr, "ssim": snap.ssim, "seconds": snap.seconds})
-        ratios += snap.step_ratios
-        losses += snap.step_losses
+    records = [{"iter": s.iter, "psnr": s.psnr, "ssim": s.ssim, "seconds": s.seconds, "step_ratios": s.step_ratios,
+                "step_losses": s.step_losses} for s in run(task, config)]  # fmt: skip
+    if task.noise_sigma is not None:
+        records[0]["noise_energy"] = task_noise_energy(task)  # the discrepancy rule's threshold
     best = max(records, key=lambda r: r["psnr"])
     rule = stop_rule(task)
-    if rule == "discrepancy":
-        t = first_discrepancy_stop(losses, task_noise_energy(task))
-    else:
-        t = first_stop(ratios, rule, config.iterations)
+    t = stop_iters(records, config.iterations)[rule]
     at = next((r for r in records if r["iter"] >= t), None) if t is not None else None
     end = records[-1]
     return {
