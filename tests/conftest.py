@@ -39,6 +39,16 @@ def house64(house) -> np.ndarray:
     return resize_max_side(house, 64)[0]
 
 
+@pytest.fixture(scope="session")
+def tiny_png(tmp_path_factory, house64) -> str:
+    """A 32×32 crop of House as a PNG file: the app's runs of a few seconds."""
+    from dip_core.io import save_png
+
+    path = tmp_path_factory.mktemp("img") / "tiny.png"
+    save_png(house64[:32, :32], path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""

@@ -20,7 +20,7 @@ from test_bad_input import animated, declared_png, exif_rotated, photo, png
 
 from benchmarks.portability import threshold
 from demo.session import STOPS
-from dip_core.io import save_png, to_uint8
+from dip_core.io import to_uint8
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 TINY = dict(max_side=32, width=8, lr=0.01)
@@ -45,13 +45,6 @@ def client(app_url, tmp_path):
     c = Client(app_url, verbose=False, download_files=str(tmp_path))
     yield c
     c.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory, house64) -> str:
-    path = tmp_path_factory.mktemp("client") / "tiny.png"
-    save_png(house64[:32, :32], path)
-    return str(path)
 
 
 def test_the_opencv_baseline_comes_last_and_is_drawn_on_the_psnr_plot(client, tiny_png, tmp_path):

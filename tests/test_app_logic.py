@@ -21,19 +21,11 @@ from demo.inputs import parse_request, scaled_every
 from demo.session import STOPS, LabRun, SpectrumView, Track
 from demo.settings import LIMITS, limits_for
 from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
-from dip_core.io import save_png
 
 TINY = dict(max_side=32, width=8, lr=0.01)  # a run of a few seconds on 2 cores
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory, house64) -> str:
-    path = tmp_path_factory.mktemp("img") / "tiny.png"
-    save_png(house64[:32, :32], path)
-    return str(path)
 
 
 def run_all(**kwargs) -> list[tuple]:

@@ -23,18 +23,10 @@ from demo.deploy import SPACE_PYTHON, SPACE_TORCH
 from demo.deploy import main as deploy_main
 from demo.inputs import parse_request
 from demo.settings import limits_for
-from dip_core.io import save_png
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(max_side=32, width=8, lr=0.01)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory, house64) -> str:
-    path = tmp_path_factory.mktemp("img") / "tiny.png"
-    save_png(house64[:32, :32], path)
-    return str(path)
 
 
 def same(a, b) -> bool:
