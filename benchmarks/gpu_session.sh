@@ -79,5 +79,13 @@ if [ -n "${QUALITY_IMAGES:-}" ]; then
     --lipschitz 1.4 "${QREP[@]}" --out "$W/quality"
 fi
 nvidia-smi --query-gpu=name,memory.used --format=csv >>"$LOG" 2>&1
+# (6) with REPLAY_EXPERIMENTS set (e.g. "denoise_house"), the app's replays of those experiments at the paper's scale
+# (512 px, width 128, 10,000 steps, all seven lanes; benchmarks/replays.py) from REPLAY_DATA (the layout of
+# ../shared/data), in the time left; the tab reads them with SPECTRAL_BIAS_LAB_REPLAYS=$OUT/replays
+if [ -n "${REPLAY_EXPERIMENTS:-}" ]; then
+  if [ "${SMOKE:-0}" = 1 ]; then RPL=(--smoke); else RPL=(--preset cuda); fi
+  part replays "$(left)" python3 -m benchmarks.replays --data "${REPLAY_DATA:-.gpu_data}" --out "$OUT/replays" \
+    --work "$W/replays" --experiments $REPLAY_EXPERIMENTS "${RPL[@]}"
+fi
 (cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
 log "done"

@@ -2,6 +2,7 @@
 told that the queue is full, and the server must answer afterwards.
 
     python -m benchmarks.load [--clients 8] [--queue-size 16] [--iterations 40] [--max-side 32] [--width 8] [--json]
+    python -m benchmarks.load --replay [--clients 30] [--requests 5] [--json]     # replay viewers beside a live run
 
 The app is built by ``app.make_app`` (the Space's own queue settings, ``--queue-size`` aside) and served on
 127.0.0.1 in this process; nothing leaves the machine. Every client is released by one barrier, so the
@@ -126,6 +127,111 @@ def load_test(
     }
 
 
+def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int) -> dict:
+    """A replay viewer: after the barrier, ``requests`` scrubs of random experiments, lanes and iterations."""
+    import random
+
+    from demo import replays
+
+    rng = random.Random(seed)
+    experiments = [name for _, name in replays.experiment_choices()]
+    lanes = [name for _, name in replays.lane_choices()]
+    top, step = replays.last_iteration(), replays.frame_step()
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+    barrier.wait()
+    seconds, errors = [], []
+    try:
+        for _ in range(requests):
+            args = (rng.choice(experiments), rng.choice(lanes), rng.choice(["", "vanilla"]), rng.randrange(0, top, step))
+            t0 = time.perf_counter()
+            try:
+                out = client.predict(*args, api_name="/replay")
+                assert len(out) == len(replays.REPLAY_OUTPUTS) and out[1]
+                seconds.append(time.perf_counter() - t0)
+            except Exception as err:  # noqa: BLE001 - every failure is counted and reported
+                errors.append(f"{type(err).__name__}: {err}"[:200])
+    finally:
+        client.close()
+    return dict(seconds=seconds, errors=errors)
+
+
+def replay_server_ms(rounds: int = 40) -> dict:
+    """The replay endpoint's server time: its function and Gradio's postprocessing of the outputs, in process."""
+    import random
+
+    from demo import replays
+    from demo.ui import build_demo
+
+    blocks = build_demo()
+    fn = next(f for f in blocks.fns.values() if f.api_name == "replay")
+    rng = random.Random(0)
+    experiments = [name for _, name in replays.experiment_choices()]
+    lanes = [name for _, name in replays.lane_choices()]
+    times = []
+    for _ in range(rounds):
+        it = rng.randrange(0, replays.last_iteration(), replays.frame_step())
+        args = (rng.choice(experiments), rng.choice(lanes), "vanilla", it)
+        t0 = time.perf_counter()
+        values = replays.replay(*args)
+        for block, value in zip(fn.outputs, values):
+            block.postprocess(value["value"] if isinstance(value, dict) and "value" in value else value)
+        times.append((time.perf_counter() - t0) * 1000)
+    blocks.close()
+    return {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * len(times))], 1),
+            "max": round(max(times), 1), "rounds": rounds}  # fmt: skip
+
+
+def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int = 400, timeout: float = 300.0) -> dict:
+    """Serve the app, start one live run (CPU-bound, as a visitor's), then ``clients`` replay viewers at once."""
+    image = str(ROOT / "assets" / "house256.png")
+    server = replay_server_ms()
+    from demo.app import QUEUE_SIZE
+
+    demo, url = serve(QUEUE_SIZE)
+    try:
+        alone = one_viewer(url, threading.Barrier(1), 20, 99)["seconds"]  # one viewer, nothing else running
+        live = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        job = live.submit(image=handle_file(image), api_name="/run", iterations=live_iterations, compare=True)
+        time.sleep(3)  # the live run is stepping
+        barrier = threading.Barrier(clients)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(lambda i: one_viewer(url, barrier, requests, i), range(clients)))
+        wall = time.perf_counter() - t0
+        live_busy = not job.done()
+        job.cancel()
+        live.close()
+        after = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        t1 = time.perf_counter()
+        try:
+            responsive = len(after.predict(api_name="/replay")) > 0
+        except (AppError, OSError):
+            responsive = False
+        after_s = time.perf_counter() - t1
+        after.close()
+    finally:
+        demo.close()
+    seconds = sorted(s for r in results for s in r["seconds"])
+    errors = [e for r in results for e in r["errors"]]
+    return {
+        "mode": "replay",
+        "clients": clients,
+        "requests_each": requests,
+        "answered": len(seconds),
+        "errors": len(errors),
+        "errors_seen": errors[:5],
+        "live_run_busy_throughout": live_busy,
+        "wall_s": round(wall, 2),
+        "latency_s": {"median": round(statistics.median(seconds), 3) if seconds else None,
+                      "p90": round(seconds[int(0.9 * len(seconds))], 3) if seconds else None,
+                      "max": round(seconds[-1], 3) if seconds else None},  # fmt: skip
+        "server_ms": server,
+        "one_viewer_idle_s": {"median": round(statistics.median(alone), 3), "max": round(max(alone), 3)},
+        "responsive_after": responsive,
+        "after_s": round(after_s, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=8)
@@ -135,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one client waits for its result")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--replay", action="store_true", help="replay viewers (default 30) beside one live run")
+    p.add_argument("--requests", type=int, default=5, help="replay mode: scrubs per viewer")
     args = p.parse_args(argv)
     from app import QUEUE_SIZE
+
+    if args.replay:
+        result = replay_load_test(args.clients if args.clients != 8 else 30, args.requests, timeout=args.timeout)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return 0 if result["errors"] == 0 and result["responsive_after"] else 1
 
     result = load_test(
         args.clients, args.queue_size or QUEUE_SIZE, args.iterations, args.max_side, args.width, args.timeout

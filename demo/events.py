@@ -15,13 +15,15 @@ from dip_core import InputError, RunConfig
 from dip_core.config import choices
 from dip_core.engine import graph_start
 from dip_core.io import MIN_SIDE, to_uint8
-from dip_core.tasks import PAPER_LIPSCHITZ, TASKS
+from dip_core.tasks import TASKS
 
 from . import budget
 from .exports import read_config, write_downloads
 from .inputs import RunRequest, choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
-from .settings import GPU_BUDGET, LIMITS, ZERO_GPU
+from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
+
+DEFAULT_CONTROL = default_control("denoise")  # the default run's (run_lab's keyword defaults)
 
 #: run_lab's outputs by name, in the order the ``run`` endpoint returns them (the baseline panel last: it came
 #: later, and API clients index the others)
@@ -49,9 +51,9 @@ def on_task_change(task: str) -> tuple:
 
 
 def on_task_input(task: str) -> tuple:
-    """When the user picks a task: its default level and the paper's λ for it."""
+    """When the user picks a task: its default level and its default λ (settings.default_control)."""
     spec = TASKS[task]
-    return level_update(task, spec.level.default), spec.paper_lipschitz
+    return level_update(task, spec.level.default), default_control(task)["lipschitz"]
 
 
 def describe_image(image: Any, max_side: float | None) -> tuple[str, dict | None]:
@@ -142,9 +144,9 @@ def run_lab(
     image: Any,
     task: str = "denoise",
     level: float | None = None,
-    lipschitz: float = PAPER_LIPSCHITZ["denoise"],
-    upsample: str = "bilinear",
-    gaussian_sigma: float = 0.5,
+    lipschitz: float = DEFAULT_CONTROL["lipschitz"],
+    upsample: str = DEFAULT_CONTROL["upsample"],
+    gaussian_sigma: float = DEFAULT_CONTROL["gaussian_sigma"],
     iterations: int = LIMITS.iterations,
     seed: int = 0,
     auto_stop: str = "off",

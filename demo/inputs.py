@@ -15,7 +15,7 @@ from dip_core.io import MIN_SIDE, load_image
 from dip_core.stopping import noise_sigma
 from dip_core.tasks import TASKS
 
-from .settings import LIMITS, VANILLA, Limits
+from .settings import LIMITS, VANILLA, Limits, default_control
 
 
 @dataclass
@@ -100,9 +100,9 @@ def parse_request(
     image: Any,
     task: Any = "denoise",
     level: Any = None,
-    lipschitz: Any = 1.4,
-    upsample: Any = "bilinear",
-    gaussian_sigma: Any = 0.5,
+    lipschitz: Any = None,
+    upsample: Any = None,
+    gaussian_sigma: Any = None,
     iterations: Any = None,
     seed: Any = 0,
     auto_stop: Any = "off",
@@ -124,9 +124,11 @@ def parse_request(
     level = None if level is None or level == "" else level
     # an already-noisy image without a level: its σ is estimated from it (Denoise.observe); else the default
     level = None if level is None and observed and spec.estimates_level else spec.level.check(level)
-    lam = spec.paper_lipschitz if lipschitz is None else RunConfig.check("lipschitz", lipschitz, limits.lipschitz_cap)
-    upsample = choice("upsample", upsample, choices("upsample"))
-    sigma = RunConfig.check("gaussian_sigma", 0.5 if gaussian_sigma is None else gaussian_sigma, limits.sigma_cap)
+    control = default_control(task, limits)  # what None means for the controlled network's three settings
+    lam = RunConfig.check("lipschitz", control["lipschitz"] if lipschitz is None else lipschitz, limits.lipschitz_cap)
+    upsample = choice("upsample", control["upsample"] if upsample is None else upsample, choices("upsample"))
+    sigma = control["gaussian_sigma"] if gaussian_sigma is None else gaussian_sigma
+    sigma = RunConfig.check("gaussian_sigma", sigma, limits.sigma_cap)
     iterations = limits.iterations if iterations is None else iterations
     iterations = RunConfig.check("iterations", iterations, limits.iterations_cap)
     seed = RunConfig.check("seed", seed)

@@ -15,9 +15,12 @@ import plotly.graph_objects as go
 from dip_core.metrics import BAND_EDGES
 
 if TYPE_CHECKING:
+    from dip_core.lesson import Event
+
     from .session import Track
 
-RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8"}
+RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8", "other": "#7b3fb5"}
+EVENT_COLOR = "#444"
 BASELINE_COLOR, BASELINE_NAME = "#2a9d3c", "classical baseline (OpenCV)"
 BAND_COLORS = ("#0b1f65", "#3a5fcd", "#3fa57a", "#e0a526", "#d7301f")  # band 1 (low) … 5 (high)
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=12, color="#222")
@@ -74,11 +77,16 @@ def curves_figure(
     has_clean: bool,
     noise_energy: float | None = None,
     baseline_psnr: float | None = None,
+    events: Sequence[Event] = (),
+    cursor: int | None = None,
+    clean_bands: bool = True,
 ) -> go.Figure:
     """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, the auto-stop signal, and FBC bands per run.
 
     The auto-stop signal is the blur/sharpness ratio, or, with the noise-level stop (``noise_energy`` given),
     the loss against that threshold (dashed). ``baseline_psnr`` (the classical baseline's) is a horizontal line.
+    ``events`` (dip_core.lesson) are numbered markers on every panel; ``cursor`` a replay's iteration (a line);
+    ``clean_bands=False``: a single run's curves have no FBC against the clean image (replays keep none).
     """
     compare = len(tracks) == 2
     signal = "loss" if noise_energy is not None else "ratio"
@@ -86,7 +94,8 @@ def curves_figure(
     if compare:
         fbc_titles = [f"FBC per band: {t.label.split(' (')[0]}" for t in tracks]
     else:
-        fbc_titles = ["FBC per band vs the observation", "FBC per band vs the clean image" if has_clean else ""]
+        fbc_titles = ["FBC per band vs the observation",
+                      "FBC per band vs the clean image" if has_clean and clean_bands else ""]  # fmt: skip
     layout = _base_layout(560)
     x_range = [0, max(1, iterations)]
     for n, (row, col) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
@@ -154,7 +163,7 @@ def curves_figure(
                                               yref="y2 domain", showarrow=False, xanchor="left", yanchor="top",
                                               font=dict(color=color, size=11)))  # fmt: skip
     panels = [(t, "fbc", 3 + i) for i, t in enumerate(tracks)] if compare else [(t, "fbc", 3) for t in tracks]
-    if not compare and has_clean:
+    if not compare and has_clean and clean_bands:
         panels += [(t, "fbc_clean", 4) for t in tracks]
     for n, (t, key, axis) in enumerate(panels):
         rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
@@ -164,7 +173,29 @@ def curves_figure(
             data.append(dict(type="scatter", mode="lines", x=t.column("iter"), y=_list(values[:, k]), name=name,
                              legendgroup=f"band{k}", showlegend=n == 0, xaxis=f"x{axis}", yaxis=f"y{axis}",
                              line=dict(color=BAND_COLORS[k], width=2)))  # fmt: skip
+    mark_events(layout, events, cursor)
     return as_figure(dict(data=data, layout=layout))
+
+
+def mark_events(layout: dict, events: Sequence[Event], cursor: int | None) -> None:
+    """Lesson events as dotted lines on the four panels, numbered ①②… above the first row; the cursor solid."""
+    for n, e in enumerate(events, start=1):
+        for axis in ("x", "x2", "x3", "x4"):
+            layout["shapes"].append(dict(type="line", x0=e.iter, x1=e.iter, y0=0, y1=1, xref=axis,
+                                         yref=f"y{axis[1:]} domain", layer="below",
+                                         line=dict(color=EVENT_COLOR, dash="dot", width=1)))  # fmt: skip
+        layout["annotations"].append(dict(text=f"<b>{event_mark(n)}</b>", x=e.iter, y=1, xref="x", yref="y domain",
+                                          showarrow=False, yanchor="top", font=dict(color=EVENT_COLOR, size=14),
+                                          hovertext=f"{e.title}: iteration {e.iter}"))  # fmt: skip
+    if cursor is not None:
+        for axis in ("x", "x2", "x3", "x4"):
+            layout["shapes"].append(dict(type="line", x0=cursor, x1=cursor, y0=0, y1=1, xref=axis,
+                                         yref=f"y{axis[1:]} domain", line=dict(color="#111", width=1.5)))  # fmt: skip
+
+
+def event_mark(n: int) -> str:
+    """①, ②, … for the n-th lesson event (a number in parentheses past 20)."""
+    return chr(0x2460 + n - 1) if 1 <= n <= 20 else f"({n})"
 
 
 def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:

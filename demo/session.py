@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 import tempfile
 import threading
@@ -15,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 
-from dip_core import RunConfig, Snapshot, Task, run
+from dip_core import RunConfig, Snapshot, run
 from dip_core.baselines import Baseline, baseline
-from dip_core.metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
+from dip_core.lesson import Event, lesson
+from dip_core.replay import SpectrumView
 from dip_core.stopping import task_noise_energy
-from dip_core.tasks import to_image, to_tensor
+from dip_core.tasks import to_image
 
 from . import plots
 from .exports import side_by_side
@@ -67,27 +66,6 @@ class Track:
     def column(self, key: str) -> list:
         """One logged field over iterations."""
         return [r[key] for r in self.records]
-
-
-class SpectrumView:
-    """|F(A x)| / |F(y)|: the result mapped into observation space against the observation, per frequency."""
-
-    def __init__(self, task: Task) -> None:
-        self.operator = copy.deepcopy(task.operator).to("cpu").float()
-        self.y = task.observation.detach().to("cpu", torch.float32)
-        self.ref = amplitude_spectrum_t(to_chw(self.y[0]))
-
-    def __call__(self, fit: np.ndarray) -> np.ndarray:
-        """The clipped amplitude ratio of the network's output f (``Snapshot.fit``) as an h×w array in [0, 1]
-        (pooled to at most SPECTRUM_SIDE a side)."""
-        x = to_tensor(fit)
-        with torch.no_grad():
-            ratio = spectrum_ratio_t(amplitude_spectrum_t(to_chw(self.operator(x)[0])), self.ref)
-        h, w = ratio.shape
-        if max(h, w) > SPECTRUM_SIDE:
-            size = (max(1, round(h * SPECTRUM_SIDE / max(h, w))), max(1, round(w * SPECTRUM_SIDE / max(h, w))))
-            ratio = F.adaptive_avg_pool2d(ratio[None, None], size)[0, 0]
-        return ratio.float().numpy()
 
 
 class StopFlag:
@@ -190,7 +168,7 @@ class LabRun:
         self.observation = to_image(task.observation)
         self.clean = None if task.clean is None else to_image(task.clean)
         self.baseline: Baseline = baseline(task)  # the classical (OpenCV) result, from the observation only
-        self.spectrum = SpectrumView(task)  # before the run moves the task to its device
+        self.spectrum = SpectrumView(task, SPECTRUM_SIDE)  # before the run moves the task to its device
         # the noise-level auto-stop's threshold, drawn on the curves when that rule is on
         discrepancy = any(c.auto_stop == "discrepancy" for c in request.configs.values())
         self.noise_energy = task_noise_energy(task) if discrepancy else None
@@ -273,11 +251,18 @@ class LabRun:
                 self.clean is not None,
                 self.noise_energy,
                 self.baseline.psnr,
+                events=self.events(done),
             ),
             spectrum=plots.spectrum_figure(spectra),
             status=self.status(done),
             done=done,
         )
+
+    def events(self, done: bool = False) -> list[Event]:
+        """The lesson events the curves show so far (dip_core.lesson), marked on the plots as they happen."""
+        curves = {n: {"iter": t.column("iter"), "psnr": t.column("psnr"), "fbc": t.column("fbc")}
+                  for n, t in self.tracks.items() if t.records}  # fmt: skip
+        return lesson(curves, {n: t.label.split(" (")[0] for n, t in self.tracks.items()}, done=done)
 
     def status(self, done: bool = False) -> str:
         """One line: iteration, steps/s, ETA, device and each run's PSNR (best so far)."""

@@ -8,12 +8,17 @@ from dataclasses import dataclass
 import torch
 
 from dip_core import preset
+from dip_core.config import PAPER_SCALE
+from dip_core.tasks import TASKS
 
 from . import budget
 
 #: Our CPU demo network: narrower than the CPU preset and a larger Adam step, so that a 128 px image
 #: is visibly restored within about 30 s on 2 cores (measured; see the README section "The app").
 CPU_DEMO_OVERRIDES = dict(width=24, lr=0.007)
+#: The CPU default run's steps: the longest a compare run does within a minute on 2 cores, so that the default run
+#: shows the lesson as far as this scale can (benchmarks/reports/live_default/README.md).
+CPU_ITERATIONS = 1500
 #: ZeroGPU (Hugging Face): runs are GPU calls of a budgeted duration (demo/budget.py).
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 #: The GPU budget (requested seconds, the cap, the deadline, the status line) without ZeroGPU itself, to measure
@@ -64,10 +69,20 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         return Limits("cuda", "cuda", side, 1024, GPU_DEFAULT["iterations"], cap, width, 256, GPU_DEFAULT["lr"],
                       base.every, 0.5)  # fmt: skip
     base = preset("cpu", **CPU_DEMO_OVERRIDES)
-    return Limits("cpu", "cpu", 128, 256, 2000, 5000, base.width, 64, base.lr, base.every, 0.5)
+    return Limits("cpu", "cpu", 128, 256, CPU_ITERATIONS, 5000, base.width, 64, base.lr, base.every, 0.5)
 
 
 LIMITS = limits_for("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_control(task: str, limits: Limits = LIMITS) -> dict:
+    """The controlled network a run starts with (the UI's λ, upsampling and σ; the API's defaults): on the paper's
+    scale (CUDA) the paper's λ for the task with bilinear upsampling; on CPU the CPU preset's control, chosen at
+    this scale on denoising (benchmarks/reports/live_default) and used for every task."""
+    if limits.preset in PAPER_SCALE:
+        return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=0.5)
+    base = preset(limits.preset)
+    return dict(lipschitz=base.lipschitz, upsample=base.upsample, gaussian_sigma=base.gaussian_sigma or 0.5)
 
 
 def device_label() -> str:

@@ -10,11 +10,11 @@ from dip_core import InputError
 from dip_core.config import choices, limits
 from dip_core.tasks import TASKS
 
-from . import events
+from . import events, replays
 from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
 from .inputs import number
-from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS
+from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS, default_control
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -26,14 +26,17 @@ HEADER = """# Spectral Bias Lab
 A randomly initialised network is fitted to **one** degraded image (the *Deep Image Prior*). It learns
 **low frequencies first**: stopped in time it restores the image, left running it fits the noise too.
 A **Lipschitz bound λ** on its convolutions and **Gaussian upsampling** slow that down, so it stops getting
-worse (Shi, Mettes, Maji & Snoek, IJCV 2022). Press **Run** and watch both networks side by side."""
+worse (Shi, Mettes, Maji & Snoek, IJCV 2022). **Paper experiments** replays the paper's runs at once; in the
+**Live lab** you press **Run** on your own image and watch both networks side by side."""
 HELP = """**Images.** The observation is what the networks are fitted to; in compare mode *vanilla DIP*
 (λ = 0, bilinear) and your *controlled* network start from the same seed and input and advance in lockstep.
 
 **PSNR / SSIM** (when the clean image is known): vanilla DIP peaks, then decays as it fits the noise; the
-controlled network peaks higher and decays far more slowly. At this demo's CPU scale λ = 1.4 still loses ~0.3-1.7 dB
-over 2000 steps and λ = 1.0 does not decay but learns more slowly (benchmarks/reports/README.md). ★ marks the best
-so far; the status line gives each run's drop from it (−).
+controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.15 dB over
+1500 steps on House, Peppers, F16 and kodim03) but learns more slowly, and peaks up to 1.7 dB lower than vanilla on
+some images; λ = 1.4 peaks higher but still loses up to 1 dB (benchmarks/reports/live_default). ★ marks the best so
+far; the status line gives each run's drop from it (−). The numbered marks ①②… are the lessons as they happen (the
+*Paper experiments* tab explains them).
 
 **FBC per band**: how much of each frequency band of the observation the output reproduces (band 1 = lowest,
 band 5 = highest, 1 = all of it). Low bands are fitted first (spectral bias); in vanilla DIP the high bands
@@ -46,6 +49,9 @@ there is left to fit is the noise.
 
 **Spectrum ratio**: per frequency (centre = lowest), |F(output)| / |F(observation)| clipped to 1; the dotted
 circles are the five FBC bands. Bright means fitted."""
+REPLAY_INTRO = """Runs of the paper's experiments, computed beforehand: nothing is computed while you watch. Pick an
+experiment and two lanes (vanilla DIP and one of the paper's controls), press **Play** or drag the iteration, or press
+**Next lesson** to be walked through what the curves show (the numbered marks on the plots)."""
 CSS = """
 #status textarea {font-family: ui-monospace, Menlo, monospace; font-size: 13px}
 #images .image-frame {width: 100%}
@@ -103,18 +109,84 @@ def build_demo() -> gr.Blocks:
     # of them when the app shuts down)
     with gr.Blocks(title="Spectral Bias Lab", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(HEADER, elem_id="header")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=330):
-                w = _controls()
-            with gr.Column(scale=3):
-                o = _views()
+        with gr.Tabs(selected="replay_tab"):
+            with gr.Tab("Paper experiments (instant replays)", id="replay_tab", elem_id="replay_tab"):
+                r = _replay_tab()
+            with gr.Tab("Live lab (your image)", id="live_tab", elem_id="live_tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=330):
+                        w = _controls()
+                    with gr.Column(scale=3):
+                        o = _views()
         # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
         w["level"] = gr.Number(None, visible=False, label="level")
         for name in ("lipschitz", "gaussian_sigma", "iterations", "seed", "max_side", "width", "lr"):
             checked_number(w[name], name)
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
         _wire(demo, w, o)
+        _wire_replays(r)
     return demo
+
+
+def _replay_tab() -> dict:
+    """Precomputed runs of the paper's experiments: pick an experiment and lanes, play, scrub, or follow the lesson.
+
+    Every widget is built with the default replay's values, so the page shows it (and its lessons) on opening."""
+    r: dict = {}
+    gr.Markdown(REPLAY_INTRO)
+    first = replays.show_replay() if replays.replays() is not None else None
+    last = replays.last_iteration()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            r["experiment"] = gr.Dropdown(replays.experiment_choices(), value=replays.DEFAULT_EXPERIMENT,
+                                          label="Experiment", elem_id="replay_experiment")  # fmt: skip
+            r["lane"] = gr.Dropdown(replays.lane_choices(), value=replays.DEFAULT_LANE, label="Lane",
+                                    elem_id="replay_lane")  # fmt: skip
+            r["other"] = gr.Dropdown(replays.lane_choices(none=True), value=replays.DEFAULT_OTHER,
+                                     label="Beside it", elem_id="replay_other")  # fmt: skip
+            r["iteration"] = gr.Slider(0, max(1, last), value=last, step=replays.frame_step(), label="Iteration",
+                                       elem_id="replay_iteration")  # fmt: skip
+            with gr.Row():
+                r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
+                r["pause"] = gr.Button("❚❚ Pause", elem_id="replay_pause", size="sm")
+                r["next"] = gr.Button("Next lesson →", variant="secondary", elem_id="replay_next", size="sm")
+            # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a heartbeat open)
+            r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
+            r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
+            gr.Markdown(replays.scale_note(), elem_id="replay_scale")
+        with gr.Column(scale=3):
+            with gr.Row(elem_id="replay_images"):
+                kw = dict(type="filepath", interactive=False, height=230, buttons=["download"])
+                # fixed labels at first (they name the endpoint's outputs); each scrub then says lane and iteration
+                for name, label in (("observed", "Observation"), ("other_image", "Beside it"), ("lane_image", "Lane"),
+                                    ("clean", "Clean image")):  # fmt: skip
+                    start = {k: v for k, v in (first or {}).get(name, {}).items() if k in ("value", "visible")}
+                    r[name] = gr.Image(label=label, **start, elem_id=f"replay_{name}", **kw)
+            with gr.Row():
+                r["curves"] = gr.Plot(first and first["curves"], label="Curves", elem_id="replay_curves", scale=2,
+                                      show_label=False)  # fmt: skip
+                r["spectrum"] = gr.Plot(first and first["spectrum"], label="Spectrum", elem_id="replay_spectrum",
+                                        scale=1, show_label=False)  # fmt: skip
+            r["lesson"] = gr.Markdown(first and first["lesson"], label="Lesson", elem_id="replay_lesson")
+    return r
+
+
+def _wire_replays(r: dict) -> None:
+    """Replays use no GPU and never wait behind live runs: their own concurrency group without a limit, so an event
+    starts at once and never sits in the queue (whose size, shared by every event, would otherwise fill up)."""
+    now = dict(concurrency_id="replay", concurrency_limit=None, show_progress="hidden")
+    view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
+    shown = [r[k] for k in replays.REPLAY_OUTPUTS]
+    r["iteration"].release(replays.replay, view, shown, api_name="replay", **now)
+    r["iteration"].input(replays.replay, view, shown, api_visibility="private", trigger_mode="always_last", **now)
+    for name in ("lane", "other"):
+        r[name].input(replays.replay, view, shown, api_visibility="private", **now)
+    r["experiment"].input(replays.on_experiment_change, view[:3], [r["iteration"], r["current"], *shown],
+                          api_visibility="private", **now)  # fmt: skip
+    r["next"].click(replays.next_lesson, [*view[:3], r["current"]], [r["current"], r["iteration"], *shown],
+                    api_visibility="private", **now)  # fmt: skip
+    playing = r["play"].click(replays.play, view, [r["iteration"], *shown], api_visibility="private", **now)
+    r["pause"].click(None, None, None, cancels=[playing], api_visibility="private")
 
 
 def _controls() -> dict:
@@ -130,11 +202,12 @@ def _controls() -> dict:
     lo, hi, step = first.level.slider
     w["level_slider"] = gr.Slider(lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(),
                                   elem_id="level", **later)  # fmt: skip
-    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=first.paper_lipschitz, step=0.05,
+    control = default_control(first.name)
+    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=control["lipschitz"], step=0.05,
                                label="Lipschitz bound λ (0 = off)", elem_id="lipschitz", **later)  # fmt: skip
     gr.Examples(
         [
-            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, TASKS[t].paper_lipschitz]
+            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, default_control(t)["lipschitz"]]
             for f, t, kind, _ in EXAMPLES
         ],  # fmt: skip
         inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"]],
@@ -157,10 +230,10 @@ def _controls() -> dict:
     w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
-        w["upsample"] = gr.Radio([(v, k) for k, v in UPSAMPLE_LABELS.items()], value="bilinear", label="Upsampling",
-                                 elem_id="upsample")  # fmt: skip
-        w["gaussian_sigma"] = gr.Slider(0, lim.sigma_cap, value=0.5, step=0.05, label="Gaussian σ", visible=False,
-                                        elem_id="sigma")  # fmt: skip
+        w["upsample"] = gr.Radio([(v, k) for k, v in UPSAMPLE_LABELS.items()], value=control["upsample"],
+                                 label="Upsampling", elem_id="upsample")  # fmt: skip
+        w["gaussian_sigma"] = gr.Slider(0, lim.sigma_cap, value=control["gaussian_sigma"], step=0.05, label="Gaussian σ",
+                                        visible=control["upsample"] == "gaussian", elem_id="sigma")  # fmt: skip
     with gr.Accordion("Run settings", open=False):
         w["iterations"] = gr.Slider(10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations",
                                     elem_id="iterations")  # fmt: skip

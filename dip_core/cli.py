@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .baselines import baseline
-from .config import PRESET_NAMES, RunConfig, choices, preset, resolve_device
+from .config import PAPER_SCALE, PRESET_NAMES, PRESETS, RunConfig, choices, preset, preset_name, resolve_device
 from .curves import summarise
 from .engine import run
 from .errors import InputError
@@ -51,9 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--level", type=float, help="σ (0-255), JPEG quality, keep ratio, SR factor or gain")
     r.add_argument("--mask", help="inpainting mask image, white = known pixel")
     r.add_argument("--observed", action="store_true", help="the image is already degraded (no PSNR)")
-    r.add_argument("--preset", default="auto", choices=PRESET_NAMES)
-    r.add_argument("--lipschitz", type=setting("lipschitz"), help="λ bound (0 = vanilla DIP); default 0")
-    r.add_argument("--controlled", action="store_true", help="use the paper's λ for the task")
+    r.add_argument("--preset", default="auto", choices=PRESET_NAMES, help="auto (cuda on a GPU, else cpu), cpu, cuda, paper")
+    control = r.add_mutually_exclusive_group()
+    control.add_argument("--lipschitz", type=setting("lipschitz"),
+                         help=f"λ bound of the controlled network (0 = vanilla DIP). Default: the controlled network, "
+                              f"with the paper's λ for the task on the paper/cuda presets, and on the cpu preset "
+                              f"{control_label(PRESETS['cpu'])} (chosen at that scale)")  # fmt: skip
+    control.add_argument("--controlled", action="store_true", help="the paper's λ for the task, on any preset")
+    control.add_argument("--vanilla", action="store_true", help="vanilla DIP: λ = 0 and bilinear upsampling (it decays)")
     r.add_argument("--upsample", choices=choices("upsample"))
     r.add_argument("--gaussian-sigma", type=setting("gaussian_sigma"), help="σ of every Gaussian upsampling layer")
     r.add_argument("--width", type=setting("width"))
@@ -77,10 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--images", required=True, help="an image file or a folder of clean images")
     w.add_argument("--out", required=True, help="folder for results.jsonl, curves and summary.md")
     w.add_argument("--level", type=float)
-    w.add_argument("--lipschitz", type=setting("lipschitz"), nargs="+", default=[0.0], help="λ values (0 = vanilla)")
-    w.add_argument(
-        "--gaussian-sigma", nargs="+", default=["none"], help="σ values for Gaussian upsampling; 'none' = bilinear"
-    )
+    w.add_argument("--lipschitz", type=setting("lipschitz"), nargs="+", default=None,
+                   help="λ values (0 = vanilla DIP); default: the preset's controlled network's")  # fmt: skip
+    w.add_argument("--gaussian-sigma", nargs="+", default=None,
+                   help="σ values for Gaussian upsampling, 'none' = bilinear; default: the preset's")  # fmt: skip
     w.add_argument("--seeds", type=int, default=1)
     w.add_argument("--preset", default="auto", choices=PRESET_NAMES)
     w.add_argument("--width", type=setting("width"))
@@ -90,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--max-side", type=int, default=None)
     w.add_argument("--device", default="auto", choices=choices("device"))
     w.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
-    w.add_argument("--no-ray", action="store_true", help="run sequentially in this process")
+    w.add_argument("--no-ray", action="store_true", help="run in this process (or --jobs local processes)")
+    w.add_argument("--jobs", type=int, default=1, help="without Ray: runs at once, in local processes (one thread each)")
     w.add_argument("--cpus-per-run", type=int, default=1)
     w.add_argument("--gpus-per-run", type=float, default=0)
     w.add_argument("--stop-rule", default="paper", choices=[r for r in choices("auto_stop") if r != "off"])
@@ -107,6 +113,27 @@ def task_from_args(args: argparse.Namespace) -> Task:
         task = make_task(args.task, image, args.level, mask=mask, seed=args.seed)
     task.notes += notes
     return task
+
+
+def control_label(control: dict) -> str:
+    """A preset's control in words: "λ = 1.8 with Gaussian upsampling (σ = 0.5)"."""
+    up = control.get("upsample", "bilinear")
+    text = f"λ = {control['lipschitz']:g}"
+    if up == "gaussian":
+        return text + f" with Gaussian upsampling (σ = {control['gaussian_sigma']:g})"
+    return text + f" with {up} upsampling"
+
+
+def default_control(args: argparse.Namespace) -> dict:
+    """The run's λ (and upsampling): ``--vanilla``; ``--lipschitz``; ``--controlled`` or a paper-scale preset: the
+    paper's λ for the task; else the preset's own control."""
+    if args.vanilla:
+        return dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)
+    if args.lipschitz is not None:  # a λ alone means bilinear upsampling (--upsample and --gaussian-sigma apply after)
+        return dict(lipschitz=args.lipschitz, upsample="bilinear", gaussian_sigma=None)
+    if args.controlled or preset_name(args.preset) in PAPER_SCALE:
+        return dict(lipschitz=TASKS[args.task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
+    return {}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,8 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
-    lam = args.lipschitz if args.lipschitz is not None else TASKS[args.task].paper_lipschitz if args.controlled else 0.0
-    config = preset(args.preset, lipschitz=lam, **overrides)
+    config = preset(args.preset, **{**default_control(args), **overrides})
     device = str(resolve_device(config.device))
     task = task_from_args(args)
     out = Path(args.out)
@@ -169,8 +195,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the grid, appending to DIR/results.jsonl, then print and write DIR/summary.md."""
     from . import sweep
 
+    base = preset(args.preset)
+    lams = args.lipschitz if args.lipschitz is not None else [base.lipschitz]
+    given = args.gaussian_sigma
+    if given is None:
+        given = [str(base.gaussian_sigma)] if base.upsample == "gaussian" and args.lipschitz is None else ["none"]
     sigmas: list[float | None] = []
-    for s in args.gaussian_sigma:
+    for s in given:
         if s.lower() in ("none", "bilinear"):
             sigmas.append(None)
             continue
@@ -188,7 +219,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     specs = sweep.grid(
         args.task,
         args.images,
-        args.lipschitz,
+        lams,
         sigmas,
         args.seeds,
         level=args.level,
@@ -204,7 +235,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "note: ray is not installed (pip install -r requirements-sweep.txt): running sequentially", file=sys.stderr
         )
     done = len(sweep.done_keys(Path(args.out) / "results.jsonl") & {s.key for s in specs})
-    print(f"{len(specs)} runs, {done} already done, {'ray' if use_ray else 'sequential'}", file=sys.stderr)
+    how = "ray" if use_ray else f"{args.jobs} local processes" if args.jobs > 1 else "sequential"
+    print(f"{len(specs)} runs, {done} already done, {how}", file=sys.stderr)
 
     def progress(row: dict) -> None:
         print(
@@ -219,6 +251,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=args.gpus_per_run,
+        jobs=max(1, args.jobs),
         stop_rule=args.stop_rule,
         on_row=progress,
     )

@@ -28,7 +28,8 @@ def setting(default: Any, lo: float | None = None, hi: float | None = None, *, i
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run besides the task. The defaults are the paper's (docs/method.md)."""
+    """Everything that defines a run besides the task: the paper's settings (docs/method.md) with vanilla DIP's
+    convolutions (λ = 0). The presets, which the CLI, the app and sweeps start from, are controlled networks."""
 
     iterations: int = setting(10_000, 1, MAX_ITERATIONS, integer=True, help="optimisation steps")
     every: int = setting(50, 1, MAX_ITERATIONS, integer=True, help="a snapshot every this many steps")
@@ -123,11 +124,18 @@ def choices(name: str) -> tuple[str, ...]:
     return _FIELDS[name].metadata["choices"]
 
 
+#: The CPU scale's control (λ, upsampling, σ): chosen on two images and confirmed on two others, at the app's CPU
+#: network, by ``python -m benchmarks.live_default`` (benchmarks/reports/live_default/README.md).
+CPU_CONTROL = dict(lipschitz=1.0, upsample="bilinear", gaussian_sigma=None)
 #: Named starting points. ``paper``: the authors' configuration. ``cpu``/``cuda``: fast presets whose
 #: shortcuts were checked against the paper's curves (benchmarks/RESULTS.md).
+#: Each is a controlled network: on the paper's scale the paper's λ (1.4: denoising and deblocking; the CLI uses the
+#: task's own), on the CPU preset's scale the control chosen by benchmarks/live_default.py (its report says why).
 PRESETS: dict[str, dict] = {
-    "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50),
+    "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50,
+                  lipschitz=1.4),  # fmt: skip
     "cpu": dict(
+        **CPU_CONTROL,
         width=48,  # width and lr chosen by benchmarks.time_to_quality on 2 cores (benchmarks/RESULTS.md)
         lr=0.003,
         padding="zeros",
@@ -147,15 +155,24 @@ PRESETS: dict[str, dict] = {
         cuda_graph=True,  # checked on an H100: same curve as eager, 2.8× faster at 256² (benchmarks/RESULTS.md)
         iterations=10_000,
         every=50,
+        lipschitz=1.4,
     ),
 }
+#: The presets on the paper's scale, where the paper's λ for each task applies.
+PAPER_SCALE = ("paper", "cuda")
 PRESET_NAMES = ("auto", *PRESETS)
+
+
+def preset_name(name: str = "auto") -> str:
+    """The preset ``name`` stands for: ``auto`` is ``cuda`` when a GPU is present, else ``cpu``."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def preset(name: str = "auto", **overrides) -> RunConfig:
     """A RunConfig from a named preset (``auto``: ``cuda`` when a GPU is present, else ``cpu``)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    name = preset_name(name)
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     return replace(RunConfig(), **{**PRESETS[name], **overrides}).validate()

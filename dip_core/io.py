@@ -126,6 +126,14 @@ def resize_max_side(img: np.ndarray, max_side: int, min_side: int = 1) -> tuple[
     return out, f"resized from {w}×{h} to {nw}×{nh} (maximum side {max_side} px{kept})"
 
 
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask (H×W×C in [0, 1]) resized to ``shape`` (h, w) by nearest neighbour, so it stays two-valued."""
+    h, w = shape
+    chans = [np.asarray(Image.fromarray(mask[:, :, c].astype(np.float32), mode="F").resize((w, h), Image.NEAREST))
+             for c in range(mask.shape[2])]  # fmt: skip
+    return np.stack(chans, axis=2)
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """Float H×W×C in [0, 1] → uint8 H×W (grayscale) or H×W×3."""
     u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)

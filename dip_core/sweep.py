@@ -19,7 +19,8 @@ from .config import PRESETS, RunConfig, preset
 from .curves import run_stats
 from .engine import run
 from .errors import InputError
-from .io import load_image, resize_max_side
+from .io import load_image, resize_mask, resize_max_side
+from .replay import FrameWriter, frame_every, write_images
 from .stopping import task_noise_energy
 from .tasks import make_task
 
@@ -41,6 +42,8 @@ class RunSpec:
     preset: str = "auto"
     overrides: dict = field(default_factory=dict)  # RunConfig fields (width, lr, iterations, every, device, ...)
     variant: str = ""  # the configuration's name in file names and tables
+    mask: str | None = None  # inpainting: a mask image (white = known), resized to the image; else a random one
+    frames: int = 0  # keep this many result frames and spectrum maps (a replay, dip_core/replay.py) in DIR/<key>/
 
     @property
     def key(self) -> str:
@@ -108,12 +111,12 @@ def config_of(spec: RunSpec) -> RunConfig:
     return preset(
         spec.preset,
         **{
+            "measure_every_step": True,  # per-step ratios and losses: any stopping rule can be evaluated afterwards
             **spec.overrides,
             "lipschitz": spec.lipschitz,
             "upsample": spec.upsample,
             "gaussian_sigma": spec.gaussian_sigma,
             "seed": spec.seed,
-            "measure_every_step": True,  # per-step ratios and losses: any stopping rule can be evaluated afterwards
         },
     )
 
@@ -128,7 +131,16 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     img, _ = load_image(spec.image)
     if spec.max_side and max(img.shape[:2]) > spec.max_side:
         img = resize_max_side(img, spec.max_side)[0]
-    task = make_task(spec.task, img, spec.level, seed=spec.seed)
+    mask = None
+    if spec.mask:
+        mask = load_image(spec.mask)[0]
+        if mask.shape[:2] != img.shape[:2]:
+            mask = resize_mask(mask, img.shape[:2])
+    task = make_task(spec.task, img, spec.level, mask=mask, seed=spec.seed)
+    frames = None
+    if spec.frames and curve_dir:
+        frames = FrameWriter(task, Path(curve_dir) / spec.key, frame_every(config.iterations, config.every, spec.frames))
+        write_images(task, Path(curve_dir) / spec.key)
     records = []
     # the discrepancy rule's threshold (denoising only), kept in the curve so a report can evaluate it later
     energy = task_noise_energy(task) if task.noise_sigma is not None else None
@@ -141,12 +153,16 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
             rec["step_ratios"] = snap.step_ratios
             rec["step_losses"] = snap.step_losses
             records.append(rec)
+            if frames:
+                frames.add(snap)
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
     finally:
         if log:
             log.close()
+    if frames:
+        frames.close()
     stats = run_stats(records, config.iterations)
     row = {"key": spec.key, "spec": asdict(spec), "iterations": records[-1]["iter"], "seconds": records[-1]["seconds"]}
     row["device"] = (
@@ -189,12 +205,14 @@ def execute(
     cpus_per_run: int = 1,
     gpus_per_run: float = 0,
     curves: bool = True,
+    jobs: int = 1,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run every spec whose row is missing from ``out/results.jsonl``, appending rows as runs finish.
 
     Returns the rows written in this call. Ray tasks when ``use_ray`` and Ray is installed (a local
-    instance unless ``ray_address`` names a cluster); otherwise sequential, in this process.
+    instance unless ``ray_address`` names a cluster); otherwise ``jobs`` local processes (``cpus_per_run``
+    threads each), or sequential in this process when ``jobs`` is 1.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +246,13 @@ def execute(
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             record(ray.get(ready[0]))
+    elif jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in as_completed([pool.submit(run_spec, s, curve_dir, cpus_per_run) for s in todo]):
+                record(done.result())
     else:
         for s in todo:
             record(run_spec(s, curve_dir, None))

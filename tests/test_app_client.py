@@ -17,8 +17,9 @@ from gradio_client.exceptions import AppError
 from helpers import wait_for
 from PIL import Image
 from test_bad_input import animated, declared_png, exif_rotated, photo, png
+from test_replays import BAD_REPLAY_ROWS
 
-from benchmarks.portability import threshold
+from benchmarks.portability import APP_LAMBDA, threshold
 from demo.session import STOPS
 from dip_core.io import to_uint8
 
@@ -113,8 +114,9 @@ def test_stop_endpoint_keeps_the_result(client, tiny_png):
 def test_noise_level_auto_stop_through_the_api(client, tiny_png):
     budget = threshold("app_discrepancy", "stop_iter")
     final = client.predict(
-        image=handle_file(tiny_png), iterations=budget, auto_stop="discrepancy", compare=False, api_name="/run", **TINY
-    )
+        image=handle_file(tiny_png), iterations=budget, auto_stop="discrepancy", compare=False, api_name="/run",
+        lipschitz=APP_LAMBDA, **TINY,
+    )  # fmt: skip
     assert final[6].startswith("Done: auto-stop at iteration") and f"{budget} iterations" not in final[6]
     assert any(t.get("name") == "noise level" for t in json.loads(final[4]["plot"])["data"])
 
@@ -335,5 +337,6 @@ def test_every_row_of_the_doc_table_has_an_app_case():
         "NaN level", "infinite λ", "mask of the wrong size", "mask that is not binary",
         "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
         "loss becomes NaN or infinite mid-run", "OpenCV not installed (the classical baseline cannot run)",
+        *BAD_REPLAY_ROWS,  # the replay endpoint's rows: tests/test_replays.py
     }  # fmt: skip
     assert sorted(rows) == sorted(covered)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.portability import threshold
+from benchmarks.portability import APP_LAMBDA, threshold
 from demo import events, exports, plots
 from demo.examples import ASSETS, EXAMPLES, zone_plate
 from demo.inputs import parse_request, scaled_every
-from demo.session import STOPS, LabRun, SpectrumView, Track
-from demo.settings import LIMITS, limits_for
+from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView, Track
+from demo.settings import LIMITS, default_control, limits_for
 from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
 
 TINY = dict(max_side=32, width=8, lr=0.01)  # a run of a few seconds on 2 cores
@@ -81,10 +81,11 @@ def test_request_defaults_and_compare(tiny_png):
     req = parse_request(tiny_png, max_side=32)
     assert list(req.configs) == ["vanilla", "controlled"] and req.compare
     assert req.configs["vanilla"].lipschitz == 0 and req.configs["vanilla"].upsample == "bilinear"
-    assert req.configs["controlled"].lipschitz == 1.4 and req.task.level == 25
+    assert req.configs["controlled"].lipschitz == default_control("denoise")["lipschitz"] and req.task.level == 25
     assert req.configs["controlled"].iterations == LIMITS.iterations
     single = parse_request(tiny_png, compare=False, lipschitz=None, task="inpaint", max_side=32)
-    assert list(single.configs) == ["controlled"] and single.configs["controlled"].lipschitz == 1.6
+    assert list(single.configs) == ["controlled"]
+    assert single.configs["controlled"].lipschitz == default_control("inpaint")["lipschitz"]
 
 
 def test_large_images_are_resized_with_a_notice(tmp_path):
@@ -135,7 +136,8 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert len(outs) >= 4
     obs, vanilla, result, clean, curves, spectrum, status, files, baseline = outs[-1]
     assert outs[0][0]["value"].shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
-    assert result.shape == (32, 32, 3) and outs[0][2]["label"] == "Controlled (λ 1.4, bilinear)"
+    lam = default_control("denoise")["lipschitz"]
+    assert result.shape == (32, 32, 3) and outs[0][2]["label"] == f"Controlled (λ {lam:g}, bilinear)"
     assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and vanilla.shape == (32, 32, 3)
     assert status.startswith("Done: 30 iterations") and "cpu" in status
     assert {t.name for t in curves.data} >= {"Vanilla DIP", "Controlled", "band 1 (low)", "band 5 (high)"}
@@ -153,7 +155,7 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert {r["run"] for r in rows} == {"vanilla", "controlled"} and rows[-1]["iter"] == "30"
     assert "fbc_5" in rows[0] and "fbc_clean_1" in rows[0]
     config = json.loads((folder / "config.json").read_text())
-    assert RunConfig.from_dict(config).lipschitz == 1.4 and config["task"] == "denoise"
+    assert RunConfig.from_dict(config).lipschitz == default_control("denoise")["lipschitz"] and config["task"] == "denoise"
     gif = Image.open(folder / "evolution.gif")
     assert gif.n_frames >= 3
     log = json.loads((folder / "log.json").read_text())
@@ -182,7 +184,7 @@ def test_every_task_runs(tiny_png, task):
 @pytest.mark.outcome
 def test_noise_level_auto_stop_ends_a_denoising_run_near_its_best(tiny_png):
     budget = threshold("app_discrepancy", "stop_iter")
-    outs = run_all(image=tiny_png, iterations=budget, auto_stop="discrepancy", compare=False)
+    outs = run_all(image=tiny_png, iterations=budget, auto_stop="discrepancy", compare=False, lipschitz=APP_LAMBDA)
     status = outs[-1][6]
     stop, done = (int(x) for x in re.search(r"auto-stop at iteration (\d+), (\d+) iterations", status).groups())
     assert stop <= done < threshold("app_discrepancy", "stop_iter")
@@ -239,12 +241,12 @@ def test_auto_stop_and_best_are_marked():
 
 def test_spectrum_view_is_in_observation_space(house64):
     sr = make_task("sr", house64, 4)
-    view = SpectrumView(sr)
+    view = SpectrumView(sr, SPECTRUM_SIDE)
     ratio = view(np.clip(house64, 0, 1))
     assert ratio.shape == (16, 16) and 0 <= ratio.min() and ratio.max() <= 1
     assert ratio.mean() > 0.8  # the clean image explains its own downsampled observation
     enh = observed_task("enhance", house64, 2.0)
-    assert np.allclose(SpectrumView(enh)(house64), 1, atol=1e-3)  # x + k(x − f) = x ⇔ f = x
+    assert np.allclose(SpectrumView(enh, SPECTRUM_SIDE)(house64), 1, atol=1e-3)  # x + k(x − f) = x ⇔ f = x
 
 
 def test_figures_have_shared_axes_and_markers():
@@ -275,8 +277,11 @@ def test_task_change_shows_the_right_widgets():
     level, _, mask_box = events.on_task_change("inpaint")
     assert level["maximum"] < 1 and "value" not in level and mask_box["visible"] is True
     level, lam = events.on_task_input("jpeg")
-    assert level["value"] == 10 and "JPEG" in level["label"] and lam == 1.4
-    assert events.on_task_input("inpaint")[1] == 1.6
+    assert level["value"] == 10 and "JPEG" in level["label"] and lam == default_control("jpeg")["lipschitz"]
+    assert events.on_task_input("inpaint")[1] == default_control("inpaint")["lipschitz"]
+    # on the paper's scale (CUDA) each task has the paper's λ; on CPU the one control chosen at that scale
+    assert default_control("inpaint", limits_for("cuda"))["lipschitz"] == 1.6
+    assert default_control("jpeg", limits_for("cuda"))["lipschitz"] == 1.4
 
 
 def test_prepare_inputs_from_the_editor():

@@ -67,7 +67,8 @@ def test_run_writes_all_outputs(tmp_path, image64):
 def test_discrepancy_auto_stop_ends_a_denoising_run_early(tmp_path, image64):
     """Within the gap to the best that benchmarks.portability measured over seeds, threads and CPU code paths."""
     out = tmp_path / "d"
-    args = ["--width", "16", "--lr", "0.01", "--iters", "600", "--every", "25", "--device", "cpu"]
+    # vanilla DIP, the configuration benchmarks.portability measured (the CLI's default is the controlled network)
+    args = ["--vanilla", "--width", "16", "--lr", "0.01", "--iters", "600", "--every", "25", "--device", "cpu"]
     res = cli(
         "run", "--task", "denoise", "--image", str(image64), "--out", str(out), "--auto-stop", "discrepancy", *args
     )
@@ -144,3 +145,35 @@ def test_bad_input_exits_2_with_one_line(tmp_path, image64, args, match):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert match in lines[0] and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], None),  # the preset's controlled network
+        (["--vanilla"], dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)),
+        (["--lipschitz", "0"], dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)),
+        (["--lipschitz", "2", "--upsample", "gaussian", "--gaussian-sigma", "1"],
+         dict(lipschitz=2.0, upsample="gaussian", gaussian_sigma=1.0)),  # fmt: skip
+        (["--controlled", "--task", "inpaint"], dict(lipschitz=1.6, upsample="bilinear", gaussian_sigma=None)),
+    ],
+)
+def test_the_default_is_the_controlled_network_and_vanilla_is_one_flag_away(tmp_path, image64, flags, expected):
+    from dip_core.config import PRESETS
+
+    expected = expected or {k: PRESETS["cpu"][k] for k in ("lipschitz", "upsample", "gaussian_sigma")}
+    task = [] if "--task" in flags else ["--task", "denoise"]
+    res = cli("run", *task, "--image", str(image64), "--out", str(tmp_path), *flags, *FAST)
+    assert res.returncode == 0, res.stderr
+    config = json.loads((tmp_path / "summary.json").read_text())["config"]
+    assert {k: config[k] for k in expected} == expected
+    if not flags:
+        assert config["lipschitz"] > 0  # not vanilla DIP
+
+
+def test_vanilla_and_a_lambda_together_are_a_usage_error(tmp_path, image64):
+    res = cli("run", "--task", "denoise", "--image", str(image64), "--out", str(tmp_path), "--vanilla",
+              "--lipschitz", "1", *FAST)  # fmt: skip
+    assert res.returncode == 2 and "not allowed with argument" in res.stderr and len(res.stderr.splitlines()) == 1
+    help_text = cli("run", "--help").stdout
+    assert "--vanilla" in help_text and "vanilla DIP" in help_text and "controlled network" in help_text

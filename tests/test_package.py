@@ -77,6 +77,8 @@ def test_wheel_holds_the_packages_and_the_examples_only(wheel):
         assert module in names
     for file, *_ in EXAMPLES:
         assert f"demo/assets/{file}" in names
+    replays = [p.relative_to(ROOT / "assets").as_posix() for p in (ROOT / "assets" / "replays").rglob("*") if p.is_file()]
+    assert "replays/manifest.json" in replays and {f"demo/assets/{f}" for f in replays} <= names  # every replay file
     tops = {n.split("/")[0] for n in names}
     assert all(t in ("dip_core", "demo") or t.endswith(".dist-info") for t in tops), tops
     assert not {"tests", "benchmarks", "assets", "docs", "app.py"} & tops
@@ -154,9 +156,9 @@ def test_installed_commands_run_outside_the_checkout(installed):
 
 def test_installed_imports_and_examples_come_from_the_venv(installed):
     code = (
-        "import json, dip_core, demo, demo.app, demo.examples as e; "
+        "import json, dip_core, demo, demo.app, demo.replays, demo.examples as e; "
         "print(json.dumps([dip_core.__file__, demo.__file__, demo.app.__file__, str(e.ASSETS), str(e.DEFAULT_EXAMPLE),"
-        " all((e.ASSETS / f).is_file() for f, *_ in e.EXAMPLES)]))"
+        " all((e.ASSETS / f).is_file() for f, *_ in e.EXAMPLES) and demo.replays.replays() is not None]))"
     )
     *files, assets, default, all_found = json.loads(
         _run([installed["python"], "-c", code], cwd=installed["work"]).stdout

@@ -1,0 +1,147 @@
+"""Build the app's replays of the paper's experiments (dip_core/replay.py) with the sweep machinery.
+
+    python -m benchmarks.replays --data ../shared/data --out assets/replays --jobs 2        # this CPU's scale
+    python -m benchmarks.replays --data DATA --out assets/replays --preset cuda            # the paper's scale
+    python -m benchmarks.replays --data DATA --out /tmp/replays --smoke                    # a 1-minute check
+
+Every experiment × lane is one sweep run (resumable: ``--work`` keeps finished runs); the committed folder is
+then assembled from the runs: per lane its curves, ≤ 40 WebP frames and spectrum maps, and a manifest that
+says the scale. ``--preset cpu`` is the app's live CPU network, so a replay shows what a live run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from demo.settings import limits_for
+from dip_core import sweep
+from dip_core.replay import EXPERIMENTS, FORMAT, LANES, MAX_FRAMES, curves_of, experiment_entry, frame_every
+
+#: The scale of each preset: ``cpu`` is the app's CPU default run (demo/settings.py: its network, image size and
+#: steps), so a replay shows what a live run would; ``cuda`` the paper's setting (docs/method.md §7).
+_APP = limits_for("cpu")
+SCALES = {
+    "cpu": dict(max_side=_APP.max_side, width=_APP.width, lr=_APP.lr, iterations=_APP.iterations, every=_APP.every),
+    "cuda": dict(max_side=512, width=128, lr=0.001, iterations=10_000, every=50),
+    "smoke": dict(max_side=48, width=8, lr=0.007, iterations=40, every=10),
+}
+
+
+def specs_for(data: Path, scale: dict, experiments, lanes, preset: str, work: Path) -> list[tuple]:
+    """(experiment, lane, RunSpec) for every pair; the spec's variant names both, so keys never clash."""
+    out = []
+    for exp in experiments:
+        for lane in lanes:
+            overrides = {k: scale[k] for k in ("width", "lr", "iterations", "every")}
+            overrides["measure_every_step"] = False  # replays need snapshots only (and run faster without)
+            spec = sweep.RunSpec(
+                exp.task, str(data / exp.image), lane.lipschitz, lane.upsample, lane.gaussian_sigma, seed=0,
+                level=exp.level, max_side=scale["max_side"], preset=preset, overrides=overrides,
+                variant=f"{exp.name}.{lane.name}", mask=str(data / exp.mask) if exp.mask else None, frames=MAX_FRAMES,
+            )  # fmt: skip
+            out.append((exp, lane, spec))
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str,
+             threads: int) -> dict:  # fmt: skip
+    """Copy the runs' frames into the replay layout and write the manifest; returns it."""
+    rows = {r["key"]: r for r in sweep.load_rows(work)}
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict] = {}
+    for exp, lane, spec in triples:
+        src, row = work / spec.key, rows[spec.key]
+        dst = out / exp.name / lane.name
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.mkdir(parents=True)
+        for f in sorted(src.glob("*.webp")):
+            if f.stem.isdigit():
+                shutil.copy(f, dst / f.name)
+            else:
+                shutil.copy(f, out / exp.name / f.name)  # clean, observed, baseline: the same for every lane
+        shutil.copy(src / "spectrum.npz", dst / "spectrum.npz")
+        records = [json.loads(line) for line in (work / f"{spec.key}.jsonl").read_text().splitlines()]
+        (dst / "curves.json").write_text(json.dumps(curves_of(records), separators=(",", ":")))
+        if exp.name not in entries:
+            base = json.loads((src / "baseline.json").read_text())
+            entries[exp.name] = experiment_entry(exp, [], {"baseline": base, "seconds": {}})
+        entry = entries[exp.name]
+        entry["lanes"].append({"name": lane.name, "label": lane.label, "lipschitz": lane.lipschitz,
+                               "upsample": lane.upsample, "gaussian_sigma": lane.gaussian_sigma})  # fmt: skip
+        entry["seconds"][lane.name] = round(row["seconds"], 1)
+    manifest = {
+        "format": FORMAT,
+        "scale": {
+            "preset": preset, **scale, "seed": 0,
+            "frame_every": frame_every(scale["iterations"], scale["every"]),
+            "machine": cpu_model(), "threads_per_run": threads,
+            "device": rows[triples[0][2].key]["device"], "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+        },  # fmt: skip
+        "command": command,
+        "experiments": list(entries.values()),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.replays", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="the benchmark images (the layout of ../shared/data)")
+    p.add_argument("--out", default="assets/replays", help="the replay folder the app reads")
+    p.add_argument("--preset", default="cpu", choices=("cpu", "cuda"), help="cpu: this CPU's scale; cuda: the paper's")
+    p.add_argument("--smoke", action="store_true", help="tiny images, 40 steps, two experiments and two lanes")
+    p.add_argument("--work", default=None, help="the sweep folder (resumable); default build/replays-<preset>")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (local processes, one thread each)")
+    p.add_argument("--experiments", nargs="+", default=None, help="names (default: all)")
+    args = p.parse_args(argv)
+    scale = SCALES["smoke" if args.smoke else args.preset]
+    experiments = [e for e in EXPERIMENTS if args.experiments is None or e.name in args.experiments]
+    lanes = list(LANES)
+    if args.smoke:
+        experiments, lanes = experiments[:2] if args.experiments is None else experiments, lanes[:3:2]
+    data = Path(args.data)
+    for exp in experiments:
+        for path in (exp.image, exp.mask):
+            if path and not (data / path).is_file():
+                sys.exit(f"error: {data / path}: not found (--data is the benchmark image folder)")
+    work = Path(args.work or f"build/replays-{'smoke' if args.smoke else args.preset}")
+    triples = specs_for(data, scale, experiments, lanes, args.preset, work)
+    start = time.perf_counter()
+    sweep.execute([t[2] for t in triples], work, use_ray=False, jobs=args.jobs, cpus_per_run=1 if args.jobs > 1 else 0,
+                  on_row=lambda r: print(f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, "
+                                         f"{r['seconds']:.0f} s", file=sys.stderr, flush=True))  # fmt: skip
+    command = "python -m benchmarks.replays " + " ".join(argv if argv is not None else sys.argv[1:])
+    threads = 1 if args.jobs > 1 else torch.get_num_threads()
+    manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads)
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB, "
+          f"{len(manifest['experiments'])} experiments", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

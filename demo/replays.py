@@ -1,0 +1,205 @@
+"""The "Paper experiments" tab: precomputed runs (assets/replays, built by ``python -m benchmarks.replays``)
+played back with no computation but plotting: images, curves, FBC bands and spectrum follow the iteration."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from dip_core.lesson import Event, lesson
+from dip_core.replay import Replays, Run
+
+from . import plots
+from .examples import ASSETS
+
+ROOT = Path(os.environ.get("SPECTRAL_BIAS_LAB_REPLAYS", ASSETS / "replays"))  # another folder: e.g. a GPU build
+DEFAULT_EXPERIMENT = "denoise_house"
+#: The default pair: vanilla DIP against the control that holds best at this scale (README, "Replays")
+DEFAULT_LANE, DEFAULT_OTHER = "lam1", "vanilla"
+PLAY_SECONDS = 0.35  # between frames while playing
+#: The tab's outputs by name, in the order the ``replay`` endpoint returns them
+REPLAY_OUTPUTS = ("observed", "lane_image", "other_image", "clean", "curves", "spectrum", "readout", "lesson")
+
+
+@functools.cache
+def replays(root: str = str(ROOT)) -> Replays | None:
+    """The replay folder (None when it is missing: the tab then says how to build it)."""
+    return Replays(root) if (Path(root) / "manifest.json").is_file() else None
+
+
+def experiment_choices() -> list[tuple[str, str]]:
+    r = replays()
+    return [] if r is None else [(e["label"], e["name"]) for e in r.manifest["experiments"]]
+
+
+def lane_choices(experiment: str = DEFAULT_EXPERIMENT, none: bool = False) -> list[tuple[str, str]]:
+    r = replays()
+    lanes = [] if r is None else [(lane["label"], lane["name"]) for lane in r.lanes(experiment)]
+    return ([("none", "")] if none else []) + lanes
+
+
+def scale_note() -> str:
+    """What the replays are: their scale, machine and the command that rebuilt them (shown on the tab)."""
+    r = replays()
+    if r is None:
+        return f"No replays in {ROOT}: build them with `python -m benchmarks.replays --data DATA --out {ROOT}`."
+    s = r.manifest["scale"]
+    scale = "the paper's scale" if s["preset"] == "cuda" else "this CPU demo's scale, not the paper's"
+    return (f"Precomputed at {scale}: images at most {s['max_side']} px, network width {s['width']}, "
+            f"Adam lr {s['lr']:g}, {s['iterations']} steps, seed {s['seed']} ({s['device']}, {s['machine']}, "
+            f"{s['date']}). The paper: 512 px, width 128, 10,000 steps. Rebuilt by: `{r.manifest['command']}`")  # fmt: skip
+
+
+@dataclass
+class ReplayTrack:
+    """A replayed run as plots.curves_figure reads a live one (name picks the colour)."""
+
+    name: str
+    label: str
+    run: Run
+    last: None = None  # no live snapshot: the best and the stop are lesson events here
+
+    def column(self, key: str) -> list:
+        return list(self.run.curves[key])
+
+
+def check(experiment: str, lane: str, other: str) -> tuple[Replays, Run, Run | None]:
+    """The replay's runs, else a one-line gr.Error naming the known values."""
+    r = replays()
+    if r is None:
+        raise gr.Error(scale_note(), print_exception=False)
+    if experiment not in r.experiments:
+        raise gr.Error(f"unknown experiment {experiment!r}; choose one of {', '.join(r.experiments)}",
+                       print_exception=False)  # fmt: skip
+    names = [lane["name"] for lane in r.lanes(experiment)]
+    for value, empty_ok in ((lane, False), (other, True)):
+        if not (value in names or (empty_ok and not value)):
+            raise gr.Error(f"unknown lane {value!r}; choose one of {', '.join(names)}", print_exception=False)
+    return r, r.run(experiment, lane), r.run(experiment, other) if other and other != lane else None
+
+
+def labels(experiment: str) -> dict[str, str]:
+    r = replays()
+    return {lane["name"]: lane["label"] for lane in r.lanes(experiment)}
+
+
+@functools.lru_cache(maxsize=256)
+def events_of(experiment: str, lane: str, other: str) -> tuple[Event, ...]:
+    """The lesson events of the lane pair, from their curves (computed once per pair)."""
+    r, a, b = check(experiment, lane, other)
+    curves = {lane: a.curves} if b is None else {other: b.curves, lane: a.curves}
+    return tuple(lesson(curves, labels(experiment)))
+
+
+def tracks(experiment: str, lane: str, other: str) -> list[ReplayTrack]:
+    r, a, b = check(experiment, lane, other)
+    names = labels(experiment)
+    out = []
+    for run, n in ((b, other), (a, lane)):
+        if run is not None:
+            color = "vanilla" if n == "vanilla" else "other" if out and out[0].name == "controlled" else "controlled"
+            out.append(ReplayTrack(color, names[n], run))
+    return out
+
+
+def lesson_text(events: tuple[Event, ...], current: int | None) -> str:
+    """The numbered lessons of the shown pair (the current one marked), as markdown."""
+    if not events:
+        return "No lesson events in these curves (e.g. no PSNR: the clean image is unknown for enhancement)."
+    lines = ["**What the curves show** (the numbered marks on the plots; *Next lesson* walks through them):", ""]
+    for n, e in enumerate(events, start=1):
+        text = f"{plots.event_mark(n)} **{e.title}**: {e.caption}"
+        lines.append(f"- ▶ <mark>{text}</mark>" if current == n - 1 else f"- {text}")
+    return "\n".join(lines)
+
+
+def readout(experiment: str, lane: str, other: str, iteration: int) -> str:
+    """PSNR / SSIM and the five FBC bands of each shown lane at the iteration."""
+    r, a, b = check(experiment, lane, other)
+    names = labels(experiment)
+    rows = [f"**Iteration {iteration}**"]
+    for run, n in ((b, other), (a, lane)):
+        if run is None:
+            continue
+        psnr, ssim, fbc = run.value("psnr", iteration), run.value("ssim", iteration), run.value("fbc", iteration)
+        quality = "" if psnr is None else f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}; "
+        bands = " ".join(f"{v:.2f}" for v in fbc)
+        rows.append(f"{names[n]}: {quality}FBC bands 1-5 {bands}")
+    return "  \n".join(rows)
+
+
+def last_iteration(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE) -> int:
+    r = replays()
+    return 0 if r is None else r.run(experiment, lane).frame_iters[-1]
+
+
+def show_replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other: str = DEFAULT_OTHER,
+                iteration: float | None = None, current: int | None = None) -> dict:  # fmt: skip
+    """Everything the tab shows at one iteration of a lane (and optionally a second lane), by name."""
+    r, a, b = check(experiment, lane, other)
+    it = a.frame_iters[-1] if iteration is None else int(iteration)
+    events = events_of(experiment, lane, other)
+    exp = r.experiments[experiment]
+    has_clean = r.image(experiment, "clean") is not None
+    names = labels(experiment)
+    curves = plots.curves_figure(tracks(experiment, lane, other), a.frame_iters[-1], has_clean,
+                                 baseline_psnr=exp["baseline"]["psnr"], events=events, cursor=it,
+                                 clean_bands=False)  # fmt: skip
+    spectra = [(names[n], run.spectrum(it)) for run, n in ((b, other), (a, lane)) if run is not None]
+    return dict(
+        observed=gr.update(value=str(r.image(experiment, "observed")), label=f"Observation · {exp['label']}"),
+        lane_image=gr.update(value=str(a.frame_path(it)), label=f"{names[lane]} · iteration {a.frame_at(it)}"),
+        other_image=gr.update(value=None if b is None else str(b.frame_path(it)), visible=b is not None,
+                              label=f"{names[other]} · iteration {b.frame_at(it)}" if b is not None else "Beside it"),
+        clean=gr.update(value=str(r.image(experiment, "clean")) if has_clean else None, visible=has_clean),
+        curves=curves,
+        spectrum=plots.spectrum_figure(spectra),
+        readout=readout(experiment, lane, other, it),
+        lesson=lesson_text(events, current),
+    )
+
+
+def replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other: str = DEFAULT_OTHER,
+           iteration: float | None = None) -> tuple:  # fmt: skip
+    """The ``replay`` endpoint and the tab's scrubbing: REPLAY_OUTPUTS at ``iteration`` (default: the last)."""
+    out = show_replay(experiment, lane, other, iteration)
+    return tuple(out[k] for k in REPLAY_OUTPUTS)
+
+
+def play(experiment: str, lane: str, other: str, iteration: float | None) -> Iterator[tuple]:
+    """Play from the slider's iteration (from the start when it is at the end): the slider, then REPLAY_OUTPUTS."""
+    r, a, _ = check(experiment, lane, other)
+    frames = a.frame_iters
+    start = 0 if iteration is None or int(iteration) >= frames[-1] else a.frame_index(int(iteration))
+    for it in frames[start:]:
+        yield (it, *replay(experiment, lane, other, it))
+        time.sleep(PLAY_SECONDS)
+
+
+def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> tuple:
+    """Move to the next lesson event (after the last, back to the first): the index, the slider, REPLAY_OUTPUTS."""
+    events = events_of(experiment, lane, other)
+    if not events:
+        return (None, gr.skip(), *replay(experiment, lane, other, None))
+    n = 0 if current is None or current + 1 >= len(events) else current + 1
+    it = events[n].iter
+    out = show_replay(experiment, lane, other, it, current=n)
+    return (n, it, *(out[k] for k in REPLAY_OUTPUTS))
+
+
+def on_experiment_change(experiment: str, lane: str, other: str) -> tuple:
+    """A new experiment: its lanes (the same names), the slider's range, the lesson index reset, the view."""
+    last = last_iteration(experiment, lane)
+    return (gr.update(maximum=last, value=last), None, *replay(experiment, lane, other, last))
+
+
+def frame_step() -> int:
+    """The slider's step: the replays' snapshot interval (their curves' resolution; images change every frame)."""
+    r = replays()
+    return 1 if r is None else int(r.manifest["scale"]["every"])
