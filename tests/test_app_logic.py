@@ -319,3 +319,20 @@ def test_examples_and_zone_plate_asset():
         )
     shipped = np.asarray(Image.open(ASSETS / "zoneplate.png"), dtype=np.float32) / 255
     assert np.abs(shipped - zone_plate(256)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_live_runs_mark_the_lessons_as_they_happen(tiny_png):
+    """LabRun.events reads the tracks so far: no control verdict before the end, numbered marks on the curves."""
+    from test_replays import synthetic
+
+    lab = LabRun(parse_request(tiny_png, max_side=32, iterations=1000))
+    for name, decay in (("vanilla", 4.0), ("controlled", 0.3)):
+        c = synthetic(decay=decay, noise_rise=0.5 if name == "vanilla" else 0.0)
+        for it, psnr, fbc in zip(c["iter"], c["psnr"], c["fbc"]):
+            lab.tracks[name].add(Snapshot(it, None, 0.01, fbc, None, psnr, 0.8, 1.0, 1.0))
+    running, done = lab.events(done=False), lab.events(done=True)
+    assert "control" not in {e.kind for e in running} and {"low_first", "best", "noise"} <= {e.kind for e in running}
+    assert [e.kind for e in done if e.kind == "control"] == ["control"] and done[-1].lane == "controlled"
+    fig = plots.curves_figure(list(lab.tracks.values()), 1000, True, events=done)
+    marks = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("<b>") and len(a.text) == 8]
+    assert marks == [f"<b>{plots.event_mark(n)}</b>" for n in range(1, len(done) + 1)]
