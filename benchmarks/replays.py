@@ -36,7 +36,7 @@ SCALES = {
 }
 
 
-def specs_for(data: Path, scale: dict, experiments, lanes, preset: str, work: Path) -> list[tuple]:
+def specs_for(data: Path, scale: dict, experiments, lanes, preset: str) -> list[tuple]:
     """(experiment, lane, RunSpec) for every pair; the spec's variant names both, so keys never clash."""
     out = []
     for exp in experiments:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if path and not (data / path).is_file():
                 sys.exit(f"error: {data / path}: not found (--data is the benchmark image folder)")
     work = Path(args.work or f"build/replays-{'smoke' if args.smoke else args.preset}")
-    triples = specs_for(data, scale, experiments, lanes, args.preset, work)
+    triples = specs_for(data, scale, experiments, lanes, args.preset)
     start = time.perf_counter()
     sweep.execute([t[2] for t in triples], work, use_ray=False, jobs=args.jobs, cpus_per_run=1 if args.jobs > 1 else 0,
                   on_row=lambda r: print(f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, "

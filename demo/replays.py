@@ -174,7 +174,7 @@ def replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other
 
 def play(experiment: str, lane: str, other: str, iteration: float | None) -> Iterator[tuple]:
     """Play from the slider's iteration (from the start when it is at the end): the slider, then REPLAY_OUTPUTS."""
-    r, a, _ = check(experiment, lane, other)
+    _, a, _ = check(experiment, lane, other)
     frames = a.frame_iters
     start = 0 if iteration is None or int(iteration) >= frames[-1] else a.frame_index(int(iteration))
     for it in frames[start:]:
@@ -194,7 +194,7 @@ def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> 
 
 
 def on_experiment_change(experiment: str, lane: str, other: str) -> tuple:
-    """A new experiment: its lanes (the same names), the slider's range, the lesson index reset, the view."""
+    """A new experiment (every experiment has the same lanes): the slider's range, the lesson index reset, the view."""
     last = last_iteration(experiment, lane)
     return (gr.update(maximum=last, value=last), None, *replay(experiment, lane, other, last))
 

@@ -12,6 +12,7 @@ On disk, under one root (``assets/replays/``)::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -90,8 +91,6 @@ class SpectrumView:
     """|F(A f)| / |F(y)| per frequency: a result mapped into observation space against the observation."""
 
     def __init__(self, task: Task, side: int) -> None:
-        import copy
-
         self.side = side
         self.operator = copy.deepcopy(task.operator).to("cpu").float()
         self.ref = amplitude_spectrum_t(to_chw(task.observation.detach().to("cpu", torch.float32)[0]))
