@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -43,18 +44,24 @@ def app_url():
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def page(app_url):
+@contextlib.contextmanager
+def browser_page(url: str, height: int = 1000):
+    """Headless Chromium on ``url`` (loaded until the network is idle); ``page.errors`` collects its page errors."""
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(app_url, wait_until="networkidle")
-        open_live_lab(page)
-        page.errors = errors
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.errors = []
+        page.on("pageerror", lambda err: page.errors.append(str(err)))
+        page.goto(url, wait_until="networkidle")
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with browser_page(app_url) as page:
+        open_live_lab(page)
+        yield page
 
 
 def open_live_lab(page) -> None:

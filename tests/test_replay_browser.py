@@ -7,7 +7,7 @@ import os
 import re
 
 import pytest
-from test_app_browser import ARGS, ARTIFACTS, CHROMIUM
+from test_app_browser import ARTIFACTS, CHROMIUM, browser_page
 
 from demo import replays as tab
 
@@ -27,15 +27,8 @@ def page():
 
     demo = make_app()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto(url, wait_until="networkidle")
-        page.errors = errors
+    with browser_page(url, height=1100) as page:
         yield page
-        browser.close()
     demo.close()
 
 
