@@ -18,6 +18,7 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -89,8 +90,7 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
             base = json.loads((src / "baseline.json").read_text())
             entries[exp.name] = experiment_entry(exp, [], {"baseline": base, "seconds": {}})
         entry = entries[exp.name]
-        entry["lanes"].append({"name": lane.name, "label": lane.label, "lipschitz": lane.lipschitz,
-                               "upsample": lane.upsample, "gaussian_sigma": lane.gaussian_sigma})  # fmt: skip
+        entry["lanes"].append(asdict(lane))
         entry["seconds"][lane.name] = round(row["seconds"], 1)
     manifest = {
         "format": FORMAT,
