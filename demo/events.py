@@ -18,7 +18,7 @@ from dip_core.io import MIN_SIDE, to_uint8
 from dip_core.tasks import TASKS
 
 from . import budget
-from .exports import read_config, write_downloads
+from .exports import FrameFiles, read_config, write_downloads
 from .inputs import RunRequest, choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
 from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
@@ -170,9 +170,10 @@ def run_lab(
     lab = LabRun(req, stop=stop.is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
     if lab.baseline.unavailable:
         gr.Warning(lab.baseline.unavailable)
+    files = FrameFiles()
     try:
         for i, frame in enumerate(lab.stream()):
-            outputs = frame_outputs(lab, frame, first=i == 0)
+            outputs = frame_outputs(lab, frame, files, first=i == 0)
             yield tuple(outputs[k] for k in RUN_OUTPUTS)
     except RuntimeError as err:  # e.g. out of memory on the device: keep it to one line
         raise gr.Error(f"the run failed: {str(err).splitlines()[0]}", print_exception=False) from None
@@ -180,10 +181,11 @@ def run_lab(
         STOPS.finish(key, stop)
 
 
-def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> dict:
-    """Widget values for one frame, by name (RUN_OUTPUTS): the first also sets the labels (and clears the
-    downloads); later ones send plain values, so API clients get file paths; unchanged widgets are skipped."""
-    results = {name: shown(img) for name, img in frame.results.items()}
+def frame_outputs(lab: LabRun, frame: Frame, files: FrameFiles, first: bool) -> dict:
+    """Widget values for one frame, by name (RUN_OUTPUTS): images as PNG files written by ``files``; the first
+    also sets the labels (and clears the downloads); later ones send plain values, so API clients get file
+    paths; unchanged widgets are skipped."""
+    results = {name: files(name, img) for name, img in frame.results.items()}
     vanilla, result = results.get("vanilla"), results["controlled"]
     out = dict(curves=frame.curves, spectrum=frame.spectrum, status=frame.status, result=result)
     out["files"] = write_downloads(lab) if frame.done else None if first else gr.skip()
@@ -193,13 +195,13 @@ def frame_outputs(lab: LabRun, frame: Frame, first: bool) -> dict:
     labels = {name: t.label for name, t in lab.tracks.items()}
     return dict(
         out,
-        observation=gr.update(value=shown(lab.observation), label=observation_label(lab)),
+        observation=gr.update(value=files("observation", lab.observation), label=observation_label(lab)),
         vanilla=gr.update(visible=False)
         if vanilla is None
         else gr.update(value=vanilla, label=labels["vanilla"], visible=True),
         result=gr.update(value=result, label=labels["controlled"]),
-        clean=gr.update(value=shown(lab.clean), visible=lab.clean is not None),
-        baseline=baseline_update(lab),
+        clean=gr.update(value=files("clean", lab.clean), visible=lab.clean is not None),
+        baseline=baseline_update(lab, files),
     )
 
 
@@ -213,16 +215,10 @@ def baseline_label(lab: LabRun) -> str:
     return f"Baseline {short}" + ("" if b.psnr is None else f" · {b.psnr:.2f} dB")
 
 
-def baseline_update(lab: LabRun) -> dict:
+def baseline_update(lab: LabRun, files: FrameFiles) -> dict:
     """The baseline panel: OpenCV's result (hidden when it could not run)."""
     b = lab.baseline
-    return gr.update(value=shown(b.image), label=baseline_label(lab), visible=b.image is not None)
-
-
-def shown(img: np.ndarray | None) -> np.ndarray | None:
-    """An engine image (H×W×C float) as the image widgets take it: uint8 H×W×3, or H×W for a grey image
-    (Gradio cannot save H×W×1 arrays)."""
-    return None if img is None else to_uint8(img)
+    return gr.update(value=files("baseline", b.image), label=baseline_label(lab), visible=b.image is not None)
 
 
 def request_stop(request: gr.Request | None = None) -> None:

@@ -89,14 +89,41 @@ def purge_old_downloads(max_age: float = DOWNLOAD_TTL_S) -> int:
     return removed
 
 
+def run_folder(prefix: str = "run-") -> Path:
+    """A new folder under ``download_root()`` (inside Gradio's cache, so Gradio serves its files in place),
+    made after deleting the run folders older than DOWNLOAD_TTL_S."""
+    purge_old_downloads()
+    download_root().mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=download_root()))
+
+
+class FrameFiles:
+    """A live run's images as PNG files of its own, a new name each, in one folder made on first use.
+
+    Why not arrays: Gradio writes an array to <cache>/<hash of its PNG>/image.png, rewriting the file each
+    time; two runs with equal frames (same image and seed) then rewrite it while a client downloads it, and
+    the download ends short. A file already in Gradio's cache is served as it is, and never rewritten here.
+    """
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.count = 0
+
+    def __call__(self, name: str, img: np.ndarray | None) -> str | None:
+        """Write ``img`` (H×W×C float in [0, 1]) as ``NNNNN-name.png``; returns its path (None for None)."""
+        if img is None:
+            return None
+        if self.folder is None:
+            self.folder = run_folder("live-")
+        self.count += 1
+        path = self.folder / f"{self.count:05d}-{name}.png"
+        save_png(img, path)
+        return str(path)
+
+
 def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
-    """Write every download of a finished (or stopped) run into ``folder``; by default a new folder under
-    ``download_root()`` (Gradio's temp folder), after deleting the run folders older than DOWNLOAD_TTL_S."""
-    if folder is None:
-        purge_old_downloads()
-        download_root().mkdir(parents=True, exist_ok=True)
-        folder = tempfile.mkdtemp(prefix="run-", dir=download_root())
-    out = Path(folder)
+    """Write every download of a finished (or stopped) run into ``folder``; by default a new run_folder()."""
+    out = run_folder() if folder is None else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, t in lab.tracks.items():

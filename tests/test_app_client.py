@@ -305,16 +305,18 @@ def test_a_stated_sigma_far_from_the_noise_is_a_warning_in_the_app(client, tmp_p
 
 def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
     from demo.events import frame_outputs
+    from demo.exports import FrameFiles
     from demo.inputs import parse_request
     from demo.session import LabRun
 
     lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))
-    frames = []
+    frames, files = [], FrameFiles()
     for frame in lab.stream():
-        frames.append(frame_outputs(lab, frame, first=not frames))
+        frames.append(frame_outputs(lab, frame, files, first=not frames))
         lab.request.task.observation.fill_(float("inf"))
     assert frames[-1]["status"].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1]["status"]
-    assert np.isfinite(np.asarray(frames[-1]["result"], np.float32)).all()
+    last = lab.tracks["controlled"].last.image  # what the run keeps and shows: its last finite snapshot
+    assert np.isfinite(last).all() and np.array_equal(np.asarray(Image.open(frames[-1]["result"])), to_uint8(last))
 
 
 def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(client, tiny_png, monkeypatch):

@@ -32,6 +32,11 @@ def run_all(**kwargs) -> list[tuple]:
     return list(events.run_lab(**{**TINY, **kwargs}))
 
 
+def pixels(path: str | Path) -> np.ndarray:
+    """The pixels of an image file the run wrote (a live run sends its images as PNG files)."""
+    return np.asarray(Image.open(path))
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -135,16 +140,16 @@ def test_run_streams_frames_then_downloads(tiny_png):
     outs = run_all(image=tiny_png, iterations=30)
     assert len(outs) >= 4
     obs, vanilla, result, clean, curves, spectrum, status, files, baseline = outs[-1]
-    assert outs[0][0]["value"].shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
+    assert pixels(outs[0][0]["value"]).shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
     lam = default_control("denoise")["lipschitz"]
-    assert result.shape == (32, 32, 3) and outs[0][2]["label"] == f"Controlled (λ {lam:g}, bilinear)"
-    assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and vanilla.shape == (32, 32, 3)
+    assert pixels(result).shape == (32, 32, 3) and outs[0][2]["label"] == f"Controlled (λ {lam:g}, bilinear)"
+    assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and pixels(vanilla).shape == (32, 32, 3)
     assert status.startswith("Done: 30 iterations") and "cpu" in status
     assert {t.name for t in curves.data} >= {"Vanilla DIP", "Controlled", "band 1 (low)", "band 5 (high)"}
     assert len(spectrum.data) == 2
     names = {Path(f).name for f in files}
     panel = outs[0][8]  # the OpenCV baseline: set once, on the first frame; a line on the PSNR plot
-    assert panel["label"].startswith("Baseline NL-means · ") and panel["value"].shape == (32, 32, 3)
+    assert panel["label"].startswith("Baseline NL-means · ") and pixels(panel["value"]).shape == (32, 32, 3)
     assert panel["visible"] and baseline == gr.skip()
     (line,) = [t for t in curves.data if t.name == "classical baseline (OpenCV)"]
     assert f"{line.y[0]:.2f} dB" in panel["label"]
@@ -162,7 +167,21 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert log["controlled"]["records"][-1]["iter"] == 30
     assert log["baseline"]["method"].startswith("OpenCV NL-means") and log["baseline"]["psnr"] == pytest.approx(
         float(panel["label"].split("· ")[1].split(" dB")[0]), abs=0.01)  # fmt: skip
-    assert np.array_equal(np.asarray(Image.open(folder / "baseline.png")), panel["value"])
+    assert np.array_equal(pixels(folder / "baseline.png"), pixels(panel["value"]))
+
+
+def test_two_equal_runs_never_share_an_image_file(tiny_png):
+    """Equal runs (same image, seed) have equal frames; each run writes its own files, once, in Gradio's cache
+    (served as they are), so one run never rewrites a file another client is downloading."""
+    images = [events.RUN_OUTPUTS.index(k) for k in ("observation", "vanilla", "result", "clean", "baseline")]
+    files, last = [], []
+    for run in (run_all(image=tiny_png, iterations=20) for _ in range(2)):
+        values = [v.get("value") if isinstance(v, dict) else v for frame in run for v in (frame[i] for i in images)]
+        files.append({v for v in values if isinstance(v, str)})
+        last.append(pixels(run[-1][events.RUN_OUTPUTS.index("result")]))
+    assert len(files[0]) >= 5 and not files[0] & files[1]
+    assert all(Path(p).is_relative_to(exports.gradio_temp_dir()) for p in files[0] | files[1])
+    assert np.array_equal(*last)  # and the two runs did compute the same thing
 
 
 def test_single_run_of_an_observed_image(tiny_png):
