@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session (device tool), everything inside DEADLINE seconds: (0) the app as a ZeroGPU visitor meets it,
 # driven through gradio_client with its GPU defaults and budget (benchmarks/app_gpu.py), (1) the CUDA-graph step against the eager
-# one (same curve? how much faster?), (2) the step benchmark at 512² with a graph variant, (3) the CPU-vs-CUDA
+# one (same curve? how much faster?), then the compare pair's step separate and stacked (benchmarks/pair_step.py) and
+# the stacked paths' faithfulness (benchmarks/fast_path.py), (2) the step benchmark at 512² with a graph variant, (3) the CPU-vs-CUDA
 # curve check, (4) the paper's full denoising setting (width 128, 10,000 steps, vanilla and λ = 1.4, all in
 # parallel) on REPRO_IMAGES from .gpu_data until the deadline, (5) with QUALITY_IMAGES set, the quality table against
 # CBM3D and OpenCV at the paper's setting (benchmarks/quality.py) in the time left (raise DEADLINE for it).
@@ -33,10 +34,13 @@ if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; GC=(--size 32 --steps 30); STEP=(--size 64 --steps 4 --chunk 2 --warmup 1 --ref-steps 2)
   CURVES=(--device cpu --numerics cpu --size 64 --steps 40 --mean-tol 100 --peak-tol 100); REP=(--iters 60 --every 10 --size 64)
   GRAPH=""; APP=(--iterations 20 --max-side 32 --width 8)
+  PAIR=(--size 64 --width 8 --chunk 5 --rounds 2 --warmup 5 --ref-steps 2 --variants separate stacked)
+  FAST=(--size 32 --width 8 --steps 60 --variants stacked)
 else
   APP=()
   DEV=cuda; GC=(--size 256 --steps 400); STEP=(--size 512 --steps 200 --chunk 20 --warmup 110 --ref-steps 10)
   CURVES=(--device cuda --size 128 --steps 300); REP=(--iters 10000 --every 50)
+  PAIR=(--size 256 --width 128 --ref-steps 10); FAST=(--size 256 --width 128 --steps 2000)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$LOG"
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$LOG"
 fi
@@ -49,6 +53,10 @@ if [ "$DEV" = cuda ]; then
   grep -q '"ok": true' "$W/graph_check.json" && GRAPH="--cuda-graph"
   log "reproduction uses: ${GRAPH:-eager}"
 fi
+# the compare pair at 256², width 128, λ 1.4 against vanilla: separate, stacked, with bf16 / channels_last
+# (target ≥ 333 pair-steps/s), then the stacked paths' curves against fp32 eager separate runs (≤ 0.3 dB)
+part pair_step 120 python3 -m benchmarks.pair_step --device "$DEV" --json "${PAIR[@]}"
+part fast_path 200 python3 -m benchmarks.fast_path --device "$DEV" --json "${FAST[@]}"
 part step512 150 python3 -m benchmarks.step --device "$DEV" --json "${STEP[@]}" --variants "graph:cuda_graph=1"
 
 part curves 150 python3 -m benchmarks.device_curves --json "${CURVES[@]}"

@@ -15,10 +15,11 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from dip_core import RunConfig, Snapshot, run
+from dip_core import RunConfig, Snapshot, autotune, run
 from dip_core.baselines import Baseline, baseline
 from dip_core.lesson import Event, lesson
 from dip_core.replay import SpectrumView
+from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image
 
@@ -188,15 +189,42 @@ class LabRun:
             self.cancelled = self.out_of_time = True
         return self.cancelled
 
+    def stacks(self) -> bool:
+        """Whether this run's networks step as one (dip_core.stacked): a compare run where the device's limits
+        say so (on a GPU; on CPU two threads were faster) and the two configs allow it."""
+        task = self.request.task
+        configs = [autotune.resolve(task, t.config.validate()) for t in self.tracks.values()]
+        return self.limits.stacked and len(configs) == 2 and unstackable(configs) is None
+
     def steps(self) -> Iterator[int]:
         """Advance every unfinished run by one snapshot, in lockstep; yields the round number.
 
-        On CPU, two runs advance at once on one core each (one torch thread apiece): on 2 cores that beats
-        running them one after the other on two threads, and it does not stall when other jobs load the CPU.
-        Each run draws its network from its own seeded generator, so they are built at once too.
+        On a GPU a compare run's two networks are stacked into one (one step, one CUDA graph for both). On CPU
+        two runs advance at once on one core each (one torch thread apiece): on 2 cores that beats running them
+        one after the other on two threads, and it does not stall when other jobs load the CPU. Each run draws
+        its network from its own seeded generator, so they are built at once too.
         """
-        task = self.request.task
         self.started = time.perf_counter()
+        try:
+            yield from self._stacked_steps() if self.stacks() else self._separate_steps()
+        finally:
+            self.ended = time.perf_counter()
+
+    def _stacked_steps(self) -> Iterator[int]:
+        names = list(self.tracks)
+        gen = run_stacked(self.request.task, [t.config for t in self.tracks.values()], cancel=self._cancelled)
+        try:
+            for snaps in gen:  # run_stacked ends once every network is done
+                for name, snap in zip(names, snaps):
+                    if snap is not None:
+                        self.tracks[name].add(snap)
+                self.rounds += 1
+                yield self.rounds
+        finally:
+            gen.close()
+
+    def _separate_steps(self) -> Iterator[int]:
+        task = self.request.task
         gens = {n: run(task, t.config, cancel=self._cancelled) for n, t in self.tracks.items()}
         parallel = len(gens) == 2 and self.limits.device == "cpu"
         threads = torch.get_num_threads()
@@ -220,7 +248,6 @@ class LabRun:
                 torch.set_num_threads(threads)
             for gen in gens.values():
                 gen.close()
-            self.ended = time.perf_counter()
 
     def stream(self) -> Iterator[Frame]:
         """Frames of the run: the first rounds at once, then at most every ``update_seconds``, and the last."""

@@ -57,6 +57,8 @@ class Limits:
     lipschitz_cap: float = 5.0
     sigma_cap: float = 3.0
     max_frames: int = 80  # frames kept for the animation
+    # a compare run's two networks as one (dip_core.stacked); SPECTRAL_BIAS_LAB_STACKED=0/1 overrides
+    stacked: bool = False
 
 
 def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
@@ -67,9 +69,17 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         side, width = GPU_DEFAULT["max_side"], GPU_DEFAULT["width"]
         cap = budget.max_iterations(side, width, runs=1) if zero_gpu else 20_000
         return Limits("cuda", "cuda", side, 1024, GPU_DEFAULT["iterations"], cap, width, 256, GPU_DEFAULT["lr"],
-                      base.every, 0.5)  # fmt: skip
+                      base.every, 0.5, stacked=stacked_pair(True))  # fmt: skip
     base = preset("cpu", **CPU_DEMO_OVERRIDES)
-    return Limits("cpu", "cpu", 128, 256, CPU_ITERATIONS, 5000, base.width, 64, base.lr, base.every, 0.5)
+    return Limits("cpu", "cpu", 128, 256, CPU_ITERATIONS, 5000, base.width, 64, base.lr, base.every, 0.5,
+                  stacked=stacked_pair(False))  # fmt: skip
+
+
+def stacked_pair(default: bool) -> bool:
+    """Whether compare runs stack their networks: the device's default (on for CUDA: one graph for the pair;
+    off for CPU, where two threads were 8 % faster, benchmarks/RESULTS.md), or SPECTRAL_BIAS_LAB_STACKED."""
+    value = os.environ.get("SPECTRAL_BIAS_LAB_STACKED", "").strip().lower()
+    return default if value == "" else value in ("1", "true", "yes", "on")
 
 
 LIMITS = limits_for("cuda" if torch.cuda.is_available() else "cpu")

@@ -355,3 +355,25 @@ def test_live_runs_mark_the_lessons_as_they_happen(tiny_png):
     fig = plots.curves_figure(list(lab.tracks.values()), 1000, True, events=done)
     marks = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("<b>") and len(a.text) == 8]
     assert marks == [f"<b>{plots.event_mark(n)}</b>" for n in range(1, len(done) + 1)]
+
+
+def test_a_stacked_compare_run_streams_both_networks(tiny_png, monkeypatch):
+    """Where the limits stack a compare run (CUDA's default), both tracks stream the same iterations to the end
+    as the separate runs do; a run that cannot be stacked (here: a Winograd conv path) runs separately."""
+    from dataclasses import replace
+
+    def lab_for(stacked: bool, conv_algo: str = "direct") -> LabRun:
+        req = parse_request(tiny_png, max_side=32, iterations=40, width=8)
+        req.configs = {n: replace(c, conv_algo=conv_algo) for n, c in req.configs.items()}
+        return LabRun(req, limits=replace(LIMITS, stacked=stacked))
+
+    stacked, separate = lab_for(True), lab_for(False)
+    assert stacked.stacks() and not separate.stacks() and not lab_for(True, "winograd").stacks()
+    for lab in (stacked, separate):
+        *_, last = lab.stream()
+        assert last.done and last.status.startswith("Done: 40 iterations")
+    for name in ("vanilla", "controlled"):
+        assert stacked.tracks[name].column("iter") == separate.tracks[name].column("iter")
+    assert limits_for("cuda").stacked and not limits_for("cpu").stacked
+    monkeypatch.setenv("SPECTRAL_BIAS_LAB_STACKED", "1")
+    assert limits_for("cpu").stacked

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import portability, reference, step, time_to_quality
+from benchmarks import fast_path, pair_step, portability, reference, step, time_to_quality
 from dip_core import curves, make_task, run_to_end
 from dip_core.engine import RunConfig, graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
@@ -53,6 +53,27 @@ def test_step_benchmark_runs_tiny(capsys):
     assert r["speedup_same"] == pytest.approx(r["reference_ms"] / r["ours_same_ms"], rel=1e-2)
     assert r["ours_same_config"]["width"] == 128 and r["ours_same_config"]["measure_every_step"]
     assert r["step_gflop"] > 1  # 128 ch at 64²: about 9.7 GFLOP per step
+
+
+def test_pair_step_benchmark_runs_tiny(capsys):
+    argv = ["--device", "cpu", "--size", "64", "--width", "8", "--chunk", "3", "--rounds", "2", "--warmup", "3",
+            "--ref-steps", "2", "--variants", "threads", "separate", "stacked"]  # fmt: skip
+    r = _json(capsys, pair_step.main, argv)
+    assert set(r["pair_steps_per_s"]) == {"threads", "separate", "stacked"} and r["reference_ms_per_step"] > 0
+    for v, ms in r["ms_per_pair_step"].items():
+        assert ms > 0 and r["pair_steps_per_s"][v] == pytest.approx(1000 / ms, rel=0.01)
+        assert r["x_authors_pair"][v] == pytest.approx(2 * r["reference_ms_per_step"] / ms, rel=0.02)
+    with pytest.raises(SystemExit, match="unknown modifier"):
+        pair_step.main(["--device", "cpu", "--size", "32", "--variants", "stacked+fp8"])
+
+
+def test_fast_path_check_compares_real_curves(capsys):
+    argv = ["--device", "cpu", "--size", "32", "--width", "8", "--steps", "60", "--variants", "stacked"]
+    r = _json(capsys, fast_path.main, argv)
+    nets = r["variants"]["stacked"]
+    assert r["ok"] and nets["ok"] and set(nets) == {"vanilla", "controlled", "ok"}
+    assert all(0 <= nets[n]["mean_abs_gap_db"] <= 0.3 and 15 < nets[n]["peak_ma_a"] < 40 for n in ("vanilla", "controlled"))
+    assert fast_path.main([*argv, "--tol", "-1"]) == 1  # a variant that misses the bound fails the command
 
 
 def test_time_to_quality_runs_tiny(capsys):
