@@ -2,7 +2,8 @@
 
 ``run`` reads top to bottom: a ``Stepper`` takes one training step (eager, or replayed from a CUDA graph),
 a ``Recorder`` keeps the per-step values a stop rule or a benchmark asks for on the device and fetches them
-in batches, and a ``Meter`` turns the current output into a ``Snapshot`` with one host sync.
+in batches, a ``Meter`` turns the current output into a ``Snapshot`` with one host sync, and a ``Watch`` says
+when a snapshot is due (``dip_core.stacked`` keeps one per network of a stack).
 """
 
 from __future__ import annotations
@@ -328,6 +329,36 @@ class Recorder:
         return out
 
 
+class Watch:
+    """One network's snapshots: each step's values go to its Recorder; a Snapshot comes out when one is due or
+    its stop rule fired, and when the loss became non-finite, the last good one again, marked done."""
+
+    def __init__(self, task: Task, config: RunConfig, rule: StopRule | None, device: torch.device) -> None:
+        self.meter = Meter(task, device)
+        self.recorder = Recorder(task, config, rule, self.meter)
+        self.every, self.last_good, self.done = config.every, None, False
+        self.start = time.perf_counter()
+
+    def __call__(self, t: int, shown: torch.Tensor, loss: torch.Tensor, last: bool, cancelled: bool) -> Snapshot | None:
+        """Step t's output and loss (device tensors); the snapshot of step t, if there is one."""
+        self.recorder.record(t, shown, loss)
+        due = t % self.every == 0 or t == 1 or last or cancelled
+        fired = self.recorder.flush(due)
+        if not due and fired is None:
+            return None
+        snap = self.meter(t, shown, loss, time.perf_counter() - self.start)
+        self.done = True
+        if not snap.finite:  # a new snapshot: the last good one was already yielded with its per-step values
+            message = f"stopped at iteration {t}: the loss became non-finite"
+            return replace(self.last_good or snap, done=True, message=message, step_ratios=[], step_psnrs=[],
+                           step_losses=[])  # fmt: skip
+        stopped = fired is not None
+        snap = self.last_good = replace(snap, **self.recorder.take(), stopped=stopped, stop_iter=fired,
+                                        done=stopped or last or cancelled)  # fmt: skip
+        self.done = snap.done
+        return snap
+
+
 def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None) -> Iterator[Snapshot]:
     """Fit the decoder to ``task``; yield a Snapshot every ``config.every`` steps and a final one.
 
@@ -338,30 +369,18 @@ def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None)
     config = autotune.resolve(task, config.validate())  # conv_algo="auto": the path chosen for this machine
     rule = stop_for(config.auto_stop, config.iterations, task)
     state = build(task, config)
-    step, meter = Stepper(state, config, task), Meter(task, state.device)
-    recorder = Recorder(task, config, rule, meter)
-    start, last_good = time.perf_counter(), None
+    step = Stepper(state, config, task)
+    watch = Watch(task, config, rule, state.device)
     for t in range(1, config.iterations + 1):
         last = t == config.iterations
         stepped = step(t, last)
         if stepped is None:  # backtracking restored the weights: this step did not happen
             continue
-        shown, loss = stepped
-        recorder.record(t, shown, loss)
-        cancelled = cancel is not None and cancel()
-        due = t % config.every == 0 or t == 1 or last or cancelled
-        fired = recorder.flush(due)
-        if not due and fired is None:
+        snap = watch(t, *stepped, last=last, cancelled=cancel is not None and cancel())
+        if snap is None:
             continue
-        snap = meter(t, shown, loss, time.perf_counter() - start)
-        if not snap.finite:  # a new snapshot: the last good one was already yielded with its per-step values
-            message = f"stopped at iteration {t}: the loss became non-finite"
-            yield replace(last_good or snap, done=True, message=message, step_ratios=[], step_psnrs=[], step_losses=[])
-            return
-        step.checkpoint()
-        stopped = fired is not None
-        snap = last_good = replace(snap, **recorder.take(), stopped=stopped, stop_iter=fired,
-                                   done=stopped or last or cancelled)  # fmt: skip
+        if snap.message is None:
+            step.checkpoint()
         yield snap
         if snap.done:
             return

@@ -14,9 +14,8 @@ steps agree to float rounding (a grouped conv and a batched power iteration may 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,7 @@ from torch import nn
 
 from . import autotune
 from .config import RunConfig
-from .engine import Meter, Recorder, RunState, Snapshot, Stepper, build, graph_start
+from .engine import RunState, Snapshot, Stepper, Watch, build, graph_start
 from .layers import POWER_WARMUP_STEPS, GaussianUpsample, MeanOnlyBatchNorm
 from .nets import Decoder, Upsample2x
 from .stopping import stop_for
@@ -212,38 +211,14 @@ def run_stacked(
     step = Stepper(state, configs[0], view)  # type: ignore[arg-type]  # Stepper needs only .loss of a task
     starts = [graph_start(c) for c in configs]  # the latest warm-up of any network, or eager if one must be
     step.capture_at = None if state.device.type != "cuda" or None in starts else max(starts)
-    meters = [Meter(task, state.device) for _ in configs]
-    recorders = [Recorder(task, c, stop_for(c.auto_stop, c.iterations, task), m) for c, m in zip(configs, meters)]
-    live, last_good = [True] * n, [None] * n
-    total, every = configs[0].iterations, configs[0].every
-    start = time.perf_counter()
-    for t in range(1, total + 1):
-        last = t == total
+    watches = [Watch(task, c, stop_for(c.auto_stop, c.iterations, task), state.device) for c in configs]
+    for t in range(1, configs[0].iterations + 1):
+        last = t == configs[0].iterations
         out, _ = step(t, last)
         cancelled = cancel is not None and cancel()
-        due = t % every == 0 or t == 1 or last or cancelled
-        snaps: list[Snapshot | None] = [None] * n
-        for i in range(n):
-            if not live[i]:
-                continue
-            shown, loss = stacked.part(out, i), view.parts[i].detach()
-            recorders[i].record(t, shown, loss)
-            fired = recorders[i].flush(due)
-            if not due and fired is None:
-                continue
-            snap = meters[i](t, shown, loss, time.perf_counter() - start)
-            if not snap.finite:
-                message = f"stopped at iteration {t}: the loss became non-finite"
-                snaps[i] = replace(last_good[i] or snap, done=True, message=message, step_ratios=[], step_psnrs=[],
-                                   step_losses=[])  # fmt: skip
-                live[i] = False
-                continue
-            stopped = fired is not None
-            snaps[i] = last_good[i] = replace(snap, **recorders[i].take(), stopped=stopped, stop_iter=fired,
-                                              done=stopped or last or cancelled)  # fmt: skip
-            live[i] = not snaps[i].done
+        snaps = [None if w.done else w(t, stacked.part(out, i), view.parts[i].detach(), last, cancelled)
+                 for i, w in enumerate(watches)]  # fmt: skip
         if any(s is not None for s in snaps):
             yield snaps
-        if not any(live):
+        if all(w.done for w in watches):
             return
-

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import fast_path, pair_step, portability, reference, step, time_to_quality
+from benchmarks import baseline_speed, fast_path, pair_step, portability, reference, step, time_to_quality
 from dip_core import curves, make_task, run_to_end
 from dip_core.engine import RunConfig, graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
@@ -65,6 +65,14 @@ def test_pair_step_benchmark_runs_tiny(capsys):
         assert r["x_authors_pair"][v] == pytest.approx(2 * r["reference_ms_per_step"] / ms, rel=0.02)
     with pytest.raises(SystemExit, match="unknown modifier"):
         pair_step.main(["--device", "cpu", "--size", "32", "--variants", "stacked+fp8"])
+
+
+def test_baseline_speed_times_every_task_in_colour_and_grey(capsys):
+    from dip_core.tasks import TASKS
+
+    r = _json(capsys, baseline_speed.main, ["--size", "48", "--repeats", "1"])
+    assert {(row["task"], row["image"]) for row in r["rows"]} == {(t, k) for t in TASKS for k in ("colour", "grey")}
+    assert all(row["seconds"] > 0 and row["method"].startswith("OpenCV") for row in r["rows"])
 
 
 def test_fast_path_check_compares_real_curves(capsys):

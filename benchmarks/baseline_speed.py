@@ -1,0 +1,81 @@
+"""Seconds each task's classical (OpenCV) baseline takes on an image of a given size, colour and grey.
+
+    python -m benchmarks.baseline_speed [--size 512] [--repeats 5] [--image PATH] [--json]
+
+Each task degrades the image at its default level as the engine does (``make_task``, seed 0), then
+``dip_core.baselines.baseline`` runs on the observation (the call every CLI and app run makes); the figure
+is the median wall time over ``--repeats`` calls after one untimed call. The default images are the
+repository's own (assets/astronaut.png in colour, assets/camera.png in grey), resized to ``--size``² by
+Lanczos: the baselines' cost depends on the pixel count, not on the content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from dip_core.baselines import baseline
+from dip_core.io import load_image
+from dip_core.tasks import TASKS, make_task
+
+from .common import machine
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def square(path: Path, size: int) -> np.ndarray:
+    """The image at ``path`` as a size × size float image (Lanczos)."""
+    img = load_image(path)[0]
+    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_LANCZOS4)
+    return np.clip(out.reshape(size, size, img.shape[2]), 0, 1).astype(np.float32)
+
+
+def seconds(image: np.ndarray, task: str, repeats: int) -> tuple[float, str]:
+    """Median seconds of the task's baseline on ``image`` degraded at the task's default level, and its method."""
+    t = make_task(task, image, seed=0)
+    first = baseline(t)
+    if first.unavailable:
+        raise SystemExit(f"error: {first.unavailable}")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        baseline(t)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), first.method
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.baseline_speed", description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--image", type=Path, default=ASSETS / "astronaut.png", help="the colour image")
+    p.add_argument("--grey", type=Path, default=ASSETS / "camera.png", help="the grey image")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    images = {"colour": square(args.image, args.size), "grey": square(args.grey, args.size)}
+    rows = []
+    for task in TASKS:
+        for kind, img in images.items():
+            s, method = seconds(img, task, args.repeats)
+            rows.append({"task": task, "image": kind, "method": method, "seconds": s})
+    result = {"size": args.size, "repeats": args.repeats, "cv2_threads": cv2.getNumThreads(), "rows": rows,
+              "slowest_s": max(r["seconds"] for r in rows), "machine": machine(torch.device("cpu"))}  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"| task | image | method | seconds at {args.size}² |\n|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['task']} | {r['image']} | {r['method']} | {r['seconds']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
