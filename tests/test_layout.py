@@ -238,3 +238,14 @@ def test_the_ui_widgets_stay_within_the_engine_ranges():
         assert lo <= widget.minimum and widget.maximum <= hi and widget.maximum == cap, elem
     assert [v for _, v in by_id["auto_stop"].choices] == list(choices("auto_stop"))
     assert [v for _, v in by_id["upsample"].choices] == list(choices("upsample"))
+
+
+def test_the_readme_python_example_runs(capsys, monkeypatch):
+    """The README's Python section runs as written (fewer iterations), so its API calls stay true."""
+    monkeypatch.chdir(ROOT)  # its paths are the repository's
+    block = (ROOT / "README.md").read_text().split("## Python\n\n```python\n")[1].split("```")[0]
+    short = re.sub(r"iterations=\d+", "iterations=30", block)
+    assert short.count("iterations=30") >= 3
+    exec(compile(short, "README.md (Python)", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 3 and lines[-1].split()[0] == "30"  # the stacked pair's last snapshot
