@@ -192,9 +192,10 @@ class LabRun:
     def stacks(self) -> bool:
         """Whether this run's networks step as one (dip_core.stacked): a compare run where the device's limits
         say so (on a GPU; on CPU two threads were faster) and the two configs allow it."""
+        if not self.limits.stacked or len(self.tracks) != 2:
+            return False
         task = self.request.task
-        configs = [autotune.resolve(task, t.config.validate()) for t in self.tracks.values()]
-        return self.limits.stacked and len(configs) == 2 and unstackable(configs) is None
+        return unstackable([autotune.resolve(task, t.config.validate()) for t in self.tracks.values()]) is None
 
     def steps(self) -> Iterator[int]:
         """Advance every unfinished run by one snapshot, in lockstep; yields the round number.
