@@ -11,7 +11,10 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/reports}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 common=(--preset paper --width 32 --lr 0.002 --every 10 --device cpu)
-NOTE="CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
+CPU_NAME=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+SIMD=$(grep -m1 "^flags" /proc/cpuinfo | grep -o -w -E "avx512f|avx2" | sort -u | tr '\n' ' ')
+TORCH=$("$PY" -c "import torch; print(torch.__version__)")
+NOTE="CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a $(nproc)-core ${CPU_NAME} (${SIMD% }), torch ${TORCH}; produced by benchmarks/cpu_reports.sh"
 
 pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then one report over both
   local name=$1 images=$2
