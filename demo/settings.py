@@ -77,7 +77,7 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
 
 def stacked_pair(default: bool) -> bool:
     """Whether compare runs stack their networks: the device's default (on for CUDA: one graph for the pair;
-    off for CPU, where two threads were 8 % faster, benchmarks/RESULTS.md), or SPECTRAL_BIAS_LAB_STACKED."""
+    off for CPU, where two threads were 8-18 % faster, benchmarks/RESULTS.md), or SPECTRAL_BIAS_LAB_STACKED."""
     value = os.environ.get("SPECTRAL_BIAS_LAB_STACKED", "").strip().lower()
     return default if value == "" else value in ("1", "true", "yes", "on")
 
