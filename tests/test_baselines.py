@@ -115,12 +115,14 @@ def test_tiny_and_observed_images(house128):
         assert b.unavailable is None and b.image.shape[:2] == task.out_size
 
 
-def test_every_baseline_is_fast_at_512_px(house128):
-    """Well under a second at 512² on 2 cores (the slowest, colour NL-means, takes ~0.3 s there)."""
+def test_every_baseline_runs_at_512_px(house128):
+    """Every baseline takes a 512² image and times itself (how fast: python -m benchmarks.baseline_speed, not a
+    test; 0.44 s at most on the 2-core Xeon, benchmarks/RESULTS.md)."""
     big = np.kron(house128, np.ones((4, 4, 1), dtype=np.float32))
     for name, level in [("denoise", 25), ("jpeg", 10), ("inpaint", 0.5), ("sr", 4), ("enhance", 1)]:
-        b = B.baseline(make_task(name, big, level, seed=0))
-        assert b.seconds < 3, (name, b.seconds)  # a loose bound: loaded CI machines are slower
+        task = make_task(name, big, level, seed=0)
+        b = B.baseline(task)
+        assert b.unavailable is None and b.image.shape[:2] == task.out_size and b.seconds >= 0, name
 
 
 NO_CV2 = "import sys; sys.modules['cv2'] = None\n"

@@ -81,7 +81,17 @@ def test_fast_path_check_compares_real_curves(capsys):
     nets = r["variants"]["stacked"]
     assert r["ok"] and nets["ok"] and set(nets) == {"vanilla", "controlled", "ok"}
     assert all(0 <= nets[n]["mean_abs_gap_db"] <= 0.3 and 15 < nets[n]["peak_ma_a"] < 40 for n in ("vanilla", "controlled"))
-    assert fast_path.main([*argv, "--tol", "-1"]) == 1  # a variant that misses the bound fails the command
+
+
+
+def test_a_fast_path_beyond_the_bound_fails_the_command(monkeypatch, capsys):
+    def fake_curves(variant, *shape):  # the reference at 20 dB, every stacked path 1 dB off
+        return [[20.0 + ("stacked" in variant)] * 60, [20.0] * 60]
+
+    monkeypatch.setattr(fast_path, "curves", fake_curves)
+    assert fast_path.main(["--device", "cpu", "--steps", "60", "--variants", "stacked"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["variants"]["stacked"]["vanilla"]["mean_abs_gap_db"] == 1.0 and not out["ok"]
 
 
 def test_time_to_quality_runs_tiny(capsys):
