@@ -96,7 +96,6 @@ class PairRunner:
 def bench(device: torch.device, size: int, width: int, lipschitz: float, variants: list[str], chunk: int,
           rounds: int, warmup: int, ref_steps: int) -> dict:  # fmt: skip
     """Median pair-steps per second of each variant (and the authors' step), after ``warmup`` steps."""
-    task_kw = dict(size=size)
     iterations = warmup + (rounds + 2) * chunk
     runners = {}
     for v in variants:
@@ -105,13 +104,13 @@ def bench(device: torch.device, size: int, width: int, lipschitz: float, variant
             if m not in MODIFIERS:
                 raise SystemExit(f"error: unknown modifier {m!r} (one of {', '.join(MODIFIERS)})")
             mods.update(MODIFIERS[m])
-        runners[v] = PairRunner(v, denoise_task(**task_kw), pair_configs(device, width, lipschitz, iterations, chunk,
+        runners[v] = PairRunner(v, denoise_task(size), pair_configs(device, width, lipschitz, iterations, chunk,
                                                                           mods), device)  # fmt: skip
     for _ in range(max(1, warmup // chunk)):  # warm-up chunks, not timed
         for r in runners.values():
             r()
     if ref_steps:
-        runners["reference"] = ReferenceRunner(denoise_task(**task_kw), max(1, -(-ref_steps // rounds)), device)
+        runners["reference"] = ReferenceRunner(denoise_task(size), max(1, -(-ref_steps // rounds)), device)
     times = interleave(runners, rounds)
     for r in runners.values():
         r.close()

@@ -113,17 +113,6 @@ class StackedConv(nn.Module):
         return torch.cat([F.conv2d(xi, w, b, padding=pad) for xi, w, b in chunks], dim=1)
 
 
-class StackedBias(nn.Module):
-    """N mean-only batch norms as one (it is per channel already)."""
-
-    def __init__(self, norms: Sequence[MeanOnlyBatchNorm]) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.cat([m.bias.detach() for m in norms]).clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - x.mean(dim=(2, 3), keepdim=True) + self.bias.view(1, -1, 1, 1)
-
-
 class Split(nn.Module):
     """Layers that differ between the networks (bilinear in one, Gaussian in another): each on its channels."""
 
@@ -140,8 +129,10 @@ def stacked_layer(layers: Sequence[nn.Module], grouped: bool = True) -> nn.Modul
     first = layers[0]
     if isinstance(first, nn.Conv2d):  # LipschitzConv2d, and the 1×1 head
         return StackedConv(layers, grouped)
-    if isinstance(first, MeanOnlyBatchNorm):
-        return StackedBias(layers)
+    if isinstance(first, MeanOnlyBatchNorm):  # per channel already: one over all the channels
+        norm = MeanOnlyBatchNorm(sum(m.bias.numel() for m in layers))
+        norm.bias = nn.Parameter(torch.cat([m.bias.detach() for m in layers]).clone())
+        return norm
     if isinstance(first, GaussianUpsample) and all(isinstance(m, GaussianUpsample) for m in layers):
         up = GaussianUpsample(1, 0.0)
         up.kernel = torch.cat([m.kernel for m in layers])  # depthwise: one 5×5 kernel per channel
