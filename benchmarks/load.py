@@ -3,6 +3,7 @@ told that the queue is full, and the server must answer afterwards.
 
     python -m benchmarks.load [--clients 8] [--queue-size 16] [--iterations 40] [--max-side 32] [--width 8] [--json]
     python -m benchmarks.load --replay [--clients 30] [--requests 5] [--json]     # replay viewers beside a live run
+    python -m benchmarks.load --crowd [--small] [--json]    # a greedy visitor, replay viewers and honest live clients
 
 The app is built by ``app.make_app`` (the Space's own queue settings, ``--queue-size`` aside) and served on
 127.0.0.1 in this process; nothing leaves the machine. Every client is released by one barrier, so the
@@ -24,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import httpx  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -61,7 +63,7 @@ def one_client(url: str, image: str, run_args: dict, barrier: threading.Barrier,
         return dict(outcome="completed" if ok else "error", seconds=time.perf_counter() - t0, status=final[6])
     except Exception as err:  # the client reports queue-full as an exception; anything else is an error
         text = str(err)
-        full = "queue is full" in text.lower() or "queue full" in text.lower()
+        full = any(k in text.lower() for k in ("queue is full", "queue full", "already waiting", "already running"))
         kind = "queue_full" if full else "error"
         return dict(outcome=kind, seconds=time.perf_counter() - t0, status=f"{type(err).__name__}: {text}"[:300])
     finally:
@@ -127,7 +129,7 @@ def load_test(
     }
 
 
-def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int) -> dict:
+def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int, headers: dict | None = None) -> dict:
     """A replay viewer: after the barrier, ``requests`` scrubs of random experiments, lanes and iterations."""
     import random
 
@@ -137,7 +139,7 @@ def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int) -
     experiments = [name for _, name in replays.experiment_choices()]
     lanes = [name for _, name in replays.lane_choices()]
     top, step = replays.last_iteration(), replays.frame_step()
-    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"), headers=headers)
     barrier.wait()
     seconds, errors = [], []
     try:
@@ -232,6 +234,237 @@ def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int 
     }
 
 
+#: Text that must never reach a visitor: tracebacks, OS errors, Gradio's own preprocessing line, temp paths.
+LEAKS = ("Traceback", "Errno", "Could not preprocess", tempfile.gettempdir() + "/", "File \"")
+
+
+def leaked(message: str) -> str | None:
+    """The forbidden fragment ``message`` shows (None when it is one clean line of ours)."""
+    if "\n" in message.strip():
+        return "several lines"
+    return next((k for k in LEAKS if k in message), None)
+
+
+def temp_usage() -> dict:
+    """Bytes and files under the app's download root, and how many stop files exist."""
+    from demo.exports import download_root
+    from demo.session import STOP_DIR
+
+    files = [p for p in download_root().rglob("*") if p.is_file()] if download_root().is_dir() else []
+    stops = len(list(STOP_DIR.glob("*"))) if STOP_DIR.is_dir() else 0
+    return {"mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "files": len(files), "stop_files": stops}
+
+
+def settled_rss_mb() -> float:
+    """RSS after a garbage collection and glibc's malloc_trim (freed memory handed back), i.e. what is in use."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the plain figure
+        pass
+    return rss_mb()
+
+
+class Raw:
+    """A visitor that speaks Gradio's HTTP protocol directly (as a script would): uploads, joins the queue and
+    never reads the stream, or sends values no client library would (NaN, 10^400)."""
+
+    def __init__(self, url: str, address: str) -> None:
+        self.url, self.headers = url.rstrip("/") + "/", {"X-Forwarded-For": address}
+        config = httpx.get(self.url + "config", timeout=30).json()
+        self.fn = {d.get("api_name"): d["id"] for d in config["dependencies"] if d.get("api_name")}
+
+    def upload(self, path: str) -> dict:
+        with open(path, "rb") as fh:
+            r = httpx.post(self.url + "gradio_api/upload", files={"files": fh}, headers=self.headers, timeout=30)
+        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+    def join(self, api: str, data: list, session: str) -> tuple[int, str]:
+        """POST /queue/join; (status code, text) of the answer (the event is never read)."""
+        body = {"data": data, "fn_index": self.fn[api], "session_hash": session, "event_data": None,
+                "trigger_id": None}  # fmt: skip
+        r = httpx.post(self.url + "gradio_api/queue/join", content=json_dumps(body), headers={
+            **self.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+        return r.status_code, r.text
+
+    def result(self, api: str, data: list, session: str, timeout: float = 60) -> dict:
+        """Join and read the stream to the end: the final message (its ``success`` and ``output``)."""
+        code, text = self.join(api, data, session)
+        if code != 200:
+            return {"success": False, "output": {"error": f"HTTP {code}"}}
+        final: dict = {}
+        with httpx.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session},
+                          headers=self.headers, timeout=timeout) as r:  # fmt: skip
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("msg") == "process_completed":
+                        final = msg
+                    if msg.get("msg") == "close_stream" or final:
+                        break
+        return final
+
+
+def json_dumps(obj: object) -> str:
+    """JSON that may hold NaN and huge integers (what a hostile script sends)."""
+    return json.dumps(obj, allow_nan=True)
+
+
+def run_data(image: dict, **kw) -> list:
+    """The run endpoint's inputs in order (demo.events.RUN_INPUTS), defaults filled in."""
+    from demo.events import RUN_INPUTS, RUN_SIGNATURE
+
+    values = {p: RUN_SIGNATURE.parameters[p].default for p in RUN_INPUTS}
+    values.update(image=image, **kw)
+    return [values[p] for p in RUN_INPUTS]
+
+
+BAD_RUNS = [dict(seed=10**400), dict(max_side=10**400), dict(level=10**400), dict(lipschitz=float("nan")),
+            dict(iterations=-1), dict(task="nope"), dict(upsample=["x"]), dict(width={"a": 1})]  # fmt: skip
+BAD_REPLAYS = [["denoise_house", "lam2", "vanilla", float("nan")], ["nope", "lam2", "", 10],
+               ["denoise_house", "lam2", "vanilla", 10**400], [[1], "lam2", "", 10]]  # fmt: skip
+
+
+def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
+    """One greedy visitor (many sessions from one address: fills its share, abandons its runs, sends bad values and
+    Stops for sessions that do not exist), replay viewers and honest live clients, all at once on loopback; each
+    visitor has its own X-Forwarded-For address (the app trusts one proxy hop here, as on a Space)."""
+    from demo.app import QUEUE_SIZE
+    from demo.session import STOPS
+
+    viewers, honest, greedy_sessions = (6, 2, 3) if small else (30, 4, 8)
+    queue_size = 4 if small else QUEUE_SIZE  # small: a share of 2, so the greedy runs take less time to end
+    image = str(ROOT / "assets" / "house256.png")
+    old_hops = os.environ.get("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+    os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = "1"
+    try:
+        demo, url = serve(queue_size)
+    finally:
+        if old_hops is None:
+            os.environ.pop("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+        else:
+            os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = old_hops
+    turns = demo._spectral_turns
+    server = replay_server_ms(20 if small else 40)
+    warm = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+    warm.predict(image=handle_file(image), iterations=10, max_side=32, width=8, api_name="/run")  # first-run costs
+    warm.close()
+    rss0, disk0 = settled_rss_mb(), temp_usage()
+    peak = {"rss": rss0, "disk_mb": disk0["mb"]}
+    t0 = time.perf_counter()
+    try:
+        greedy = Raw(url, "203.0.113.66")
+        img = greedy.upload(image)
+        abandon = dict(iterations=3000, max_side=32, width=8, lr=0.01)
+        messages = []
+        for i, bad in enumerate(BAD_RUNS):
+            final = greedy.result("run", run_data(img, **{**abandon, "iterations": 10, **bad}), f"bad-run-{i}")
+            messages.append(str((final.get("output") or {}).get("error")))
+        for i, bad in enumerate(BAD_REPLAYS):
+            final = greedy.result("replay", bad, f"bad-replay-{i}")
+            messages.append(str((final.get("output") or {}).get("error")))
+        joins = [greedy.join("run", run_data(img, **abandon), f"greedy-{i}") for i in range(greedy_sessions)]
+        admitted = sum(turns.holds(f"greedy-{i}") for i in range(greedy_sessions))
+        refused = greedy.result("run", run_data(img, **abandon), "greedy-one-more")  # over its share
+        messages.append(str((refused.get("output") or {}).get("error")))
+        stops = 0
+        for i in range(50 if small else 200):
+            r = httpx.post(url + "gradio_api/run/predict", content=json_dumps({
+                "data": [], "fn_index": greedy.fn["stop"], "session_hash": f"s{i}-" + "a" * 300}),
+                headers={**greedy.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+            stops += r.status_code == 200
+
+        def honest_client(i: int) -> dict:
+            client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"),
+                            headers={"X-Forwarded-For": f"192.0.2.{i + 1}"})  # fmt: skip
+            start = time.perf_counter()
+            try:
+                final = client.predict(image=handle_file(image), iterations=30, max_side=32, width=8, lr=0.01,
+                                       api_name="/run")  # fmt: skip
+                ok = str(final[6]).startswith("Done")
+                return dict(ok=ok, seconds=time.perf_counter() - start, status=str(final[6])[:120])
+            except Exception as err:  # noqa: BLE001 - counted as an error
+                return dict(ok=False, seconds=time.perf_counter() - start, status=f"{type(err).__name__}: {err}"[:200])
+            finally:
+                client.close()
+
+        def sample() -> None:
+            while not stop_sampling.is_set():
+                peak["rss"] = max(peak["rss"], rss_mb())
+                peak["disk_mb"] = max(peak["disk_mb"], temp_usage()["mb"])
+                stop_sampling.wait(1.0)
+
+        stop_sampling = threading.Event()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        barrier = threading.Barrier(viewers)
+        with ThreadPoolExecutor(viewers + honest) as pool:
+            live = [pool.submit(honest_client, i) for i in range(honest)]
+            seen = [pool.submit(one_viewer, url, barrier, 5, i, {"X-Forwarded-For": f"198.51.100.{i + 1}"})
+                    for i in range(viewers)]  # fmt: skip
+            honest_results = [f.result(timeout=timeout) for f in live]
+            viewer_results = [f.result(timeout=timeout) for f in seen]
+        # the greedy visitor's abandoned runs end by themselves; wait for the queue to empty
+        deadline = time.perf_counter() + timeout
+        while any(lv for lv, _, _ in turns.events()) and time.perf_counter() < deadline:
+            time.sleep(0.5)
+        drained_s = time.perf_counter() - t0
+        stop_sampling.set()
+        time.sleep(1.0)
+        rss1, disk1 = settled_rss_mb(), temp_usage()
+        left = STOPS.active()
+    finally:
+        demo.close()
+    seconds = sorted(s for r in viewer_results for s in r["seconds"])
+    viewer_errors = [e for r in viewer_results for e in r["errors"]]
+    return {
+        "mode": "crowd",
+        "small": small,
+        "live_waiting": queue_size,
+        "address_share": turns.share,
+        "greedy": {"sessions": greedy_sessions, "admitted": admitted, "joins_answered": len(joins),
+                   "bad_values": len(messages), "leaks": [m for m in messages if leaked(m)],
+                   "messages": sorted(set(messages)), "stops_sent": stops},  # fmt: skip
+        "honest": {"clients": honest, "completed": sum(r["ok"] for r in honest_results),
+                   "errors": [r["status"] for r in honest_results if not r["ok"]],
+                   "seconds_max": round(max(r["seconds"] for r in honest_results), 1)},  # fmt: skip
+        "viewers": {"clients": viewers, "answered": len(seconds), "errors": viewer_errors[:5],
+                    "latency_median_s": round(statistics.median(seconds), 3) if seconds else None,
+                    "latency_max_s": round(seconds[-1], 3) if seconds else None},  # fmt: skip
+        "replay_server_ms": server,
+        "refused": turns.refused,
+        "drained_s": round(drained_s, 1),
+        "runs_left_active": left,
+        "rss_mb": {"before": round(rss0, 1), "peak": round(peak["rss"], 1), "after": round(rss1, 1)},
+        "temp": {"before": disk0, "peak_mb": peak["disk_mb"], "after": disk1},
+    }
+
+
+def crowd_ok(r: dict, rss_bound_mb: float = 300.0, disk_bound_mb: float = 20.0) -> list[str]:
+    """What failed in a crowd result (empty: every honest visitor was served and the server came back)."""
+    fails = []
+    if r["honest"]["completed"] != r["honest"]["clients"]:
+        fails.append(f"honest clients not served: {r['honest']['errors']}")
+    if r["viewers"]["errors"] or r["viewers"]["answered"] != r["viewers"]["clients"] * 5:
+        fails.append(f"replay viewers failed: {r['viewers']['errors']}")
+    if r["replay_server_ms"]["median"] > 200:
+        fails.append(f"replay server time {r['replay_server_ms']['median']} ms at the median")
+    if r["greedy"]["admitted"] > r["address_share"]:
+        fails.append(f"the greedy address held {r['greedy']['admitted']} runs")
+    if r["greedy"]["leaks"]:
+        fails.append(f"errors that are not ours: {r['greedy']['leaks']}")
+    if r["runs_left_active"] or r["temp"]["after"]["stop_files"] > r["temp"]["before"]["stop_files"]:
+        fails.append("runs or stop files left behind")
+    if r["rss_mb"]["after"] - r["rss_mb"]["before"] > rss_bound_mb:
+        fails.append(f"RSS grew by {r['rss_mb']['after'] - r['rss_mb']['before']:.0f} MB")
+    if r["temp"]["after"]["mb"] - r["temp"]["before"]["mb"] > disk_bound_mb:
+        fails.append("temp disk grew")
+    return fails
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=8)
@@ -243,8 +476,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--replay", action="store_true", help="replay viewers (default 30) beside one live run")
     p.add_argument("--requests", type=int, default=5, help="replay mode: scrubs per viewer")
+    p.add_argument("--crowd", action="store_true", help="a greedy visitor, 30 replay viewers, 4 honest live clients")
+    p.add_argument("--small", action="store_true", help="crowd mode: 6 viewers, 2 honest clients (the test's)")
     args = p.parse_args(argv)
     from app import QUEUE_SIZE
+
+    if args.crowd:
+        result = crowd_test(small=args.small, timeout=args.timeout)
+        fails = crowd_ok(result)
+        result["fails"] = fails
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return 0 if not fails else 1
 
     if args.replay:
         result = replay_load_test(args.clients if args.clients != 8 else 30, args.requests, timeout=args.timeout)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
-QUEUE_SIZE = 16  # requests waiting beyond this are refused ("queue full")
+QUEUE_SIZE = 8  # live runs that may wait behind the running one (demo/turns.py: LIVE_WAITING)
 
 
 def import_spaces() -> None:
@@ -26,14 +26,18 @@ def import_spaces() -> None:
 
 
 def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
-    """The app with its queue configured (one run at a time, ``queue_size`` waiting; Stop runs beside it)."""
+    """The app with its queue configured: one live run at a time, ``queue_size`` waiting, half of them at most from
+    one address and one per visitor (demo/turns.py); replays and the other events are never refused by live runs."""
     import_spaces()
     import torch
 
+    from .turns import Turns
     from .ui import build_demo
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
-    return build_demo().queue(max_size=queue_size, default_concurrency_limit=1)
+    demo = build_demo().queue(default_concurrency_limit=1)
+    Turns(demo, waiting=queue_size, share=max(1, queue_size // 2)).install()
+    return demo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         help="port (default: $GRADIO_SERVER_PORT, else 7860)",
     )
-    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help=f"runs waiting at most (default {QUEUE_SIZE})")
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help=f"live runs waiting at most (default {QUEUE_SIZE}; one address: half of them)")
     return p
 
 

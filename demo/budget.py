@@ -105,6 +105,30 @@ def max_iterations(side: int, width: int, runs: int, cap: float | None = None, g
     return max(0, math.floor((cap / MARGIN - STARTUP_S) / per_iteration_s(side * side, width, runs, graphed, gpu)))
 
 
+#: ZeroGPU charges (and schedules) a call at ``duration_factor`` × its declared ``duration`` (whole seconds,
+#: ``timedelta.seconds``) on every size but ``xlarge``: 1.5 for the default size ``large``, half an "NVIDIA RTX PRO
+#: 6000 Blackwell Server Edition" (spaces 0.51.3, spaces/zero/configs.json and client.get_duration_seconds).
+ZERO_GPU_DURATION_FACTOR = 1.5
+#: An anonymous visitor's daily ZeroGPU quota in GPU seconds (2 minutes; 5 with a free account).
+ANONYMOUS_QUOTA_S = 120.0
+
+
+def quota_seconds(declared: int | float) -> float:
+    """The quota a call declared at ``declared`` seconds costs the visitor: declared × the duration factor."""
+    return declared * ZERO_GPU_DURATION_FACTOR
+
+
+def runs_per_day(declared: int | float) -> int:
+    """How many calls declared at ``declared`` seconds an anonymous visitor's daily quota pays for."""
+    return math.floor(ANONYMOUS_QUOTA_S / quota_seconds(declared))
+
+
+def quota_note(declared: float) -> str:
+    """A status-line fragment: what a call declared at ``declared`` seconds costs of an anonymous visitor's day."""
+    return (f"quota {round(quota_seconds(declared), 1):g} s of the visitor's {ANONYMOUS_QUOTA_S:g} s a day "
+            f"({declared:g} s × {ZERO_GPU_DURATION_FACTOR:g})")  # fmt: skip
+
+
 def padded_pixels(size: tuple[int, int], multiple: int = 32) -> int:
     """Pixels the decoder computes for an output of ``size``: each side rounded up to the network's multiple."""
     return math.ceil(size[0] / multiple) * multiple * math.ceil(size[1] / multiple) * multiple

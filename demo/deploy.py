@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import sys
@@ -85,8 +86,9 @@ def build(out: Path) -> list[Path]:
 
 
 def budget() -> dict:
-    """The GPU budget of the Space's default run: its requested and the cap's seconds, its settings, and what
-    the cost table was measured on."""
+    """The GPU budget of the Space's default run: its requested and the cap's seconds, the quota it costs (ZeroGPU's
+    duration factor × its whole declared seconds) and how many runs a day that leaves an anonymous visitor, its
+    settings, and what the cost table was measured on."""
     from . import budget as b
     from .settings import limits_for
 
@@ -94,8 +96,12 @@ def budget() -> dict:
     table, factor = b.cost_table()
     runs = 2  # the default run compares vanilla with the controlled network
     default = b.run_seconds(lim.max_side**2, lim.width, lim.iterations, runs)
+    declared = math.ceil(default)  # spaces.GPU's duration is whole seconds (demo.events.request_seconds)
     return {
         "default_gpu_seconds": round(default, 1),
+        "default_quota_seconds": b.quota_seconds(declared),
+        "duration_factor": b.ZERO_GPU_DURATION_FACTOR,
+        "default_runs_per_day_anonymous": b.runs_per_day(declared),
         "max_gpu_seconds": b.cap_seconds(),
         "default": {"size": lim.max_side, "width": lim.width, "iterations": lim.iterations, "compare": True},
         "gpu": table.gpu + ("" if factor == 1 else f" × {factor:g} (the GPU in use is not in the cost table)"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import torch
 
 from dip_core import InputError, RunConfig
 from dip_core.config import choices
@@ -18,10 +21,14 @@ from dip_core.io import MIN_SIDE, to_uint8
 from dip_core.tasks import TASKS
 
 from . import budget
+from .examples import DEFAULT_EXAMPLE
 from .exports import FrameFiles, read_config, write_downloads
 from .inputs import RunRequest, choice, flag, number, parse_request, read_image
 from .session import STOPS, Frame, LabRun
 from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
+from .turns import ABANDON_S, Reader, turns_of
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONTROL = default_control("denoise")  # the default run's (run_lab's keyword defaults)
 
@@ -123,6 +130,44 @@ def request_seconds(req: RunRequest) -> int:
     return math.ceil(seconds)
 
 
+INTERNAL = "something went wrong on the server ({kind}); it was logged: try again, or with other settings"
+
+
+def guarded(fn: Callable) -> Callable:
+    """``fn`` (an event function, plain or generator) whose errors all reach the visitor as one line of ours: a
+    ``gr.Error`` as it is, an ``InputError`` as its line, anything else logged here and answered with INTERNAL."""
+
+    def translate(err: Exception) -> gr.Error:
+        if isinstance(err, InputError):
+            return gr.Error(str(err), print_exception=False)
+        logger.exception("event %s failed", getattr(fn, "__name__", fn))
+        return gr.Error(INTERNAL.format(kind=type(err).__name__), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):  # noqa: ANN202 - the event function's own outputs
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as err:  # noqa: BLE001 - see translate
+                raise translate(err) from None
+
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):  # noqa: ANN202
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - see translate
+            raise translate(err) from None
+
+    return plain
+
+
 def checked_request(**kwargs) -> RunRequest:
     """parse_request, with bad input as a one-line ``gr.Error``."""
     try:
@@ -158,27 +203,74 @@ def run_lab(
     lr: float = LIMITS.lr,
     request: gr.Request | None = None,
 ) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order. On ZeroGPU it runs in a
-    GPU worker process for the seconds ``gpu_duration`` asked for, and ends on its own just before."""
+    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order. The run itself is
+    ``live_run`` (on ZeroGPU in a GPU worker process); here, in the server's process, its Stop flag lives, and
+    its frames wait while the visitor has not read the last ones (``turns.Reader``): a run nobody reads stops."""
+    session = getattr(request, "session_hash", None)
+    key = session or uuid.uuid4().hex
+    if STOPS.stopped_before_start(key):
+        raise gr.Error("stopped while it waited in the queue: the run did not start", print_exception=False)
+    flag = STOPS.start(key)
+    reader = Reader(turns_of(request), session)
+    frames = live_run(key, image, task, level, lipschitz, upsample, gaussian_sigma, iterations, seed, auto_stop,
+                      compare, observed, mask, max_side, width, lr)  # fmt: skip
+    abandoned = False
+    try:
+        for i, (done, outputs) in enumerate(frames):
+            if abandoned:
+                continue  # the run ends after its current step; nobody is there for its last frame
+            if done or i == 0 or reader.ready():
+                yield outputs
+            elif reader.gone():
+                logger.info("run of session %s stopped: nothing read for %.0f s", key[:8], ABANDON_S)
+                abandoned = True
+                flag.set()
+    finally:
+        frames.close()
+        STOPS.finish(key, flag)
+        if abandoned and reader.turns is not None:
+            reader.turns.drop(session)
+
+
+def live_run(
+    key: str,
+    image: Any,
+    task: str = "denoise",
+    level: float | None = None,
+    lipschitz: float = DEFAULT_CONTROL["lipschitz"],
+    upsample: str = DEFAULT_CONTROL["upsample"],
+    gaussian_sigma: float = DEFAULT_CONTROL["gaussian_sigma"],
+    iterations: int = LIMITS.iterations,
+    seed: int = 0,
+    auto_stop: str = "off",
+    compare: bool = True,
+    observed: bool = False,
+    mask: Any = None,
+    max_side: int = LIMITS.max_side,
+    width: int = LIMITS.width,
+    lr: float = LIMITS.lr,
+) -> Iterator[tuple[bool, tuple]]:
+    """One live run: checks the request and yields (done, the values of RUN_OUTPUTS) per frame. On ZeroGPU it
+    runs in a GPU worker process for the seconds ``gpu_duration`` asked for and ends on its own just before;
+    elsewhere at the device's time limit. ``key`` names its Stop flag (``STOPS``)."""
     req = checked_request(image=image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
                           gaussian_sigma=gaussian_sigma, iterations=iterations, seed=seed, auto_stop=auto_stop,
                           compare=compare, observed=observed, mask=mask, max_side=max_side, width=width, lr=lr)  # fmt: skip
     for note in req.notes:
         gr.Warning(note)
-    key = getattr(request, "session_hash", None) or uuid.uuid4().hex
-    stop = STOPS.start(key)
-    lab = LabRun(req, stop=stop.is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
+    lab = LabRun(req, stop=STOPS.flag(key).is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
     if lab.baseline.unavailable:
         gr.Warning(lab.baseline.unavailable)
     files = FrameFiles()
     try:
         for i, frame in enumerate(lab.stream()):
             outputs = frame_outputs(lab, frame, files, first=i == 0)
-            yield tuple(outputs[k] for k in RUN_OUTPUTS)
-    except RuntimeError as err:  # e.g. out of memory on the device: keep it to one line
-        raise gr.Error(f"the run failed: {str(err).splitlines()[0]}", print_exception=False) from None
-    finally:
-        STOPS.finish(key, stop)
+            yield frame.done, tuple(outputs[k] for k in RUN_OUTPUTS)
+    except gr.Error:
+        raise
+    except torch.OutOfMemoryError:
+        raise gr.Error("the run ran out of memory: try a smaller image or a narrower network",
+                       print_exception=False) from None  # fmt: skip
 
 
 def frame_outputs(lab: LabRun, frame: Frame, files: FrameFiles, first: bool) -> dict:
@@ -222,10 +314,22 @@ def baseline_update(lab: LabRun, files: FrameFiles) -> dict:
 
 
 def request_stop(request: gr.Request | None = None) -> None:
-    """Stop this session's run after its current step; it keeps (and offers for download) what it reached."""
+    """Stop this session's run after its current step; it keeps (and offers for download) what it reached. A run
+    still waiting in the queue never starts."""
     key = getattr(request, "session_hash", None)
     if key:
-        STOPS.stop(key)
+        turns = turns_of(request)
+        STOPS.stop(key, waiting=turns is not None and turns.holds(key, running=False))
+
+
+def on_upsample_change(upsample: str) -> dict:
+    """Show the Gaussian σ slider only for Gaussian upsampling."""
+    return gr.update(visible=upsample == "gaussian")
+
+
+def default_image() -> str:
+    """The example image the page opens with."""
+    return str(DEFAULT_EXAMPLE)
 
 
 def on_compare_change(compare: bool) -> tuple:
@@ -260,8 +364,9 @@ def load_config(path: str | None) -> tuple:
             width=RunConfig.check("width", min(c.get("width", lim.width), lim.width_cap), lim.width_cap),
             lr=RunConfig.check("lr", c.get("lr", lim.lr)),
         )  # fmt: skip
-    except (InputError, TypeError) as err:
-        raise gr.Error(f"config: {err}", print_exception=False) from None
+    except (InputError, TypeError, ValueError, OverflowError) as err:
+        raise gr.Error(f"config: {err if isinstance(err, InputError) else 'a value cannot be used'}",
+                       print_exception=False) from None  # fmt: skip
     level = values["level_slider"]
     values["sr_factor"] = int(level) if spec.level.choices else 4
     if spec.level.slider is None:
@@ -270,15 +375,16 @@ def load_config(path: str | None) -> tuple:
 
 
 def gpu_duration(*args, **kwargs) -> int:
-    """ZeroGPU's ``duration`` of a run_lab call, called with the same arguments (it has run_lab's signature)
+    """ZeroGPU's ``duration`` of a live_run call, called with the same arguments (it has live_run's signature)
     before any GPU is taken: the run's GPU seconds; bad input and requests over the cap are refused here."""
-    bound = RUN_SIGNATURE.bind(*args, **kwargs)
+    bound = LIVE_SIGNATURE.bind(*args, **kwargs)
     bound.apply_defaults()
-    return request_seconds(checked_request(**{k: v for k, v in bound.arguments.items() if k != "request"}))
+    return request_seconds(checked_request(**{k: v for k, v in bound.arguments.items() if k != "key"}))
 
 
 RUN_SIGNATURE = inspect.signature(run_lab)
-gpu_duration.__signature__ = RUN_SIGNATURE
-run_lab = on_gpu(run_lab)
+LIVE_SIGNATURE = inspect.signature(live_run)
+gpu_duration.__signature__ = LIVE_SIGNATURE
+live_run = on_gpu(live_run)
 #: run_lab's inputs by name (its parameters; Gradio passes them in this order)
 RUN_INPUTS = tuple(p for p in RUN_SIGNATURE.parameters if p != "request")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 GIF_SIDE = 192  # each panel of the animation is scaled to this height
 DOWNLOAD_TTL_S = 3600  # a run's download folder is deleted this long after it was written
+CONFIG_MAX_BYTES = 64 * 1024  # a config JSON the app wrote is about 1 KB
 
 
 def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
@@ -43,12 +44,13 @@ def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
 
 
 def config_dict(lab: LabRun) -> dict:
-    """The controlled run's RunConfig plus the app's choices (loads with ``RunConfig.from_dict`` or the app)."""
+    """The controlled run's RunConfig as it ran (its ``auto`` choices made: the device and the convolution path this
+    machine timed) plus the app's choices; loads with ``RunConfig.from_dict`` or the app."""
     req = lab.request
     extra = dict(
         task=req.task.name, level=req.task.level, observed=req.observed, compare=req.compare, max_side=req.max_side
     )
-    return {**req.configs["controlled"].to_dict(), **extra}
+    return {**lab.tracks["controlled"].config.to_dict(), **extra}
 
 
 def log_rows(lab: LabRun) -> list[dict]:
@@ -105,9 +107,14 @@ class FrameFiles:
     the download ends short. A file already in Gradio's cache is served as it is, and never rewritten here.
     """
 
+    #: Files kept per name: older frames are deleted (a reader that far behind is sent no new frames meanwhile:
+    #: demo/turns.py), so a long run leaves a few dozen files, not one per frame.
+    KEEP = 16
+
     def __init__(self) -> None:
         self.folder: Path | None = None
         self.count = 0
+        self.written: dict[str, list[Path]] = {}
 
     def __call__(self, name: str, img: np.ndarray | None) -> str | None:
         """Write ``img`` (H×W×C float in [0, 1]) as ``NNNNN-name.png``; returns its path (None for None)."""
@@ -118,6 +125,10 @@ class FrameFiles:
         self.count += 1
         path = self.folder / f"{self.count:05d}-{name}.png"
         save_png(img, path)
+        paths = self.written.setdefault(name, [])
+        paths.append(path)
+        if len(paths) > self.KEEP:
+            paths.pop(0).unlink(missing_ok=True)
         return str(path)
 
 
@@ -167,11 +178,20 @@ def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
 
 
 def read_config(path: str | Path) -> dict:
-    """A config JSON written by the app (or any RunConfig dict); ``InputError`` when it is not one."""
+    """A config JSON written by the app (or any RunConfig dict), at most CONFIG_MAX_BYTES; ``InputError`` when it
+    is not one (too large, not JSON, nested too deep, numbers too long)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"not a config JSON file ({type(err).__name__})") from None
+        with open(path, "rb") as fh:
+            raw = fh.read(CONFIG_MAX_BYTES + 1)
+    except OSError:
+        raise InputError("not a config JSON file (it cannot be read)") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise InputError(f"not a config JSON file (larger than {CONFIG_MAX_BYTES // 1024} KB)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        why = "nested too deep" if isinstance(err, RecursionError) else type(err).__name__
+        raise InputError(f"not a config JSON file ({why})") from None
     if not isinstance(data, dict):
         raise InputError("not a config JSON file (expected an object)")
     return data

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,8 @@ from PIL import Image
 
 from dip_core import InputError, RunConfig, Task, make_task, observed_task, preset
 from dip_core.config import choices
-from dip_core.io import MIN_SIDE, load_image
+from dip_core.errors import shown
+from dip_core.io import MIN_SIDE, load_image, load_mask
 from dip_core.stopping import noise_sigma
 from dip_core.tasks import TASKS
 
@@ -37,11 +40,11 @@ class RunRequest:
 def number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float:
     """``value`` as a finite number in [lo, hi] (an int when ``integer``), else ``InputError``."""
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {value!r}")
+        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {shown(value)}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {shown(value)}") from None
     if not math.isfinite(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {v:g}")
     if integer:
@@ -54,7 +57,7 @@ def number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -
 def choice(name: str, value: Any, options: tuple[str, ...] | list[str]) -> str:
     """``value`` if it is one of ``options``, else ``InputError``."""
     if value not in options:
-        raise InputError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(options)}, got {shown(value)}")
     return value
 
 
@@ -66,13 +69,31 @@ def flag(name: str, value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise InputError(f"{name} must be true or false, got {value!r}")
+    raise InputError(f"{name} must be true or false, got {shown(value)}")
+
+
+@lru_cache(maxsize=16)
+def _decoded(path: str, real: str, size: int, mtime_ns: int, max_side: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One file decoded at ``max_side`` (read-only), cached by its resolved path, size, mtime and the side: once per
+    upload, not once per event (describe, run, ...); failures are not cached."""
+    arr, notes = load_image(path, max_side)
+    arr.flags.writeable = False
+    return arr, tuple(notes)
 
 
 def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
-    """Load an uploaded image (file path, PIL image or array) downscaled to ``max_side``; ``InputError`` if bad."""
+    """Load an uploaded image (file path, PIL image or array) downscaled to ``max_side``; ``InputError`` if bad.
+    A file path is decoded once per change (a bounded cache) and a fresh copy returned; arrays and PIL images are not."""
     if path is None or (isinstance(path, str) and not path):
         raise InputError("upload an image or pick an example first")
+    if isinstance(path, (str, os.PathLike)):
+        try:
+            real = os.path.realpath(path)
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return load_image(path, max_side)  # its own one-line error (no such file, ...)
+        arr, notes = _decoded(os.fspath(path), real, st.st_size, st.st_mtime_ns, int(max_side))
+        return arr.copy(), list(notes)
     if isinstance(path, np.ndarray):
         if path.dtype.kind not in "fiub":
             raise InputError(f"image array has an unsupported type {path.dtype}")
@@ -89,11 +110,7 @@ def read_mask(path: Any, size: tuple[int, int]) -> np.ndarray | None:
     """A mask image (white = known) resized (nearest) to ``size`` = (H, W); None when there is none."""
     if path is None or (isinstance(path, str) and not path):
         return None
-    mask, _ = load_image(path)
-    if mask.shape[:2] != size:
-        gray = Image.fromarray(np.round(mask.mean(axis=2) * 255).astype(np.uint8))
-        mask = np.asarray(gray.resize((size[1], size[0]), Image.NEAREST), dtype=np.float32)[:, :, None] / 255
-    return mask
+    return load_mask(path, size)  # a large mask is sampled while decoding, never made float at full size
 
 
 def parse_request(

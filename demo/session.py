@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import hashlib
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,14 @@ import torch
 
 from dip_core import RunConfig, Snapshot, autotune, run
 from dip_core.baselines import Baseline, baseline
+from dip_core.config import resolve_device
 from dip_core.lesson import Event, lesson
 from dip_core.replay import SpectrumView
 from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image
 
-from . import plots
+from . import budget, plots
 from .exports import side_by_side
 from .inputs import RunRequest
 from .settings import LIMITS, UPSAMPLE_LABELS, Limits, device_label
@@ -101,15 +102,25 @@ def touch(path: Path) -> None:
 
 
 class StopRegistry:
-    """One stop flag per browser session (or API call), set by the Stop button, read by the run between steps."""
+    """One stop flag per running live run, keyed by its visitor's session, set by the Stop button and read by the
+    run between steps; and the Stops pressed while a visitor's run still waited in the queue.
+
+    A flag's file (for ZeroGPU's worker process) is named by a hash of the key, never by the key itself, exists
+    only while its run does, and is removed when the run ends: at most one file per running run.
+    """
+
+    #: Stops remembered for runs that have not started yet (one per waiting run at most; the oldest are forgotten).
+    MAX_PENDING = 64
 
     def __init__(self, folder: Path = STOP_DIR) -> None:
         self.folder = folder
         self._flags: dict[str, StopFlag] = {}
+        self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def path(self, key: str) -> Path:
-        return self.folder / re.sub(r"[^\w-]", "_", key)
+        """The flag file of ``key``: a fixed-length hash, whatever the key holds."""
+        return self.folder / hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
 
     def start(self, key: str) -> StopFlag:
         """A fresh flag for a run starting under ``key`` (a stale file from an earlier run is removed)."""
@@ -119,18 +130,32 @@ class StopRegistry:
             self._flags[key] = flag
         return flag
 
-    def stop(self, key: str) -> bool:
-        """Ask the run under ``key`` to stop, in this process or another; False when none runs in this one."""
+    def flag(self, key: str) -> StopFlag:
+        """The flag of the run under ``key``: this process's, else one that reads the file (ZeroGPU's worker)."""
         with self._lock:
             flag = self._flags.get(key)
+        return flag if flag is not None else StopFlag(self.path(key))
+
+    def stop(self, key: str, waiting: bool = False) -> bool:
+        """Ask the run under ``key`` to stop; ``waiting``: the visitor's run is still in the queue, so it must not
+        start. False when there is no such run."""
+        with self._lock:
+            flag = self._flags.get(key)
+            if flag is None and waiting:
+                self._pending[key] = time.monotonic()
+                while len(self._pending) > self.MAX_PENDING:
+                    del self._pending[next(iter(self._pending))]
         if flag is not None:
             flag.set()
-        else:
-            touch(self.path(key))  # a run in a GPU worker process reads it
-        return flag is not None
+        return flag is not None or waiting
+
+    def stopped_before_start(self, key: str) -> bool:
+        """Whether Stop was pressed while the run under ``key`` waited (and forget it)."""
+        with self._lock:
+            return self._pending.pop(key, None) is not None
 
     def finish(self, key: str, flag: StopFlag) -> None:
-        """Forget the flag of a run that ended."""
+        """Forget the flag of a run that ended and remove its file."""
         with self._lock:
             if self._flags.get(key) is flag:
                 del self._flags[key]
@@ -161,9 +186,11 @@ class LabRun:
 
     def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS,
                  gpu_seconds: float | None = None) -> None:  # fmt: skip
-        """``gpu_seconds``: the GPU time the call asked for (ZeroGPU cuts it off there); the run ends just before."""
+        """``gpu_seconds``: the GPU time the call asked for (ZeroGPU cuts it off there); the run ends just before.
+        Without it the run ends at the device's time limit (``limits.run_seconds``)."""
         self.created = time.perf_counter()
         self.request, self.limits, self.gpu_seconds = request, limits, gpu_seconds
+        self.time_limit = gpu_seconds - GPU_RESERVE_S if gpu_seconds is not None else limits.run_seconds
         self.stop = stop or (lambda: False)
         task = request.task
         self.observation = to_image(task.observation)
@@ -173,19 +200,35 @@ class LabRun:
         # the noise-level auto-stop's threshold, drawn on the curves when that rule is on
         discrepancy = any(c.auto_stop == "discrepancy" for c in request.configs.values())
         self.noise_energy = task_noise_energy(task) if discrepancy else None
-        self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in request.configs.items()}
+        configs = self.resolved(request.configs)
+        self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in configs.items()}
         self.iterations = max(c.iterations for c in request.configs.values())
         self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
         self.frame_stride, self.frame_calls, self.rounds = 1, 0, 0
         self.started = self.ended = None
         self.cancelled = self.out_of_time = False
 
+    def resolved(self, configs: dict[str, RunConfig]) -> dict[str, RunConfig]:
+        """The configs with their ``auto`` choices made (the device, the convolution path timed on this machine),
+        so the downloads say what ran. Timed one after the other with the threads each network will have: one
+        apiece when a compare run's two networks step side by side on CPU, else this process's."""
+        side_by_side = len(configs) == 2 and self.limits.device == "cpu"
+        threads = torch.get_num_threads()
+        task = self.request.task
+        try:
+            if side_by_side:
+                torch.set_num_threads(1)
+            resolved = {n: autotune.resolve(task, c.validate()) for n, c in configs.items()}
+        finally:
+            torch.set_num_threads(threads)
+        return {n: replace(c, device=resolve_device(c.device).type) for n, c in resolved.items()}
+
     # ------------------------------------------------------------------ stepping
 
     def _cancelled(self) -> bool:
         if self.stop():
             self.cancelled = True
-        elif self.gpu_seconds is not None and time.perf_counter() - self.created > self.gpu_seconds - GPU_RESERVE_S:
+        elif self.time_limit is not None and time.perf_counter() - self.created > self.time_limit:
             self.cancelled = self.out_of_time = True
         return self.cancelled
 
@@ -302,10 +345,15 @@ class LabRun:
             parts.append(self.ending(it, elapsed))
         else:
             eta = (self.iterations - it) / rate if rate > 0 else float("inf")
-            parts.append(f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}")
+            line = f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}"
+            left = None if self.time_limit is None else self.time_limit - (time.perf_counter() - self.created)
+            if left is not None and self.gpu_seconds is None and it > 0 and eta > left:
+                line += f" (it ends at the {format_seconds(self.time_limit)} limit)"
+            parts.append(line)
         parts.append(device_label())
         if self.gpu_seconds is not None:
-            parts.append(f"GPU {time.perf_counter() - self.created:.0f} s of {self.gpu_seconds:.0f} s requested")
+            parts.append(f"GPU {time.perf_counter() - self.created:.0f} s of {self.gpu_seconds:.0f} s requested, "
+                         f"{budget.quota_note(self.gpu_seconds)}")  # fmt: skip
         for t in self.tracks.values():
             s = t.last
             if s.psnr is not None:
@@ -320,8 +368,10 @@ class LabRun:
         messages = [t.last.message for t in self.tracks.values() if t.last.message]
         if messages:
             return f"Ended: {messages[0]}"
-        if self.out_of_time:
+        if self.out_of_time and self.gpu_seconds is not None:
             return f"Stopped at iteration {it}: the GPU time asked for ({self.gpu_seconds:.0f} s) ran out"
+        if self.out_of_time:
+            return f"Stopped at iteration {it}: a run's time limit ({format_seconds(self.time_limit)}) was reached"
         if self.cancelled:
             return f"Stopped at iteration {it} after {format_seconds(elapsed)}"
         ctrl = self.tracks["controlled"].last

@@ -19,15 +19,19 @@ CPU_DEMO_OVERRIDES = dict(width=24, lr=0.007)
 #: The CPU default run's steps: the longest a compare run does within a minute on 2 cores, so that the default run
 #: shows the lesson as far as this scale can (benchmarks/reports/live_default/README.md).
 CPU_ITERATIONS = 1500
+#: Every live run ends by itself after this long, keeping what it reached (a public Space must not let one visitor hold
+#: it for an hour): 5 minutes. On ZeroGPU the call's own budget ends it sooner (demo/budget.py).
+RUN_SECONDS = 300.0
 #: ZeroGPU (Hugging Face): runs are GPU calls of a budgeted duration (demo/budget.py).
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 #: The GPU budget (requested seconds, the cap, the deadline, the status line) without ZeroGPU itself, to measure
 #: on any GPU what a ZeroGPU visitor would get (benchmarks/app_gpu.py).
 GPU_BUDGET = ZERO_GPU or os.environ.get("SPECTRAL_BIAS_LAB_GPU_BUDGET", "") == "1"
-#: The GPU default run (compare mode), chosen to request at most 30 s (README, section ZeroGPU): the paper's
-#: House size and lr; width 64, not 128, buys 1000 steps instead of 720 (the step is launch-bound at 256²), by
-#: when vanilla has peaked (~step 370) and the controlled network has passed it. lr 0.002 made vanilla collapse (step 90).
-GPU_DEFAULT = dict(max_side=256, width=64, iterations=1000, lr=0.001)
+#: The GPU default run (compare mode), chosen to declare at most 26 s, which ZeroGPU charges 1.5× (39 s: three runs
+#: of an anonymous visitor's 120 s a day; README, section ZeroGPU): the paper's House size and lr; width 64, not
+#: 128, buys 850 steps instead of 587 (the step is launch-bound at 256²), by when vanilla has peaked (~step 370)
+#: and the controlled network has passed it. lr 0.002 made vanilla collapse (step 90).
+GPU_DEFAULT = dict(max_side=256, width=64, iterations=850, lr=0.001)
 #: Compare mode's reference network: the original DIP.
 VANILLA = dict(lipschitz=0.0, upsample="bilinear")
 UPSAMPLE_LABELS = {"bilinear": "bilinear", "nearest": "nearest", "gaussian": "Gaussian"}
@@ -57,6 +61,8 @@ class Limits:
     lipschitz_cap: float = 5.0
     sigma_cap: float = 3.0
     max_frames: int = 80  # frames kept for the animation
+    # a run ends by itself after this many seconds (keeping its result and downloads); on ZeroGPU the GPU budget
+    run_seconds: float | None = None
     # a compare run's two networks as one (dip_core.stacked); SPECTRAL_BIAS_LAB_STACKED=0/1 overrides
     stacked: bool = False
 
@@ -69,10 +75,10 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         side, width = GPU_DEFAULT["max_side"], GPU_DEFAULT["width"]
         cap = budget.max_iterations(side, width, runs=1) if zero_gpu else 20_000
         return Limits("cuda", "cuda", side, 1024, GPU_DEFAULT["iterations"], cap, width, 256, GPU_DEFAULT["lr"],
-                      base.every, 0.5, stacked=stacked_pair(True))  # fmt: skip
+                      base.every, 0.5, stacked=stacked_pair(True), run_seconds=RUN_SECONDS)  # fmt: skip
     base = preset("cpu", **CPU_DEMO_OVERRIDES)
     return Limits("cpu", "cpu", 128, 256, CPU_ITERATIONS, 5000, base.width, 64, base.lr, base.every, 0.5,
-                  stacked=stacked_pair(False))  # fmt: skip
+                  stacked=stacked_pair(False), run_seconds=RUN_SECONDS)  # fmt: skip
 
 
 def stacked_pair(default: bool) -> bool:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import gradio as gr
 
 from dip_core import InputError
 from dip_core.config import choices, limits
+from dip_core.errors import shown
 from dip_core.tasks import TASKS
 
 from . import events, replays
-from .examples import ASSETS, DEFAULT_EXAMPLE, EXAMPLES
+from .examples import ASSETS, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
 from .inputs import number
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS, default_control
+
+#: The largest file a visitor may upload (an image or a config JSON): a 24-megapixel photo as PNG is about 20 MB.
+MAX_UPLOAD = "20mb"
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -84,23 +89,55 @@ def image_input(**kwargs) -> gr.Image:
     return image
 
 
-def checked_number(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Number:
-    """Check an API client's value against the widget's bounds with our one-line message (``name must be a
-    number between lo and hi, got v``) instead of Gradio's, which does not say which value it refused."""
+def guard_input(component: gr.components.Component, name: str) -> None:
+    """Check what an API client sends to ``component`` with our one-line messages, before Gradio's own checks
+    (which print library text, or fail with a traceback on values such as 10^400): a number must lie in the
+    widget's range ("seed must be a number between 0 and 2.14748e+09, got 1e+400"), a choice be one of the
+    widget's; any other error of its preprocessing becomes "NAME: this value cannot be used (VALUE)"."""
     default = component.preprocess
-    lo = -math.inf if component.minimum is None else component.minimum
-    hi = math.inf if component.maximum is None else component.maximum
+    numeric = isinstance(component, (gr.Slider, gr.Number))
+    lo = -math.inf if getattr(component, "minimum", None) is None else component.minimum
+    hi = math.inf if getattr(component, "maximum", None) is None else component.maximum
+    options = None
+    if isinstance(component, (gr.Dropdown, gr.Radio)) and not getattr(component, "multiselect", False):
+        options = [c[1] if isinstance(c, tuple) else c for c in component.choices]
 
-    def preprocess(payload):
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
         if payload is not None:
             try:
-                number(name, payload, lo, hi)
+                if numeric and (math.isfinite(lo) or math.isfinite(hi)):
+                    number(name, payload, lo, hi)
+                if options is not None and payload not in options:
+                    listed = ", ".join(str(o) for o in options)
+                    raise InputError(f"{name} must be one of {listed}, got {shown(payload)}")
             except InputError as err:
                 raise gr.Error(str(err), print_exception=False) from None
-        return default(payload)
+        try:
+            return default(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - a value Gradio cannot take: one line of ours
+            raise gr.Error(f"{name}: this value cannot be used ({shown(payload)})", print_exception=False) from None
 
     component.preprocess = preprocess
-    return component
+
+
+def guard_inputs(demo: gr.Blocks) -> None:
+    """``guard_input`` on every component any event reads (once each), named as the API names it: by the parameter
+    of the public endpoints (``run``, ``replay``), else by its elem_id or label."""
+    names: dict[int, str] = {}
+    for fn in sorted(demo.fns.values(), key=lambda f: f.api_name not in ("run", "replay")):
+        params = [p for p in inspect.signature(fn.fn).parameters if p != "request"] if fn.fn else []
+        public = fn.api_name in ("run", "replay") and len(params) == len(fn.inputs)
+        for i, component in enumerate(fn.inputs):
+            if component._id not in names and hasattr(component, "preprocess"):
+                names[component._id] = params[i] if public else (
+                    component.elem_id or str(component.label or type(component).__name__).lower())
+    for fn in demo.fns.values():
+        for component in fn.inputs:
+            name = names.pop(component._id, None)
+            if name is not None:
+                guard_input(component, name)
 
 
 def build_demo() -> gr.Blocks:
@@ -120,11 +157,10 @@ def build_demo() -> gr.Blocks:
                         o = _views()
         # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
         w["level"] = gr.Number(None, visible=False, label="level")
-        for name in ("lipschitz", "gaussian_sigma", "iterations", "seed", "max_side", "width", "lr"):
-            checked_number(w[name], name)
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
         _wire(demo, w, o)
         _wire_replays(r)
+    guard_inputs(demo)
     return demo
 
 
@@ -175,17 +211,18 @@ def _wire_replays(r: dict) -> None:
     """Replays use no GPU and never wait behind live runs: their own concurrency group without a limit, so an event
     starts at once and never sits in the queue (whose size, shared by every event, would otherwise fill up)."""
     now = dict(concurrency_id="replay", concurrency_limit=None, show_progress="hidden")
+    g = events.guarded
     view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
-    shown = [r[k] for k in replays.REPLAY_OUTPUTS]
-    r["iteration"].release(replays.replay, view, shown, api_name="replay", **now)
-    r["iteration"].input(replays.replay, view, shown, api_visibility="private", trigger_mode="always_last", **now)
+    shown_ = [r[k] for k in replays.REPLAY_OUTPUTS]
+    r["iteration"].release(g(replays.replay), view, shown_, api_name="replay", **now)
+    r["iteration"].input(g(replays.replay), view, shown_, api_visibility="private", trigger_mode="always_last", **now)
     for name in ("lane", "other"):
-        r[name].input(replays.replay, view, shown, api_visibility="private", **now)
-    r["experiment"].input(replays.on_experiment_change, view[:3], [r["iteration"], r["current"], *shown],
+        r[name].input(g(replays.replay), view, shown_, api_visibility="private", **now)
+    r["experiment"].input(g(replays.on_experiment_change), view[:3], [r["iteration"], r["current"], *shown_],
                           api_visibility="private", **now)  # fmt: skip
-    r["next"].click(replays.next_lesson, [*view[:3], r["current"]], [r["current"], r["iteration"], *shown],
+    r["next"].click(g(replays.next_lesson), [*view[:3], r["current"]], [r["current"], r["iteration"], *shown_],
                     api_visibility="private", **now)  # fmt: skip
-    playing = r["play"].click(replays.play, view, [r["iteration"], *shown], api_visibility="private", **now)
+    playing = r["play"].click(g(replays.play), view, [r["iteration"], *shown_], api_visibility="private", **now)
     r["pause"].click(None, None, None, cancels=[playing], api_visibility="private")
 
 
@@ -276,25 +313,27 @@ def _views() -> dict:
 
 
 def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
-    """Connect the widgets to demo.events."""
-    private = dict(api_visibility="private")
+    """Connect the widgets to demo.events (each function ``guarded``: every error reaches the visitor as one line)."""
+    private, g = dict(api_visibility="private"), events.guarded
     for trigger in (w["image"].change, w["max_side"].release):
-        trigger(events.describe_image, [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
-    w["task"].change(events.on_task_change, w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
-    w["task"].input(events.on_task_input, w["task"], [w["level_slider"], w["lipschitz"]], **private)
-    w["upsample"].change(lambda u: gr.update(visible=u == "gaussian"), w["upsample"], w["gaussian_sigma"], **private)
-    w["compare"].change(events.on_compare_change, w["compare"], [o["vanilla"], o["result"]], **private)
+        trigger(g(events.describe_image), [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
+    w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]],
+                     **private)  # fmt: skip
+    w["task"].input(g(events.on_task_input), w["task"], [w["level_slider"], w["lipschitz"]], **private)
+    w["upsample"].change(g(events.on_upsample_change), w["upsample"], w["gaussian_sigma"], **private)
+    w["compare"].change(g(events.on_compare_change), w["compare"], [o["vanilla"], o["result"]], **private)
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
-    w["run"].click(events.prepare_inputs, prepare, [w["level"], w["mask"]], **private).success(
-        events.run_lab, [w[k] for k in events.RUN_INPUTS], [o[k] for k in events.RUN_OUTPUTS], api_name="run",
+    w["run"].click(g(events.prepare_inputs), prepare, [w["level"], w["mask"]], **private).success(
+        g(events.run_lab), [w[k] for k in events.RUN_INPUTS], [o[k] for k in events.RUN_OUTPUTS], api_name="run",
         concurrency_limit=1, show_progress="hidden",
     )  # fmt: skip
     # Stop sets the run's flag (a file too, for ZeroGPU's worker process): the run ends and keeps its downloads
-    w["stop"].click(events.request_stop, None, None, api_name="stop", queue=False)
-    w["load"].upload(events.load_config, w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
-    demo.load(lambda: str(DEFAULT_EXAMPLE), None, w["image"], **private)
+    w["stop"].click(g(events.request_stop), None, None, api_name="stop", queue=False)
+    w["load"].upload(g(events.load_config), w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
+    demo.load(g(events.default_image), None, w["image"], **private)
 
 
 def launch_options() -> dict:
     """Keyword arguments of ``demo.launch`` shared by app.py and the tests."""
-    return dict(css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True)
+    return dict(css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True,
+                max_file_size=MAX_UPLOAD)  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, shown
 from .layers import CONV_ALGOS
 from .nets import UPSAMPLE_MODES
 from .stopping import STOP_RULES
@@ -64,24 +64,24 @@ class RunConfig:
         meta = _FIELDS[name].metadata
         if meta.get("choices"):
             if value not in meta["choices"]:
-                raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+                raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")
             return value
         lo, top = meta["lo"], meta["hi"] if hi is None else min(hi, meta["hi"])
         if meta["per_layer"] and isinstance(value, (list, tuple)):
             return type(value)(cls.check(name, v, hi) for v in value)
-        refuse = InputError(f"{name} must be a number between {lo:g} and {top:g}, got {value!r}")
+        refuse = InputError(f"{name} must be a number between {lo:g} and {top:g}, got {shown(value)}")
         if isinstance(value, bool) or value is None:
             raise refuse
         try:
             v = float(value) if isinstance(value, str) else value
             ok = math.isfinite(v) and lo <= v <= top
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise refuse from None
         if not ok:
             raise refuse
         if meta["integer"]:
             if v != int(v):
-                raise InputError(f"{name} must be a whole number, got {value!r}")
+                raise InputError(f"{name} must be a whole number, got {shown(value)}")
             return int(v)
         return float(v)
 
@@ -92,7 +92,7 @@ class RunConfig:
             if not f.metadata or (value is None and f.default is None):
                 continue
             if isinstance(value, str) and not f.metadata["choices"]:
-                raise InputError(f"{f.name} must be a number, got {value!r}")  # text is converted only at the edges
+                raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted only at the edges
             self.check(f.name, value)
         return self
 

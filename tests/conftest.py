@@ -56,3 +56,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: What no error a visitor sees may hold: a traceback, an OS error, Gradio's own preprocessing line, a temp path.
+LEAKS = ("Traceback", "Errno", "Could not preprocess", tempfile.gettempdir() + "/", 'File "')
+
+
+@pytest.fixture(autouse=True)
+def errors_are_one_line_of_ours(monkeypatch):
+    """Every error message the test provokes, in the app (``gr.Error``) or seen by a client (``AppError``), is one
+    line with no library text or internal path in it."""
+    import gradio as gr
+    from gradio_client.exceptions import AppError
+
+    seen: list[str] = []
+    for cls in (gr.Error, AppError):
+        original = cls.__init__
+
+        def record(self, message="Error raised.", *args, _original=original, **kwargs):
+            seen.append(str(message))
+            _original(self, message, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", record)
+    yield
+    bad = [m for m in seen if "\n" in m.strip() or any(k in m for k in LEAKS)]
+    assert not bad, f"errors that are not one line of ours: {bad[:3]}"

@@ -25,15 +25,14 @@ def small(**kw) -> RunConfig:
 
 
 def run_lab_in_child(queue, key: str, kwargs: dict) -> None:
-    """A run_lab call in another process, as ZeroGPU's worker runs it; every output goes back pickled."""
+    """A live_run call in another process, as ZeroGPU's worker runs it; every output goes back pickled."""
     import torch
 
     torch.set_num_threads(1)
     from demo import events
 
-    request = type("Request", (), {"session_hash": key})()
     try:
-        for out in events.run_lab(request=request, **kwargs):
+        for _, out in events.live_run(key, **kwargs):
             queue.put(("frame", out))
         queue.put(("end", None))
     except Exception as err:  # noqa: BLE001 - reported to the test

@@ -126,7 +126,7 @@ def test_noise_level_auto_stop_through_the_api(client, tiny_png):
     [
         (dict(iterations=10**7), "iterations must be a number between 10 and 5000"),  # the slider's range
         (dict(task="sr", level=3), "factor"),
-        (dict(upsample="bicubic"), "not in the list of choices"),  # checked by gr.Radio
+        (dict(upsample="bicubic"), "upsample must be one of bilinear, nearest, gaussian, got 'bicubic'"),
         (dict(task="sr", level=3.5), "factor"),
         (dict(seed=2**40), "seed"),
         (dict(task="jpeg", auto_stop="discrepancy"), "needs a known noise level"),
@@ -330,6 +330,7 @@ def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(clie
 
 def test_every_row_of_the_doc_table_has_an_app_case():
     from test_bad_input import DOC
+    from test_public_space import PUBLIC_ROWS
 
     rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
     rows = [r for r in rows if r not in ("input", "---")]
@@ -340,5 +341,6 @@ def test_every_row_of_the_doc_table_has_an_app_case():
         "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
         "loss becomes NaN or infinite mid-run", "OpenCV not installed (the classical baseline cannot run)",
         *BAD_REPLAY_ROWS,  # the replay endpoint's rows: tests/test_replays.py
+        *PUBLIC_ROWS,  # the public Space's rows: tests/test_public_space.py
     }  # fmt: skip
     assert sorted(rows) == sorted(covered)

@@ -200,7 +200,8 @@ def test_loss_turning_nan_mid_run_keeps_the_last_good_image():
 def test_every_row_of_the_doc_table_is_a_case():
     rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
     rows = [r for r in rows if r not in ("input", "---")]
+    from test_public_space import PUBLIC_ROWS  # the public Space's rows: tests/test_public_space.py
     from test_replays import BAD_REPLAY_ROWS  # the replay endpoint's rows: tests/test_replays.py
 
-    names = [c[0] for c in CASES] + ["loss becomes NaN or infinite mid-run", *BAD_REPLAY_ROWS]
+    names = [c[0] for c in CASES] + ["loss becomes NaN or infinite mid-run", *BAD_REPLAY_ROWS, *PUBLIC_ROWS]
     assert sorted(rows) == sorted(names)

@@ -6,8 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
+import dip_core.io as dio
 from dip_core import make_task
 from dip_core.errors import InputError
 from dip_core.io import load_image, resize_max_side, save_png
@@ -121,3 +122,145 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert (tmp_path / "bomb.png").stat().st_size < 200_000
     with pytest.raises(InputError, match="too large|megapixels"):
         load_image(tmp_path / "bomb.png")
+
+
+# --- huge uploads: shrunk while decoding, never converted to float at full size -------------------------------
+
+
+def _full_size_reference(path, max_side):
+    """What load_image gave before pre-reduction: the whole image as float, then Lanczos to max_side."""
+    im = Image.open(path)
+    im.load()
+    arr = dio._to_array(ImageOps.exif_transpose(im) or im)
+    return resize_max_side(arr, max_side, dio.MIN_SIDE)[0]
+
+
+@pytest.fixture
+def float_shapes(monkeypatch):
+    """Records the shape of every image that load_image converts to float."""
+    shapes, real = [], dio._to_array
+
+    def spy(im):
+        shapes.append(im.size[::-1])
+        return real(im)
+
+    monkeypatch.setattr(dio, "_to_array", spy)
+    return shapes
+
+
+def _photo(w, h, seed=0):
+    """A w × h RGB image with detail at every scale: a noisy 1/4-size texture upscaled, plus fine noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (h // 4, w // 4, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR)
+    fine = rng.integers(0, 24, (h, w, 3), dtype=np.uint8)
+    return Image.fromarray(np.asarray(coarse) // 8 * 7 + fine)
+
+
+def test_large_png_is_reduced_before_float_and_stays_close(tmp_path, float_shapes):
+    path = tmp_path / "big.png"
+    _photo(4000, 3000).save(path, compress_level=0)
+    arr, notes = load_image(path, max_side=64)
+    assert arr.shape == (48, 64, 3) and arr.dtype == np.float32
+    assert notes == ["resized from 4000×3000 to 64×48 (maximum side 64 px)"]
+    assert float_shapes and max(max(s) for s in float_shapes) <= 4 * 64  # the full-size float array is never built
+    reference = _full_size_reference(path, 64)
+    assert np.abs(arr - reference).mean() < 0.02
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "LA", "RGBA", "P", "P_transparent", "CMYK", "I;16", "I", "F"])
+def test_every_mode_is_reduced_like_the_full_size_path(tmp_path, float_shapes, mode):
+    base = _photo(1024, 768)
+    fmt = "PNG"
+    if mode in ("I;16", "I"):
+        im = Image.fromarray(np.asarray(base.convert("L")).astype(np.int32) * (257 if mode == "I;16" else 1))
+        im = im.convert("I;16") if mode == "I;16" else im
+        fmt = "TIFF" if mode == "I" else "PNG"
+    elif mode == "F":
+        im, fmt = Image.fromarray(np.asarray(base.convert("L"), np.float32) * 3), "TIFF"  # scaled by 1/255
+    elif mode == "P_transparent":
+        im = base.convert("P")
+        im.info["transparency"] = int(np.asarray(im)[0, 0])
+    elif mode in ("LA", "RGBA"):
+        im = base.convert(mode)
+        im.putalpha(Image.linear_gradient("L").resize(base.size))
+    else:
+        im = base.convert(mode)
+        fmt = "TIFF" if mode == "CMYK" else "PNG"
+    path = tmp_path / f"big.{fmt.lower()}"
+    im.save(path, format=fmt)
+    arr, _ = load_image(path, max_side=64)
+    assert max(max(s) for s in float_shapes) <= 4 * 64
+    reference = _full_size_reference(path, 64)
+    assert arr.shape == reference.shape == (48, 64, 1 if mode in ("L", "1", "LA", "I;16", "I", "F") else 3)
+    assert np.abs(arr - reference).mean() < 0.02
+
+
+def test_large_float_tiff_with_nan_is_refused(tmp_path):
+    a = np.zeros((700, 1000), np.float32)
+    a[650, 990] = np.nan
+    Image.fromarray(a).save(tmp_path / "nan.tif")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_image(tmp_path / "nan.tif", max_side=32)
+
+
+def test_large_jpeg_is_decoded_small_with_draft(tmp_path, float_shapes, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    drafts, real = [], JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append((mode, size))
+        return real(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display: the result is upright and portrait
+    _photo(2400, 1600).save(tmp_path / "big.jpg", quality=90, exif=exif.tobytes())
+    arr, notes = load_image(tmp_path / "big.jpg", max_side=64)
+    assert drafts == [("RGB", (-(-2400 // 18), -(-1600 // 18)))]  # factor 2400 // (2 × 64) = 18: DCT scale 8
+    assert float_shapes == [(100, 150)]  # decoded at 1/8 (300×200), reduced by 18 // 8 = 2, then made float
+    assert arr.shape == (64, 43, 3) and "resized from 1600×2400 to 43×64" in notes[0]
+    assert np.abs(arr - _full_size_reference(tmp_path / "big.jpg", 64)).mean() < 0.02
+
+
+def test_small_images_take_the_exact_old_path(tmp_path, float_shapes):
+    _photo(256, 256).save(tmp_path / "a.png")
+    arr, notes = load_image(tmp_path / "a.png", max_side=128)
+    assert float_shapes == [(256, 256)]  # under 4 × max_side: decoded whole, then Lanczos, as before
+    assert np.array_equal(arr, _full_size_reference(tmp_path / "a.png", 128))
+
+
+def test_large_mask_is_sampled_not_decoded_to_float(tmp_path, float_shapes):
+    from demo.inputs import read_mask
+
+    rng = np.random.default_rng(0)
+    blocks = (rng.random((30, 40)) > 0.5).astype(np.uint8) * 255
+    Image.fromarray(np.kron(blocks, np.ones((30, 30), np.uint8))).convert("RGBA").save(tmp_path / "m.png")
+    mask = read_mask(str(tmp_path / "m.png"), (48, 64))
+    assert float_shapes == [(48, 64)]
+    assert mask.shape == (48, 64, 1) and set(np.unique(mask)) <= {0.0, 1.0}
+    full = load_image(tmp_path / "m.png")[0]  # the old path: whole mask as float, then nearest
+    assert np.array_equal(mask, dio._nearest_gray(full, (48, 64)))
+
+
+def test_read_image_decodes_a_file_once_and_returns_copies(tmp_path, monkeypatch):
+    import os
+
+    import demo.inputs as inputs
+
+    calls = []
+    real = inputs.load_image
+    monkeypatch.setattr(inputs, "load_image", lambda p, s: calls.append((p, s)) or real(p, s))
+    inputs._decoded.cache_clear()
+    path = tmp_path / "u.png"
+    _photo(300, 200).save(path)
+    a, notes = inputs.read_image(str(path), 64)
+    a[:] = 0  # a caller's change must not reach the cache
+    b, notes_b = inputs.read_image(str(path), 64)
+    assert len(calls) == 1 and notes == notes_b and b.max() > 0 and b.flags.writeable
+    inputs.read_image(str(path), 32)  # another size: decoded again
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a changed file: again
+    inputs.read_image(str(path), 64)
+    inputs.read_image(Image.open(path), 64)  # PIL images (and arrays) are not cached
+    assert len(calls) == 4
+    inputs._decoded.cache_clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -20,8 +21,10 @@ from helpers import run_lab_in_child
 
 from demo import budget, events
 from demo.deploy import SPACE_PYTHON, SPACE_TORCH
+from demo.deploy import budget as deploy_budget
 from demo.deploy import main as deploy_main
 from demo.inputs import parse_request
+from demo.session import STOPS
 from demo.settings import limits_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +51,7 @@ def same(a, b) -> bool:
 
 def test_every_value_a_run_yields_pickles_to_the_same_thing(tiny_png):
     """On ZeroGPU each yielded value crosses from the GPU worker to the server by pickle."""
-    outputs = list(events.run_lab(image=tiny_png, iterations=20, compare=True, **TINY))
+    outputs = [out for _, out in events.live_run("pickle-test", image=tiny_png, iterations=20, compare=True, **TINY)]
     assert len(outputs) >= 2 and outputs[-1][events.RUN_OUTPUTS.index("status")].startswith("Done")
     for out in outputs:
         assert same(out, pickle.loads(pickle.dumps(out)))
@@ -57,15 +60,19 @@ def test_every_value_a_run_yields_pickles_to_the_same_thing(tiny_png):
 def test_the_duration_callable_takes_the_apis_arguments(tiny_png):
     """spaces.GPU calls ``duration`` with the handler's own arguments: same names and keyword defaults."""
     duration = inspect.signature(events.gpu_duration).parameters
-    api = inspect.signature(inspect.unwrap(events.run_lab)).parameters
+    api = inspect.signature(inspect.unwrap(events.live_run)).parameters
     assert [(p.name, p.default) for p in duration.values()] == [(p.name, p.default) for p in api.values()]
+    # the GPU function takes the endpoint's inputs, in its order and with its defaults, after its stop key
+    endpoint = inspect.signature(events.run_lab).parameters
+    assert [(p.name, p.default) for p in list(api.values())[1:]] == [
+        (p.name, p.default) for p in endpoint.values() if p.name != "request"]
     positional = [tiny_png, "denoise", None, 1.4, "bilinear", 0.5, 100, 0, "off", True, False, None, 32, 8, 0.01]
     assert len(positional) == len(events.RUN_INPUTS)
-    seconds = events.gpu_duration(*positional)  # as Gradio passes them
+    seconds = events.gpu_duration("key", *positional)  # as run_lab calls it
     assert isinstance(seconds, int) and 0 < seconds <= budget.cap_seconds()
-    assert seconds == events.gpu_duration(tiny_png, iterations=100, max_side=32, width=8, lr=0.01)
+    assert seconds == events.gpu_duration("key", tiny_png, iterations=100, max_side=32, width=8, lr=0.01)
     with pytest.raises(gr.Error, match="lipschitz"):
-        events.gpu_duration(tiny_png, lipschitz=float("nan"))  # bad input is refused before any GPU is taken
+        events.gpu_duration("key", tiny_png, lipschitz=float("nan"))  # bad input is refused before any GPU is taken
 
 
 def test_a_request_over_the_cap_is_refused_with_what_fits(house, monkeypatch):
@@ -105,6 +112,38 @@ def test_deploy_budget_prints_one_json_line(capsys):
     b = json.loads(line)
     assert b["default_gpu_seconds"] <= 30 and b["max_gpu_seconds"] == budget.cap_seconds()
     assert set(b["default"]) == {"size", "width", "iterations", "compare"} and b["gpu"]
+
+
+def test_the_duration_factor_is_the_one_spaces_charges_on_the_default_size():
+    """spaces' configs.json: the RTX PRO 6000 (ZeroGPU's ``large``, half the card) is charged duration_factor ×
+    the declared duration; read from the installed package without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("spaces")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("spaces is not installed")
+    configs = Path(next(iter(spec.submodule_search_locations))) / "zero" / "configs.json"
+    if not configs.is_file():
+        pytest.skip("this spaces has no zero/configs.json")
+    entry = next(c for c in json.loads(configs.read_text()) if "RTX PRO 6000" in c["model"])
+    assert entry["duration_factor"] == budget.ZERO_GPU_DURATION_FACTOR
+
+
+def test_the_default_gpu_run_leaves_an_anonymous_visitor_three_runs_a_day(house):
+    assert budget.quota_seconds(28) == 42 and budget.quota_seconds(60) == 90  # the cap costs 90 s of 120
+    assert budget.runs_per_day(28) == 2 and budget.runs_per_day(26) == 3 and budget.runs_per_day(60) == 1
+    lim = limits_for("cuda", zero_gpu=True)
+    declared = math.ceil(budget.run_seconds(lim.max_side**2, lim.width, lim.iterations, runs=2))
+    assert declared <= 26 and budget.runs_per_day(declared) >= 3
+    req = parse_request(house, iterations=lim.iterations, max_side=lim.max_side, width=lim.width, compare=True,
+                        limits=lim)  # fmt: skip
+    assert events.request_seconds(req) == declared  # what spaces.GPU is asked for: House is 256²
+    assert budget.quota_note(26) == "quota 39 s of the visitor's 120 s a day (26 s × 1.5)"
+    assert budget.quota_note(25.5) == "quota 38.2 s of the visitor's 120 s a day (25.5 s × 1.5)"
+    b = json.loads(json.dumps(deploy_budget()))
+    assert b["duration_factor"] == budget.ZERO_GPU_DURATION_FACTOR
+    assert b["default_quota_seconds"] == budget.quota_seconds(declared) <= 39
+    assert b["default_runs_per_day_anonymous"] == budget.runs_per_day(declared) >= 3
 
 
 def test_deploy_writes_a_zerogpu_space(tmp_path):
@@ -160,7 +199,7 @@ assert LIMITS.device == "cuda", LIMITS
 demo, url = load.serve(4)  # app.py's make_app, as the Space starts it
 r = httpx.get(url, timeout=30)
 from demo import events
-assert events.run_lab.__wrapped__ and events.RUN_INPUTS[0] == "image" and "lr" in events.RUN_INPUTS
+assert events.live_run.__wrapped__ and events.RUN_INPUTS[0] == "image" and "lr" in events.RUN_INPUTS
 client_api = httpx.get(url.rstrip("/") + "/gradio_api/info", timeout=30).json()
 assert "/run" in client_api["named_endpoints"], client_api
 print("RESULT", LIMITS.device, LIMITS.max_side, LIMITS.iterations, r.status_code)
@@ -186,6 +225,7 @@ def test_stop_reaches_a_run_in_another_process_and_keeps_the_downloads(tiny_png)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     key = "zerogpu-stop-test"
+    flag = STOPS.start(key)  # run_lab's part in the server's process: the run's flag, which Stop finds
     child = ctx.Process(target=run_lab_in_child, args=(queue, key, dict(image=tiny_png, iterations=5000, **TINY)))
     child.start()
     try:
@@ -205,6 +245,8 @@ def test_stop_reaches_a_run_in_another_process_and_keeps_the_downloads(tiny_png)
         child.join(timeout=30)
         if child.is_alive():
             child.kill()
+        STOPS.finish(key, flag)
+    assert not flag.path.exists()  # the flag's file goes with its run
     status = last[events.RUN_OUTPUTS.index("status")]
     files = last[events.RUN_OUTPUTS.index("files")]
     assert status.startswith("Stopped at iteration"), status

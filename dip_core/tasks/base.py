@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, shown
 from ..io import MIN_SIDE
 
 
@@ -84,8 +84,8 @@ class Level:
             return self.default
         try:
             level = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InputError(f"{self.name} must be a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"{self.name} must be a number, got {shown(value)}") from None
         if not np.isfinite(level) or not self.lo <= level <= self.hi:
             raise InputError(f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {level:g}")
         if self.choices and level not in self.choices:

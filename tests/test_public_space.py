@@ -1,0 +1,303 @@
+"""A public Space that one visitor cannot take down: fair turns, bounded runs, runs nobody reads, Stop while queued,
+stop files, config uploads, what the downloads record, and the hostile crowd (benchmarks/load.py --crowd, small)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from helpers import wait_for
+
+from benchmarks import load
+from demo import events, turns
+from demo.exports import read_config, write_downloads
+from demo.inputs import parse_request
+from demo.session import STOP_DIR, STOPS, LabRun
+from demo.settings import LIMITS
+from dip_core import InputError, RunConfig, make_task, run
+from dip_core.io import load_image
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = dict(max_side=32, width=8, lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def space(monkeypatch_module):
+    """The app as on a Space (one trusted proxy hop), with 2 live runs waiting at most: one per address."""
+    monkeypatch_module.setenv(turns.PROXY_HOPS_ENV, "1")
+    demo, url = load.serve(2)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def visitor(url: str, address: str, tmp_path) -> Client:
+    return Client(url, verbose=False, download_files=str(tmp_path), headers={"X-Forwarded-For": address})
+
+
+def test_the_visitor_address_is_what_the_trusted_proxy_saw():
+    # the right-most entry is the proxy's; entries a visitor wrote itself are to its left and never count
+    assert turns.client_address({"x-forwarded-for": "1.2.3.4, 203.0.113.9"}, "10.0.0.1", 1) == "203.0.113.9"
+    assert turns.client_address({"x-forwarded-for": "203.0.113.9"}, "10.0.0.1", 1) == "203.0.113.9"
+    assert turns.client_address({"x-forwarded-for": "a, b, c"}, "10.0.0.1", 2) == "b"
+    assert turns.client_address({"x-forwarded-for": "203.0.113.9"}, "127.0.0.1", 0) == "127.0.0.1"  # no proxy
+    assert turns.client_address({}, "127.0.0.1", 1) == "127.0.0.1"  # no header: the peer
+
+
+def test_proxy_hops_is_one_on_a_space_and_zero_elsewhere(monkeypatch):
+    monkeypatch.delenv(turns.PROXY_HOPS_ENV, raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert turns.proxy_hops() == 0
+    monkeypatch.setenv("SPACE_ID", "someone/spectral-bias-lab")
+    assert turns.proxy_hops() == 1
+    monkeypatch.setenv(turns.PROXY_HOPS_ENV, "2")
+    assert turns.proxy_hops() == 2
+
+
+def test_a_visitor_holds_one_live_run_and_an_address_half_the_queue(space, tiny_png, tmp_path):
+    demo, url = space
+    first = visitor(url, "198.51.100.1", tmp_path)
+    same_address = visitor(url, "198.51.100.1", tmp_path)
+    spoofing = visitor(url, "203.0.113.5, 198.51.100.1", tmp_path)  # a forged entry left of the proxy's
+    other = visitor(url, "198.51.100.2", tmp_path)
+    try:
+        job = first.submit(image=handle_file(tiny_png), iterations=3000, **TINY, api_name="/run")
+        assert wait_for(lambda: demo._spectral_turns.holds(first.session_hash, running=True), 60)
+        t0 = time.perf_counter()
+        with pytest.raises(AppError, match="a run of yours is already running: press Stop"):
+            first.predict(image=handle_file(tiny_png), iterations=10, **TINY, api_name="/run")
+        for client in (same_address, spoofing):
+            with pytest.raises(AppError, match=r"runs from your network address .* \(at most 1\)"):
+                client.predict(image=handle_file(tiny_png), iterations=10, **TINY, api_name="/run")
+        assert time.perf_counter() - t0 < 10  # refused at once, not after waiting
+        # replays and every other event are never refused by live runs
+        assert len(other.predict("denoise_house", "lam2", "vanilla", 300, api_name="/replay")) == 8
+        waiting = other.submit(image=handle_file(tiny_png), iterations=10, **TINY, api_name="/run")  # another address
+        first.predict(api_name="/stop")
+        assert str(job.result(timeout=60)[6]).startswith("Stopped at iteration")
+        assert str(waiting.result(timeout=60)[6]).startswith("Done")
+    finally:
+        for client in (first, same_address, spoofing, other):
+            client.close()
+
+
+def test_a_run_nobody_reads_stops_within_seconds_and_leaves_nothing(space, tiny_png):
+    demo, url = space
+    raw = load.Raw(url, "198.51.100.7")
+    image = raw.upload(tiny_png)
+    stop_files = len(list(STOP_DIR.glob("*"))) if STOP_DIR.is_dir() else 0
+    code, _ = raw.join("run", load.run_data(image, iterations=5000, **TINY), "never-reads")  # never opens the stream
+    assert code == 200
+    assert wait_for(lambda: demo._spectral_turns.holds("never-reads", running=True), 60)
+    t0 = time.perf_counter()
+    assert wait_for(lambda: not demo._spectral_turns.holds("never-reads"), turns.ABANDON_S + 30)
+    assert time.perf_counter() - t0 < turns.ABANDON_S + 30
+    assert wait_for(lambda: STOPS.active() == 0, 10)
+    unread = demo._queue.pending_messages_per_session.get("never-reads")
+    assert wait_for(lambda: unread is None or unread.qsize() <= turns.MAX_BACKLOG, 5)  # frames were not queued
+    assert (len(list(STOP_DIR.glob("*"))) if STOP_DIR.is_dir() else 0) <= stop_files
+
+
+def test_stop_pressed_while_the_run_waits_means_it_never_starts(space, tiny_png, tmp_path):
+    demo, url = space
+    running, queued = visitor(url, "198.51.100.3", tmp_path), visitor(url, "198.51.100.4", tmp_path)
+    try:
+        job = running.submit(image=handle_file(tiny_png), iterations=3000, **TINY, api_name="/run")
+        assert wait_for(lambda: demo._spectral_turns.holds(running.session_hash, running=True), 60)
+        later = queued.submit(image=handle_file(tiny_png), iterations=3000, **TINY, api_name="/run")
+        assert wait_for(lambda: demo._spectral_turns.holds(queued.session_hash, running=False), 30)
+        queued.predict(api_name="/stop")
+        running.predict(api_name="/stop")
+        assert str(job.result(timeout=60)[6]).startswith("Stopped")
+        with pytest.raises(AppError, match="stopped while it waited in the queue: the run did not start"):
+            later.result(timeout=60)
+        assert later.outputs() == []  # not one frame
+    finally:
+        running.close()
+        queued.close()
+
+
+def test_session_hashes_never_become_file_names(space):
+    _, url = space
+    raw = load.Raw(url, "198.51.100.9")
+    before = sorted(STOP_DIR.glob("*")) if STOP_DIR.is_dir() else []
+    for i in range(20):
+        body = {"data": [], "fn_index": raw.fn["stop"], "session_hash": f"{i}-" + "a" * 300}
+        r = load.httpx.post(url + "gradio_api/run/predict", content=json.dumps(body),
+                            headers={**raw.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text[:300]
+    assert (sorted(STOP_DIR.glob("*")) if STOP_DIR.is_dir() else []) == before  # no run: no file
+    assert len(STOPS.path("a" * 300).name) == 40
+
+
+def test_a_cpu_run_ends_at_its_time_limit_and_keeps_its_downloads(tiny_png, tmp_path):
+    from dataclasses import replace
+
+    lab = LabRun(parse_request(tiny_png, iterations=5000, compare=True, **TINY), limits=replace(LIMITS, run_seconds=2))
+    frames = list(lab.stream())
+    assert frames[-1].done and 0 < lab.current_iter < 5000
+    assert "time limit (2 s) was reached" in frames[-1].status, frames[-1].status
+    files = write_downloads(lab, tmp_path)
+    assert {os.path.basename(f) for f in files} >= {"result.png", "result_vanilla.png", "log.json", "config.json"}
+    assert LIMITS.run_seconds == 300  # the stated limit (README, section The app)
+
+
+def test_config_uploads_are_bounded(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"task": "denoise", "pad": "x" * 100_000}))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 30_000 + "]" * 30_000)
+    with pytest.raises(InputError, match=r"^not a config JSON file \(larger than 64 KB\)$"):
+        read_config(big)
+    with pytest.raises(InputError, match=r"^not a config JSON file \(nested too deep\)$"):
+        read_config(deep)
+
+
+def test_the_downloads_record_the_path_that_ran_and_reload_to_the_same_curve(tiny_png, tmp_path):
+    lab = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY))
+    list(lab.stream())
+    write_downloads(lab, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    log = json.loads((tmp_path / "log.json").read_text())
+    assert config["conv_algo"] != "auto" and config["device"] == "cpu"
+    assert log["controlled"]["config"]["conv_algo"] == config["conv_algo"]
+    # the same curve from the downloaded config alone (same machine, same threads), with no choice left to time
+    img, _ = load_image(tiny_png, config["max_side"])
+    task = make_task(config["task"], img, config["level"], seed=config["seed"])
+    rerun = RunConfig.from_dict({k: v for k, v in config.items() if k in RunConfig.__dataclass_fields__})
+    again = [s.record()["loss"] for s in run(task, rerun)]
+    assert again == [r["loss"] for r in log["controlled"]["records"]]
+
+
+def test_a_hostile_crowd_does_not_deny_the_space_to_others():
+    """benchmarks.load --crowd, small: a greedy address fills its share, abandons its runs, sends bad values and
+    200-character session hashes to Stop; replay viewers and honest live clients are all served meanwhile."""
+    r = load.crowd_test(small=True, timeout=240)
+    assert load.crowd_ok(r) == [], json.dumps(r)[:3000]
+    assert r["greedy"]["admitted"] == r["address_share"] and r["refused"] >= 1
+
+
+def test_every_refusal_and_error_is_one_line_of_ours():
+    for message in (turns.BUSY.format(what="running"), turns.ADDRESS_FULL.format(n=4, share=4),
+                    turns.LIVE_FULL.format(n=8), events.INTERNAL.format(kind="KeyError")):  # fmt: skip
+        assert load.leaked(message) is None and "\n" not in message
+    assert load.leaked("Traceback (most recent call last):") and load.leaked("[Errno 36] File name too long")
+
+
+# ---------------------------------------------------------------- docs/bad-input.md, the public Space's table
+
+PUBLIC_ROWS = (
+    "a number too large for a float (seed, max_side or λ of 10⁴⁰⁰)",
+    "a level of 10⁴⁰⁰",
+    "a replay iteration of NaN or 10⁴⁰⁰ (raw JSON)",
+    "a value of the wrong type (a list for upsample, an object for width)",
+    "a config JSON over 64 KB",
+    "a config JSON nested 100,000 deep",
+    "an upload over 20 MB",
+    "a 300-character session hash sent to Stop",
+    "a second live run from the same visitor",
+    "more live runs from one address than half the queue",
+    "a full live queue",
+    "an error the app did not foresee",
+)
+HUGE = 10**400
+RUN_ROWS = [
+    (dict(seed=HUGE), r"^seed must be a number between 0 and [\d.e+]+, got 10{38}…$"),
+    (dict(max_side=HUGE), r"^max_side must be a number between 32 and 256, got 10{38}…$"),
+    (dict(lipschitz=HUGE), r"^lipschitz must be a number between 0 and 5, got 10{38}…$"),
+    (dict(level=HUGE), r"^noise σ \(0-255\) must be a number, got 10{38}…$"),
+    (dict(upsample=["x"]), r"^upsample must be one of bilinear, nearest, gaussian, got \['x'\]$"),
+    (dict(width={"a": 1}), r"^width must be a number between 8 and 64, got \{'a': 1\}$"),
+]
+
+
+def error_of(final: dict) -> str:
+    assert final.get("success") is False, final
+    return str((final.get("output") or {}).get("error"))
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), RUN_ROWS)
+def test_values_no_float_holds_are_one_line_through_run(space, tiny_png, kwargs, expected):
+    _, url = space
+    raw = load.Raw(url, f"198.51.100.{20 + len(str(kwargs)) % 50}")
+    final = raw.result("run", load.run_data(raw.upload(tiny_png), **{**TINY, "iterations": 10, **kwargs}),
+                       f"row-{sorted(kwargs)[0]}")  # fmt: skip
+    assert re.match(expected, error_of(final)), error_of(final)
+
+
+@pytest.mark.parametrize("value", [float("nan"), HUGE])
+def test_a_replay_iteration_no_float_holds_is_one_line(space, value):
+    _, url = space
+    final = load.Raw(url, "198.51.100.80").result("replay", ["denoise_house", "lam2", "", value], f"replay-{value}")
+    assert error_of(final).startswith("iteration must be a number between 0 and "), error_of(final)
+
+
+def message_of(fn, *args) -> str:
+    """The one line a ``gr.Error`` raised by ``fn(*args)`` shows (``str`` of a gr.Error is quoted)."""
+    import gradio as gr
+
+    with pytest.raises(gr.Error) as err:
+        result = fn(*args)
+        list(result) if hasattr(result, "__next__") else result
+    return err.value.message
+
+
+def test_config_rows_through_the_config_upload(tmp_path):
+    load_config = events.guarded(events.load_config)  # as the upload button calls it
+    big, deep, small_deep = tmp_path / "big.json", tmp_path / "deep.json", tmp_path / "small_deep.json"
+    big.write_text(json.dumps({"task": "denoise", "pad": "x" * 100_000}))
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    small_deep.write_text("[" * 30_000 + "]" * 30_000)  # under 64 KB, yet deeper than the parser's recursion
+    assert message_of(load_config, str(big)) == "config: not a config JSON file (larger than 64 KB)"
+    assert message_of(load_config, str(deep)) == "config: not a config JSON file (larger than 64 KB)"
+    assert message_of(load_config, str(small_deep)) == "config: not a config JSON file (nested too deep)"
+
+
+def test_an_upload_over_20_mb_is_refused_before_it_is_kept(space, tmp_path):
+    _, url = space
+    blob = tmp_path / "big.png"
+    blob.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(21 * 2**20))
+    with open(blob, "rb") as fh:
+        r = load.httpx.post(url + "gradio_api/upload", files={"files": fh}, timeout=60)
+    assert r.status_code == 413, r.text[:200]
+
+
+def test_a_full_live_queue_is_refused_and_other_events_are_not():
+    class FakeQueue:
+        def __init__(self, events):
+            self.event_queue_per_concurrency_id = {"run": type("Q", (), {"queue": events})()}
+            self.active_jobs = []
+
+    def event(session, address, api="run"):
+        fn = type("Fn", (), {"api_name": api})()
+        request = type("R", (), {"headers": {"x-forwarded-for": address}, "client": None})()
+        return type("E", (), {"fn": fn, "session_hash": session, "request": request, "alive": True})()
+
+    waiting = [event(f"s{i}", f"192.0.2.{i}") for i in range(8)]
+    rules = turns.Turns(type("B", (), {"_queue": FakeQueue(waiting)})(), hops=1)
+    assert rules.refusal(True, "new", "192.0.2.99") == turns.LIVE_FULL.format(n=8)
+    assert rules.refusal(False, "new", "192.0.2.99") is None  # a replay, an upload described: never refused by runs
+    assert rules.refusal(True, "s1", "192.0.2.1").startswith("a run of yours is already waiting in the queue")
+
+
+def test_an_error_the_app_did_not_foresee_is_one_line_of_ours():
+    def broken():
+        return {}["missing"]
+
+    def broken_stream():
+        yield 1
+        raise OSError(2, "No such file or directory", "/tmp/gradio/secret/path.png")
+
+    assert message_of(events.guarded(broken)) == events.INTERNAL.format(kind="KeyError")
+    assert message_of(events.guarded(broken_stream)) == events.INTERNAL.format(kind="FileNotFoundError")
