@@ -443,6 +443,48 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
     }
 
 
+def abandoned_test(runs: int = 10, iterations: int = 3000, timeout: float = 600.0) -> dict:
+    """``runs`` live runs at the CPU default size (128 px, width 24, compare) joined from as many addresses and never
+    read: the server's RSS and temp disk before, at their peak while the runs end one after the other, and after."""
+    from demo.app import QUEUE_SIZE
+
+    os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = "1"
+    try:
+        demo, url = serve(max(QUEUE_SIZE, runs))
+    finally:
+        os.environ.pop("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+    turns = demo._spectral_turns
+    image = str(ROOT / "assets" / "house256.png")
+    try:
+        warm = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        warm.predict(image=handle_file(image), iterations=10, api_name="/run")  # first-run costs
+        warm.close()
+        rss0, disk0 = settled_rss_mb(), temp_usage()
+        peak = {"rss": rss0, "disk_mb": disk0["mb"]}
+        t0 = time.perf_counter()
+        for i in range(runs):
+            raw = Raw(url, f"198.51.100.{i + 1}")
+            code, _ = raw.join("run", run_data(raw.upload(image), iterations=iterations), f"abandoned-{i}")
+            assert code == 200
+        ended = []
+        while time.perf_counter() - t0 < timeout:
+            peak["rss"], peak["disk_mb"] = max(peak["rss"], rss_mb()), max(peak["disk_mb"], temp_usage()["mb"])
+            held = sum(turns.holds(f"abandoned-{i}") for i in range(runs))
+            if len(ended) < runs - held:
+                ended.append(round(time.perf_counter() - t0, 1))
+            if held == 0:
+                break
+            time.sleep(0.5)
+        rss1, disk1 = settled_rss_mb(), temp_usage()
+        unread = [q.qsize() for s, q in demo._queue.pending_messages_per_session.items() if s.startswith("abandoned")]
+    finally:
+        demo.close()
+    return {"mode": "abandoned", "runs": runs, "iterations_asked": iterations, "all_ended_s": ended[-1] if ended else None,
+            "ended_at_s": ended, "unread_messages_left": sum(unread),
+            "rss_mb": {"before": round(rss0, 1), "peak": round(peak["rss"], 1), "after": round(rss1, 1)},
+            "temp": {"before": disk0, "peak_mb": peak["disk_mb"], "after": disk1}}  # fmt: skip
+
+
 def crowd_ok(r: dict, rss_bound_mb: float = 300.0, disk_bound_mb: float = 20.0) -> list[str]:
     """What failed in a crowd result (empty: every honest visitor was served and the server came back)."""
     fails = []
@@ -478,9 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=5, help="replay mode: scrubs per viewer")
     p.add_argument("--crowd", action="store_true", help="a greedy visitor, 30 replay viewers, 4 honest live clients")
     p.add_argument("--small", action="store_true", help="crowd mode: 6 viewers, 2 honest clients (the test's)")
+    p.add_argument("--abandoned", type=int, default=0, help="N default-size runs joined and never read: RSS and disk")
     args = p.parse_args(argv)
     from app import QUEUE_SIZE
 
+    if args.abandoned:
+        result = abandoned_test(args.abandoned, timeout=args.timeout)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        return 0 if result["unread_messages_left"] <= args.abandoned and result["all_ended_s"] else 1
     if args.crowd:
         result = crowd_test(small=args.small, timeout=args.timeout)
         fails = crowd_ok(result)
