@@ -48,7 +48,7 @@ MAX_BACKLOG = 3
 ABANDON_S = 6.0
 
 BUSY = "a run of yours is already {what}: press Stop to end it (or wait for it) before starting another"
-ADDRESS_FULL = ("{n} runs from your network address are already waiting or running (at most {share}): "
+ADDRESS_FULL = ("your network address already has {runs} waiting or running, its share of the queue: "
                 "wait for one of them to end")  # fmt: skip
 LIVE_FULL = ("the live queue is full ({n} runs waiting): try again in a few minutes; the Paper experiments tab "
              "replays the paper's runs meanwhile")  # fmt: skip
@@ -135,7 +135,7 @@ class Turns:
                 return BUSY.format(what="running" if any(mine) else "waiting in the queue")
             n_address = sum(1 for lv, _, _, a in held if lv and a == address)
             if n_address >= self.share:
-                return ADDRESS_FULL.format(n=n_address, share=self.share)
+                return ADDRESS_FULL.format(runs=f"{n_address} live run" + "s" * (n_address != 1))
             n_waiting = sum(1 for lv, running, _, _ in held if lv and not running)
             if n_waiting >= self.waiting:
                 return LIVE_FULL.format(n=n_waiting)
