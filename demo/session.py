@@ -348,7 +348,8 @@ class LabRun:
             line = f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}"
             left = None if self.time_limit is None else self.time_limit - (time.perf_counter() - self.created)
             if left is not None and self.gpu_seconds is None and it > 0 and eta > left:
-                line += f" (it ends at the {format_seconds(self.time_limit)} limit)"
+                near = it + int(rate * max(0.0, left))
+                line += f" (it ends at the {format_seconds(self.time_limit)} limit, near iteration {near})"
             parts.append(line)
         parts.append(device_label())
         if self.gpu_seconds is not None:

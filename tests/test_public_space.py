@@ -148,6 +148,7 @@ def test_a_cpu_run_ends_at_its_time_limit_and_keeps_its_downloads(tiny_png, tmp_
     frames = list(lab.stream())
     assert frames[-1].done and 0 < lab.current_iter < 5000
     assert "time limit (2 s) was reached" in frames[-1].status, frames[-1].status
+    assert any("(it ends at the 2 s limit, near iteration " in f.status for f in frames[:-1])  # told before it ends
     files = write_downloads(lab, tmp_path)
     assert {os.path.basename(f) for f in files} >= {"result.png", "result_vanilla.png", "log.json", "config.json"}
     assert LIMITS.run_seconds == 300  # the stated limit (README, section The app)
