@@ -20,7 +20,7 @@ from .examples import ASSETS
 
 ROOT = Path(os.environ.get("SPECTRAL_BIAS_LAB_REPLAYS", ASSETS / "replays"))  # another folder: e.g. a GPU build
 DEFAULT_EXPERIMENT = "denoise_house"
-#: The default pair: vanilla DIP against the control that holds best at this scale (README, "Replays")
+#: The default pair: vanilla DIP against the control that holds best at this scale (docs/app.md, Paper experiments)
 DEFAULT_LANE, DEFAULT_OTHER = "lam1", "vanilla"
 PLAY_SECONDS = 0.35  # between frames while playing
 #: The tab's outputs by name, in the order the ``replay`` endpoint returns them

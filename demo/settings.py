@@ -14,7 +14,7 @@ from dip_core.tasks import TASKS
 from . import budget
 
 #: Our CPU demo network: narrower than the CPU preset and a larger Adam step, so that a 128 px image
-#: is visibly restored within about 30 s on 2 cores (measured; see the README section "The app").
+#: is visibly restored within about 30 s on 2 cores (measured; see docs/app.md, The app).
 CPU_DEMO_OVERRIDES = dict(width=24, lr=0.007)
 #: The CPU default run's steps: the longest a compare run does within a minute on 2 cores, so that the default run
 #: shows the lesson as far as this scale can (benchmarks/reports/live_default/README.md).
@@ -28,7 +28,7 @@ ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 #: on any GPU what a ZeroGPU visitor would get (benchmarks/app_gpu.py).
 GPU_BUDGET = ZERO_GPU or os.environ.get("SPECTRAL_BIAS_LAB_GPU_BUDGET", "") == "1"
 #: The GPU default run (compare mode), chosen to declare at most 26 s, which ZeroGPU charges 1.5× (39 s: three runs
-#: of an anonymous visitor's 120 s a day; README, section ZeroGPU): the paper's House size and lr; width 64, not
+#: of an anonymous visitor's 120 s a day; docs/zerogpu.md): the paper's House size and lr; width 64, not
 #: 128, buys 850 steps instead of 587 (the step is launch-bound at 256²), by when vanilla has peaked (~step 370)
 #: and the controlled network has passed it. lr 0.002 made vanilla collapse (step 90).
 GPU_DEFAULT = dict(max_side=256, width=64, iterations=850, lr=0.001)
