@@ -2,13 +2,12 @@
 its defaults; prints one JSON object (seconds to the first frame, GPU seconds used against those requested,
 PSNR of both networks at the end and vanilla's best).
 
-    python -m benchmarks.app_gpu                      # on a GPU: the app's CUDA defaults
-    python -m benchmarks.app_gpu --iterations 20 --max-side 32 --width 8   # a CPU smoke run
+    python -m benchmarks app-gpu                      # on a GPU: the app's CUDA defaults
+    python -m benchmarks app-gpu --iterations 20 --max-side 32 --width 8   # a CPU smoke run
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -16,15 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from .options import parser
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.app_gpu", description=__doc__.splitlines()[0])
-    p.add_argument("--image", default=str(ROOT / "assets" / "house256.png"))
+    p = parser("app-gpu", __doc__, image=str(ROOT / "assets" / "house256.png"), width=None)
     p.add_argument("--iterations", type=int, help="default: the app's")
     p.add_argument("--max-side", type=int)
-    p.add_argument("--width", type=int)
     args = p.parse_args(argv)
     os.environ["SPECTRAL_BIAS_LAB_GPU_BUDGET"] = "1"  # request_seconds, the deadline and the status line, no spaces
     from gradio_client import Client, handle_file

@@ -1,6 +1,6 @@
 """Seconds each task's classical (OpenCV) baseline takes on an image of a given size, colour and grey.
 
-    python -m benchmarks.baseline_speed [--size 512] [--repeats 5] [--image PATH] [--json]
+    python -m benchmarks baseline-speed [--size 512] [--repeats 5] [--image PATH] [--json]
 
 Each task degrades the image at its default level as the engine does (``make_task``, seed 0), then
 ``dip_core.baselines.baseline`` runs on the observation (the call every CLI and app run makes); the figures
@@ -12,7 +12,6 @@ Lanczos: the baselines' cost depends on the pixel count, not on the content.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -28,6 +27,7 @@ from dip_core.io import load_image
 from dip_core.tasks import TASKS, make_task
 
 from .common import machine
+from .options import parser
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -56,12 +56,9 @@ def seconds(image: np.ndarray, task: str, repeats: int) -> tuple[float, float, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.baseline_speed", description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=512)
+    p = parser("baseline-speed", __doc__, size=512, image=ASSETS / "astronaut.png", json=False)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--image", type=Path, default=ASSETS / "astronaut.png", help="the colour image")
     p.add_argument("--grey", type=Path, default=ASSETS / "camera.png", help="the grey image")
-    p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     images = {"colour": square(args.image, args.size), "grey": square(args.grey, args.size)}
     rows = []

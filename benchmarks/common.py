@@ -1,10 +1,9 @@
-"""Shared pieces of the benchmarks: the House task, per-step timing, machine facts, FLOPs and peak GFLOP/s."""
+"""Shared pieces of the benchmarks: the House task, per-step timing, machine facts, settings, FLOPs and peak GFLOP/s."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import resource
 import statistics
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dip_core import machine as dip_machine
 from dip_core.engine import RunConfig, resolve_device
 from dip_core.io import load_image
 from dip_core.nets import Decoder, fourier_input
@@ -121,22 +121,11 @@ def step_flops(config: RunConfig, channels: int, size: int) -> float:
 
 def machine(device: torch.device) -> dict:
     """What ran the benchmark: CPU model and flags that matter, threads, GPU, torch, load, date."""
-    cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", "x86_64"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-                break
-    except OSError:
-        pass
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    cpu = dip_machine.cpu()
     info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "simd": simd,
+        "cpu": cpu.model,
+        "cpu_count": cpu.cores,
+        "simd": list(cpu.simd),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -145,6 +134,29 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def parse_settings(body: str, extra: dict[str, type] | None = None) -> dict:
+    """``"padding=zeros,channels_last=1"`` → RunConfig overrides, each value of its field's type (``extra``: other
+    keys the caller takes, with their types)."""
+    out: dict = {}
+    defaults, extra = RunConfig(), extra or {}
+    for pair in filter(None, body.split(",")):
+        key, _, raw = pair.partition("=")
+        kind = extra.get(key) or (type(getattr(defaults, key)) if key in RunConfig.__dataclass_fields__ else None)
+        if kind is None:
+            raise ValueError(f"unknown setting {key!r}")
+        if kind is bool:
+            out[key] = raw.lower() in ("1", "true", "yes", "on")
+        else:
+            out[key] = kind(raw) if kind in (int, float) else raw
+    return out
+
+
+def config_summary(config: RunConfig) -> dict:
+    """The settings of ``config`` a benchmark's result names."""
+    keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "power_iters", "conv_algo", "precision")
+    return {k: getattr(config, k) for k in (*keys, "channels_last", "cuda_graph", "upsample", "every", "measure_every_step")}
 
 
 def pick_device(name: str) -> torch.device:

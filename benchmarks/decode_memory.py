@@ -1,7 +1,7 @@
 """Decode memory and time: peak RSS over the idle process and wall time of ``load_image`` on huge uploads.
 
-    python -m benchmarks.decode_memory [--sizes 8000 7071] [--sides 32 256] [--cases rgb_flat jpeg ...] [--json]
-    python -m benchmarks.decode_memory --io /tmp/old_io.py     # the same cases with another copy of dip_core/io.py
+    python -m benchmarks decode-memory [--sizes 8000 7071] [--sides 32 256] [--cases rgb_flat jpeg ...] [--json]
+    python -m benchmarks decode-memory --io /tmp/old_io.py     # the same cases with another copy of dip_core/io.py
 
 Every case is an n×n file, n = 8000 (64 MP) and 7071 (50 MP, ``MAX_PIXELS``) by default: PNGs (RGB flat, RGB
 noise, RGBA, palette with transparency, L, 16-bit), a JPEG, and an L mask read by ``load_mask``; written to a
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .options import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 300.0
@@ -116,27 +117,15 @@ def measure(path: Path, side: int, kind: str, io_file: str = "") -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    """The CPU model name (lscpu's), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the cases; print a table (or JSON with ``--json``); exit 1 if an admitted size misses a target."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = parser("decode-memory", __doc__, json=False)
     ap.add_argument("--sizes", type=int, nargs="+", default=[8000, 7071],
                     help="sides of the square test images (px): 8000 (64 MP) and 7071 (the 50 MP limit)")  # fmt: skip
     ap.add_argument("--sides", type=int, nargs="+", default=[32, 256], help="max_side values to load at")
     ap.add_argument("--cases", nargs="+", default=None, help="a subset of the cases (default: all)")
     ap.add_argument("--io", default="", help="load_image from this copy of dip_core/io.py (to compare versions)")
     ap.add_argument("--make", default="", help=argparse.SUPPRESS)  # internal: write the files into this folder
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     if args.make:
@@ -158,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                     if not args.json:
                         print(_row(r), flush=True)
     from dip_core.io import MAX_PIXELS  # imported after the children ran, to keep this process small
+    from dip_core.machine import cpu_model
 
     for r in rows:
         r["admitted"] = r["size"] ** 2 <= MAX_PIXELS  # sizes over the limit are refused by load_image in the app
-    report = {"machine": machine(), "max_pixels": MAX_PIXELS, "io": args.io or "dip_core/io.py",
+    report = {"machine": cpu_model(), "max_pixels": MAX_PIXELS, "io": args.io or "dip_core/io.py",
               "target_mb": TARGET_MB, "target_s": TARGET_S, "rows": rows}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=1))

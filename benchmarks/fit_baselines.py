@@ -1,6 +1,6 @@
 """Fit the classical baselines' parameter rules once, on two images outside every test set.
 
-``python -m benchmarks.fit_baselines DATA [--images 0000.png 0001.png] [--out benchmarks/reports/baselines_fit.md]``
+``python -m benchmarks fit-baselines DATA [--images 0000.png 0001.png] [--out benchmarks/reports/baselines_fit.md]``
 reads ``DATA/bsd68/<image>`` (CBSD68; no benchmark of this project tests on it), degrades each image as the
 engine does (seeded noise, the engine's JPEG, Bernoulli masks, the Lanczos-2 downsampling), scores every
 candidate parameter by PSNR against the clean image, and writes the table the constants of
@@ -9,10 +9,8 @@ candidate parameter by PSNR against the clean image, and writes the table the co
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -20,8 +18,11 @@ import numpy as np
 
 from dip_core import baselines as B
 from dip_core.io import load_image
+from dip_core.machine import cpu_model
 from dip_core.metrics import GRAY_WEIGHTS, psnr
 from dip_core.tasks import make_task, to_image
+
+from .options import parser
 
 SIGMAS = (10, 15, 25, 35, 50)
 NLM_SLOPES = tuple(round(0.2 + 0.05 * i, 2) for i in range(21))  # 0.20 … 1.20
@@ -108,8 +109,8 @@ def markdown(res: dict, names: list[str], seconds: float) -> str:
     lines = [
         "# Classical baselines: the parameter rules, fitted once",
         "",
-        f"`python -m benchmarks.fit_baselines DATA` on CBSD68 {', '.join(names)} (481×321, outside every test set),",
-        f"{when}, {platform.processor() or platform.machine()}, {seconds:.0f} s. Mean PSNR (dB) of the two images;",
+        f"`python -m benchmarks fit-baselines DATA` on CBSD68 {', '.join(names)} (481×321, outside every test set),",
+        f"{when}, {cpu_model()}, {seconds:.0f} s. Mean PSNR (dB) of the two images;",
         "the chosen rule per task is in bold and is what `dip_core/baselines.py` uses.",
         "",
     ]
@@ -160,7 +161,7 @@ def markdown(res: dict, names: list[str], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fit_baselines", description=__doc__.splitlines()[0])
+    p = parser("fit-baselines", __doc__)
     p.add_argument("data", help="the benchmark data folder (holds bsd68/)")
     p.add_argument("--images", nargs="+", default=["0000.png", "0001.png"])
     p.add_argument("--out", default="benchmarks/reports/baselines_fit.md")

@@ -1,34 +1,29 @@
 """The curve of a candidate GPU default, through the app's own code (``parse_request`` + ``LabRun``, the ``cuda``
 preset, compare mode) on whatever device is here; one JSON line per network per snapshot, flushed as it goes.
 
-    python -m benchmarks.gpu_defaults --side 256 --width 64 --lr 0.001 --iterations 1000 --out curve.jsonl
+    python -m benchmarks gpu-defaults --side 256 --width 64 --lr 0.001 --iterations 1000 --out curve.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+from .options import parser, set_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_defaults", description=__doc__.splitlines()[0])
-    p.add_argument("--image", default=str(ROOT / "assets" / "house256.png"))
+    p = parser("gpu-defaults", __doc__, image=str(ROOT / "assets" / "house256.png"), width=64, lr=0.001, threads=1)
     p.add_argument("--side", type=int, default=256)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--every", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from demo.inputs import parse_request
     from demo.session import LabRun
     from demo.settings import limits_for

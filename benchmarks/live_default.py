@@ -1,6 +1,6 @@
 """Choose the live CPU default control from the replays, then confirm it with real compare runs.
 
-    python -m benchmarks.live_default --data ../shared/data --out benchmarks/reports/live_default
+    python -m benchmarks live-default --data DATA --out benchmarks/reports/live_default
 
 The lesson a live default must show (issue: "a live default that shows the lesson"), on smoothed PSNR
 (dip_core.lesson's moving average): vanilla DIP drops ≥ 2 dB from its peak, the controlled network stays within
@@ -18,7 +18,6 @@ The lesson a live default must show (issue: "a live default that shows the lesso
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 from dip_core.lesson import drop
 from dip_core.replay import EXPERIMENTS, LANES, Replays
+
+from .options import parser
 
 CHOOSE = ("denoise_house", "denoise_peppers")
 CONFIRM = ("denoising/image_F16_512rgb.png", "denoising/kodim03.png")
@@ -194,7 +195,7 @@ def report(rows: list[dict], confirmed: list[dict], scale: dict, chosen: dict, o
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.live_default", description=__doc__.splitlines()[0])
+    p = parser("live-default", __doc__)
     p.add_argument("--replays", default="assets/replays")
     p.add_argument("--data", required=True, help="the benchmark images (for the confirmation runs)")
     p.add_argument("--out", default="benchmarks/reports/live_default")

@@ -1,9 +1,10 @@
 """Load test: the real app on loopback, N gradio_client runs submitted at once; each must complete or be
 told that the queue is full, and the server must answer afterwards.
 
-    python -m benchmarks.load [--clients 8] [--queue-size 16] [--iterations 40] [--max-side 32] [--width 8] [--json]
-    python -m benchmarks.load --replay [--clients 30] [--requests 5] [--json]     # replay viewers beside a live run
-    python -m benchmarks.load --crowd [--small] [--json]    # a greedy visitor, replay viewers and honest live clients
+    python -m benchmarks load [--clients 8] [--queue-size 16] [--iterations 40] [--max-side 32] [--width 8] [--json]
+    python -m benchmarks load --replay [--clients 30] [--requests 5] [--json]     # replay viewers beside a live run
+    python -m benchmarks load --crowd [--small] [--json]    # a greedy visitor, replay viewers and honest live clients
+    python -m benchmarks load --abandoned 10 [--json]       # runs joined and never read: memory and temp disk
 
 The app is built by ``app.make_app`` (the Space's own queue settings, ``--queue-size`` aside) and served on
 127.0.0.1 in this process; nothing leaves the machine. Every client is released by one barrier, so the
@@ -12,7 +13,6 @@ submissions arrive together. Afterwards one more client runs a short job, timed:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,6 +28,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import httpx  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+
+from .options import parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -508,14 +510,12 @@ def crowd_ok(r: dict, rss_bound_mb: float = 300.0, disk_bound_mb: float = 20.0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
+    p = parser("load", __doc__, width=8, json=False)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--queue-size", type=int, default=None, help="default: the app's own (app.QUEUE_SIZE)")
     p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--max-side", type=int, default=32)
-    p.add_argument("--width", type=int, default=8)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one client waits for its result")
-    p.add_argument("--json", action="store_true")
     p.add_argument("--replay", action="store_true", help="replay viewers (default 30) beside one live run")
     p.add_argument("--requests", type=int, default=5, help="replay mode: scrubs per viewer")
     p.add_argument("--crowd", action="store_true", help="a greedy visitor, 30 replay viewers, 4 honest live clients")

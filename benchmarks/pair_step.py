@@ -1,6 +1,6 @@
 """Pair-step benchmark: a compare run's two networks (vanilla and controlled) stepped separately or stacked.
 
-    python -m benchmarks.pair_step [--device cuda] [--size 256] [--width 128] [--lipschitz 1.4] [--json]
+    python -m benchmarks pair-speed [--device cuda] [--size 256] [--width 128] [--lipschitz 1.4] [--json]
 
 Denoising σ = 25 on House resized to PX², the device preset's numerics (on CUDA its CUDA graph), metrics at
 snapshots only (as the app runs), a snapshot every ``--chunk`` steps. Variants, interleaved chunk by chunk so
@@ -18,7 +18,6 @@ ratio reported is two of their steps over one pair-step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,11 +26,13 @@ from dataclasses import replace
 
 import torch
 
+from dip_core import run
+from dip_core.autotune import resolve
 from dip_core.config import RunConfig, preset
-from dip_core.engine import run
 from dip_core.stacked import run_stacked
 
 from .common import denoise_task, interleave, machine, median_ms, pick_device, sync
+from .options import parser, set_threads
 from .step import ReferenceRunner
 
 MODIFIERS = {"eager": dict(cuda_graph=False), "bf16": dict(precision="bf16"), "channels_last": dict(channels_last=True)}
@@ -60,7 +61,7 @@ class PairRunner:
         kind = variant.split("+")[0]
         self.device, self.chunk, self.pool = device, configs[0].every, None
         if kind == "stacked":
-            self.gens = [run_stacked(task, configs)]
+            self.gens = [run_stacked(task, [resolve(task, c) for c in configs])]
         elif kind in ("separate", "threads"):
             self.gens = [run(task, c) for c in configs]
             if kind == "threads":
@@ -126,22 +127,15 @@ def bench(device: torch.device, size: int, width: int, lipschitz: float, variant
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pair_step", description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--lipschitz", type=float, default=1.4)
+    p = parser("pair-speed", __doc__, device="auto", size=256, width=128, lipschitz=1.4, threads=None, json=False)
     p.add_argument("--variants", nargs="+", help="default: by device (see the module docstring)")
     p.add_argument("--chunk", type=int, default=50, help="steps per timed chunk (a snapshot each)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--ref-steps", type=int, default=0, help="steps of the authors' loop to time (0: none)")
-    p.add_argument("--threads", type=int, help="torch threads (CPU)")
-    p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     result = bench(device, args.size, args.width, args.lipschitz, args.variants or defaults(device), args.chunk,
                    args.rounds, args.warmup, args.ref_steps)  # fmt: skip
     print(json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))

@@ -1,10 +1,10 @@
 """How good is DIP against classical restoration: CBM3D, the OpenCV baseline and DIP on the same observations.
 
-``python -m benchmarks.quality --images DIR --task denoise --level 25 --out DIR [--max-side 128] [--preset cpu]``
+``python -m benchmarks quality --images DIR --task denoise --level 25 --out DIR [--max-side 128] [--preset cpu]``
 degrades each image as the engine does (seeded noise, the engine's JPEG, Bernoulli or given masks, Lanczos-2
 downsampling), then scores on it: CBM3D (denoising only; the ``bm3d`` package, ``pip install -r
 requirements-bench.txt``), the task's OpenCV baseline (``dip_core.baselines``), vanilla DIP at its best logged
-iteration (an oracle: it needs the clean image), and the controlled network (λ) at its automatic stop and at the
+iteration (an oracle: it needs the clean image), and the controlled network (``--lipschitz``, default: the paper's λ for the task) at its automatic stop and at the
 end of its budget. Rows go to ``DIR/results.jsonl`` as images finish (a rerun skips the images already there);
 the table (PSNR, SSIM and seconds per image, and the mean) to ``DIR/report.md``.
 """
@@ -15,7 +15,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,13 @@ from dip_core import baselines, preset, run
 from dip_core.curves import stop_iters
 from dip_core.engine import resolve_device
 from dip_core.io import load_image, resize_max_side
+from dip_core.machine import cpu_model
 from dip_core.metrics import psnr, ssim
 from dip_core.stopping import task_noise_energy
 from dip_core.sweep import image_files
 from dip_core.tasks import TASKS, Task, make_task, to_image
+
+from .options import parser
 
 
 def stop_rule(task: Task) -> str:
@@ -205,10 +207,10 @@ def report(rows: list[dict], args: argparse.Namespace, device: str) -> str:
     lines = [
         f"# Quality: DIP against classical restoration ({args.task}, level {args.level:g})",
         "",
-        f"`python -m benchmarks.quality {' '.join(sys.argv[1:]) if args.argv is None else ' '.join(args.argv)}`",
+        f"`python -m benchmarks quality {' '.join(sys.argv[1:]) if args.argv is None else ' '.join(args.argv)}`",
         "",
         f"{when}; {device}, {os.cpu_count()} CPU threads visible, torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}. Preset `{args.preset}`"
+        f"{cpu_model()}. Preset `{args.preset}`"
         + (f", width {args.width}" if args.width else "")
         + (f", lr {args.lr:g}" if args.lr else "")
         + (f", {args.iters} iterations" if args.iters else "")
@@ -226,7 +228,7 @@ def report(rows: list[dict], args: argparse.Namespace, device: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.splitlines()[0])
+    p = parser("quality", __doc__, width=None, lr=None, lipschitz=None, seed=0)
     p.add_argument("--images", required=True, nargs="+", help="clean images, or folders of them")
     p.add_argument("--task", default="denoise", choices=("denoise", "jpeg", "inpaint", "sr"))
     p.add_argument("--level", type=float, default=None, help="σ, JPEG quality, keep ratio or SR factor")
@@ -234,12 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--max-side", type=int, default=None)
     p.add_argument("--preset", default="cpu", choices=("cpu", "cuda", "paper"))
-    p.add_argument("--width", type=int)
-    p.add_argument("--lr", type=float)
     p.add_argument("--iters", type=int)
     p.add_argument("--every", type=int, default=10)
-    p.add_argument("--lipschitz", type=float, help="the controlled network's λ (default: the paper's for the task)")
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.argv = argv
 

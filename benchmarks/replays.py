@@ -1,8 +1,8 @@
 """Build the app's replays of the paper's experiments (dip_core/replay.py) with the sweep machinery.
 
-    python -m benchmarks.replays --data ../shared/data --out assets/replays --jobs 2        # this CPU's scale
-    python -m benchmarks.replays --data DATA --out assets/replays --preset cuda            # the paper's scale
-    python -m benchmarks.replays --data DATA --out /tmp/replays --smoke                    # a 1-minute check
+    python -m benchmarks replays --data DATA --out assets/replays --jobs 2        # this CPU's scale
+    python -m benchmarks replays --data DATA --out assets/replays --preset cuda   # the paper's scale
+    python -m benchmarks replays --data DATA --out /tmp/replays --smoke           # a 1-minute check
 
 Every experiment × lane is one sweep run (resumable: ``--work`` keeps finished runs); the committed folder is
 then assembled from the runs: per lane its curves, ≤ 40 WebP frames and spectrum maps, and a manifest that
@@ -11,10 +11,7 @@ says the scale. ``--preset cpu`` is the app's live CPU network, so a replay show
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -25,7 +22,10 @@ import torch
 
 from demo.settings import limits_for
 from dip_core import sweep
+from dip_core.machine import cpu
 from dip_core.replay import EXPERIMENTS, FORMAT, LANES, MAX_FRAMES, curves_of, experiment_entry, frame_every
+
+from .options import parser
 
 #: The scale of each preset: ``cpu`` is the app's CPU default run (demo/settings.py: its network, image size and
 #: steps), so a replay shows what a live run would; ``cuda`` the paper's setting (docs/method.md §7).
@@ -51,19 +51,6 @@ def specs_for(data: Path, scale: dict, experiments, lanes, preset: str) -> list[
             )  # fmt: skip
             out.append((exp, lane, spec))
     return out
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str,
@@ -97,7 +84,7 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
         "scale": {
             "preset": preset, **scale, "seed": 0,
             "frame_every": frame_every(scale["iterations"], scale["every"]),
-            "machine": cpu_model(), "threads_per_run": threads,
+            "machine": str(cpu()), "threads_per_run": threads,
             "device": rows[triples[0][2].key]["device"], "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
         },  # fmt: skip
@@ -109,8 +96,8 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.replays", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="the benchmark images (the layout of ../shared/data)")
+    p = parser("replays", __doc__)
+    p.add_argument("--data", required=True, help="the benchmark image folder (denoising/, inpainting/, ...)")
     p.add_argument("--out", default="assets/replays", help="the replay folder the app reads")
     p.add_argument("--preset", default="cpu", choices=("cpu", "cuda"), help="cpu: this CPU's scale; cuda: the paper's")
     p.add_argument("--smoke", action="store_true", help="tiny images, 40 steps, two experiments and two lanes")
@@ -134,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.execute([t[2] for t in triples], work, use_ray=False, jobs=args.jobs, cpus_per_run=1 if args.jobs > 1 else 0,
                   on_row=lambda r: print(f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, "
                                          f"{r['seconds']:.0f} s", file=sys.stderr, flush=True))  # fmt: skip
-    command = "python -m benchmarks.replays " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks replays " + " ".join(argv if argv is not None else sys.argv[1:])
     threads = 1 if args.jobs > 1 else torch.get_num_threads()
     manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())

@@ -1,6 +1,6 @@
 """Reproduction harness: vanilla DIP against controlled configurations, per image and seed.
 
-python -m benchmarks.reproduce --task denoise --images DIR --size 128 --width 64 --iters 3000 --out DIR
+python -m benchmarks report --task denoise --images DIR --size 128 --width 64 --iters 3000 --out DIR
 
 Writes DIR/report.md, the raw curves DIR/<image>__<config>__s<seed>.jsonl (one snapshot per line,
 plus the per-step blur/sharpness ratio) and DIR/<image>__s<seed>.png (PSNR and the five FBC bands
@@ -27,6 +27,8 @@ from dip_core.curves import smoothed_summary
 from dip_core.io import load_image, resize_max_side
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
+
+from .options import parser
 
 
 @dataclass
@@ -209,7 +211,7 @@ def write_report(
     lines = [
         f"# Reproduction report: {args.task}",
         "",
-        f"- command: `python -m benchmarks.reproduce {' '.join(sys.argv[1:])}`",
+        f"- command: `python -m benchmarks report {' '.join(args.argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device: {device}; "
         f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
@@ -286,14 +288,11 @@ def write_report(
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the grid, write the report."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
+    p = parser("report", __doc__, size=None, width=None, lr=None, device="auto")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--images", required=True, help="an image file or a folder of images")
-    p.add_argument("--size", type=int, default=None, help="downscale images to this maximum side")
     p.add_argument("--level", type=float, default=None)
-    p.add_argument("--width", type=int, default=None)
     p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--every", type=int, default=None)
     p.add_argument("--lipschitz", type=float, nargs="+", default=None, help="controlled λ values")
@@ -303,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default="all", choices=("all", "vanilla", "controlled"), help="run only some (parallel jobs)"
     )
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True)
     p.add_argument("--ray", action="store_true", help="run the grid as Ray tasks (the sweep machinery)")
     p.add_argument("--ray-address", default=None, help="a Ray cluster (implies --ray)")
@@ -315,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "--report-only", action="store_true", help="rebuild report.md and plots from the .jsonl curves in --out"
     )
     args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     args.ray = args.ray or args.ray_address is not None
 
     overrides = {

@@ -1,6 +1,8 @@
 """Step-time benchmark: the authors' per-step cost against our engine, configurations alternated in one process.
 
-    python -m benchmarks.step [--size PX] [--steps N] [--device D] [--json]
+    python -m benchmarks speed [--size PX] [--steps N] [--device D] [--json]
+
+``--steps``: timed steps per configuration (default: CPU 12, CUDA 200).
 
 Configurations (denoising σ = 25 on House resized to PX², one process, interleaved in chunks so that
 machine drift hits all of them alike; median ms per step after warm-up):
@@ -8,7 +10,7 @@ machine drift hits all of them alike; median ms per step after warm-up):
 - ``reference``: the authors' step re-implemented from docs/method.md: 128 ch, reflection padding, λ = 1.4
   with an exact SVD per controlled conv every step, fp32, then the host copy, PSNR, FBC (FFTs and ring
   masks recomputed), blurriness and MLV sharpness (Python full sort) in numpy every step.
-- ``ours_same``: ``dip_core.engine.run`` with the same network (128 ch, λ = 1.4, lr 1e-3) and the same
+- ``ours_same``: ``dip_core.run`` with the same network (128 ch, λ = 1.4, lr 1e-3) and the same
   measurements every step (``measure_every_step``: blur/sharpness ratio and FBC in torch on the device),
   using the numeric settings of the device's preset (padding, σ method, conv algorithm, precision, graphs).
 - ``ours_preset``: the preset the app and the CLI use by default on this device, as they run it.
@@ -21,29 +23,31 @@ conv/matmul FLOPs of one ``ours_same`` step (direct-convolution equivalent) over
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import replace
 
 import torch
 
-from dip_core import autotune, metrics
-from dip_core.engine import MAX_ITERATIONS, RunConfig, preset, run
+from dip_core import autotune, metrics, run
+from dip_core.engine import MAX_ITERATIONS, RunConfig, preset
 from dip_core.errors import InputError
 
 from .common import (
     StepClock,
+    config_summary,
     denoise_task,
     interleave,
     machine,
     matmul_gflops,
     median_ms,
+    parse_settings,
     peak_rss_mb,
     pick_device,
     step_flops,
     sync,
 )
+from .options import parser, set_threads
 from .reference import ReferenceRun
 
 CONFIGS = ("reference", "ours_same", "ours_preset")
@@ -76,7 +80,7 @@ def preset_config(device: torch.device, **overrides) -> RunConfig:
 
 
 class EngineRunner:
-    """Drives ``engine.run`` chunk by chunk; the ``stop`` callback timestamps every step."""
+    """Drives ``dip_core.run`` chunk by chunk; the ``stop`` callback timestamps every step."""
 
     def __init__(self, task, config: RunConfig, chunk: int, device: torch.device) -> None:
         self.clock = StepClock(device)
@@ -146,24 +150,12 @@ class MeasureRunner:
 def parse_variants(spec: str | None) -> dict[str, dict]:
     """``"zeros:padding=zeros;bf16:precision=bf16,channels_last=1"`` → {name: RunConfig overrides}."""
     out: dict[str, dict] = {}
-    fields = RunConfig.__dataclass_fields__
     for item in filter(None, (spec or "").split(";")):
         name, _, body = item.partition(":")
-        overrides = {}
-        for pair in filter(None, body.split(",")):
-            key, _, raw = pair.partition("=")
-            if key not in fields:
-                raise ValueError(f"variant {name!r}: unknown setting {key!r}")
-            default = getattr(RunConfig(), key)
-            if isinstance(default, bool):
-                overrides[key] = raw.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int):
-                overrides[key] = int(raw)
-            elif isinstance(default, float):
-                overrides[key] = float(raw)
-            else:
-                overrides[key] = raw
-        out[name.strip()] = overrides
+        try:
+            out[name.strip()] = parse_settings(body)
+        except ValueError as err:
+            raise ValueError(f"variant {name!r}: {err}") from None
     return out
 
 
@@ -279,12 +271,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, 3)
 
 
-def config_summary(config: RunConfig) -> dict:
-    keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "power_iters", "conv_algo", "precision")
-    keys += ("channels_last", "cuda_graph", "upsample", "measure_every_step")
-    return {k: getattr(config, k) for k in keys}
-
-
 def table(result: dict) -> str:
     """A small human-readable table of the result."""
     rows = [
@@ -310,29 +296,19 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.step", description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=256, help="image side in pixels (multiple of 32)")
-    p.add_argument("--steps", type=int, help="timed steps per configuration (default: CPU 12, CUDA 200)")
+    p = parser("speed", __doc__, size=256, steps=None, device="auto", threads=None, image=None, json=False)
     p.add_argument("--chunk", type=int, help="steps per configuration per round (default: CPU 3, CUDA 20)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default: CPU 2, CUDA 110)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--image", help="image to use instead of House")
     p.add_argument("--ref-steps", type=int, help="timed steps of the reference (default: --steps)")
-    p.add_argument(
-        "--variants",
-        help="extra configurations, ours_same with settings changed: 'NAME:key=value,key=value;NAME2:...'",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--variants", help="extra configurations, ours_same with settings changed: 'NAME:key=value,...;NAME2:...'")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
         p.error("--size must be a positive multiple of 32")
     configs = tuple(c for c in args.configs.split(",") if c)
     if unknown := set(configs) - set(CONFIGS):
         p.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     try:
         variants = parse_variants(args.variants)
     except ValueError as err:

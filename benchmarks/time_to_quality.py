@@ -1,6 +1,6 @@
 """Time to quality: wall-clock seconds until denoising House reaches 30 dB, reference against our preset.
 
-    python -m benchmarks.time_to_quality [--json] [--size PX] [--steps N] [--ref-steps N] ...
+    python -m benchmarks time-to-quality [--json] [--size PX] [--steps N] [--ref-steps N] ...
 
 Denoising σ = 25 on House (256² by default), noise and network seeded. Lanes, advanced alternately in
 chunks in one process so that machine drift hits all of them alike; each lane's clock only counts its
@@ -11,7 +11,7 @@ own steps (its measurements and snapshots included, its construction not):
 - ``reference_controlled``: the same with λ = 1.4 and exact SVD every step. Gives ``reference_peak_psnr``.
   ``reference_s_to_30db`` is the earlier of the two reference lanes to reach the target (vanilla DIP's
   smoothed PSNR on House 256² peaks just below 30 dB; ``reference_lane_to_target`` says which).
-- ``preset``: ``dip_core.engine.run`` with the CPU/CUDA preset the app and the CLI use (λ from
+- ``preset`` (``--steps``): ``dip_core.run`` with the CPU/CUDA preset the app and the CLI use (λ from
   ``--preset-lipschitz``), measuring PSNR/ratio/FBC on the device every step. Gives ``preset_s_to_30db``
   and ``preset_peak_psnr``.
 - ``preset_vanilla`` / ``preset_controlled`` (with ``--long-steps``): the preset with λ = 0 and with
@@ -29,7 +29,6 @@ median step time) is given too, as it is robust to load spikes on a shared machi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,12 +37,13 @@ from pathlib import Path
 
 import torch
 
-from dip_core import autotune
+from dip_core import autotune, run
 from dip_core.curves import target_summary
-from dip_core.engine import MAX_ITERATIONS, Meter, Recorder, RunConfig, Stepper, build, preset, run
+from dip_core.engine import MAX_ITERATIONS, Meter, Recorder, RunConfig, Stepper, build, preset
 from dip_core.errors import InputError
 
-from .common import StepClock, denoise_task, machine, pick_device, sync
+from .common import StepClock, config_summary, denoise_task, machine, pick_device, sync
+from .options import parser, set_threads
 from .reference import ReferenceRun
 
 LANES = (
@@ -200,17 +200,10 @@ class EngineLane(Lane):
         self.gen.close()
 
 
-
-
 def summarise(lane: Lane, target: float, window: int) -> dict:
     """A lane's configuration, then its crossing step and time, peaks, final level and decay (``target_summary``)."""
-    config = lane.config if isinstance(lane.config, dict) else _config_summary(lane.config)
+    config = lane.config if isinstance(lane.config, dict) else config_summary(lane.config)
     return {"config": config, **target_summary(lane.psnr, lane.seconds, target, window)}
-
-
-def _config_summary(config: RunConfig) -> dict:
-    keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "conv_algo", "precision", "channels_last")
-    return {k: getattr(config, k) for k in (*keys, "cuda_graph", "every")}
 
 
 def benchmark(
@@ -374,11 +367,9 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.time_to_quality", description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=256)
+    p = parser("time-to-quality", __doc__, size=256, seed=0, steps=600, width=None, lr=None, device="auto",
+               threads=None, image=None, json=False)
     p.add_argument("--sigma", type=float, default=25.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=600, help="budget of the preset lane")
     p.add_argument("--ref-steps", type=int, default=450, help="budget of reference_vanilla")
     p.add_argument("--ref-controlled-steps", type=int, default=700, help="budget of reference_controlled")
     p.add_argument("--long-steps", type=int, default=0, help="budget of preset_vanilla/preset_controlled")
@@ -386,61 +377,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
     p.add_argument("--preset-lipschitz", type=float, help="λ of the preset lane (default: the preset's)")
     p.add_argument("--controlled-lipschitz", type=float, default=1.4)
-    p.add_argument("--width", type=int, help="override the preset's width")
-    p.add_argument("--lr", type=float, help="override the preset's learning rate")
     p.add_argument("--target", type=float, default=30.0)
     p.add_argument("--window", type=int, default=25)
     p.add_argument("--chunk", type=int, default=10, help="steps per lane per round (and snapshot interval)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int)
-    p.add_argument("--image", help="image instead of House")
     p.add_argument("--curves", action="store_true", help="include per-step PSNR and step times in the JSON")
     p.add_argument("--merge", nargs="+", help="add the lanes of earlier --json --curves outputs")
     p.add_argument("--partial", help="rewrite this JSON file after every round (curves so far)")
     p.add_argument("--checkpoint", help="folder: save every lane after each chunk and resume from it (CPU)")
-    p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
         p.error("--size must be a positive multiple of 32")
     lanes = tuple(x for x in args.lanes.split(",") if x)
     if unknown := set(lanes) - set(LANES):
         p.error(f"unknown lane(s): {', '.join(sorted(unknown))}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     overrides = {k: v for k, v in (("width", args.width), ("lr", args.lr)) if v is not None}
+    options = {k: v for k, v in vars(args).items() if k not in ("lanes", "width", "lr", "threads", "json")}
+    options["preset_name"] = options.pop("preset")
     try:
-        result = run_benchmark(args, lanes, overrides)
+        result = benchmark(lanes=lanes, overrides=overrides, **options)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else table(result))
     return 0
-
-
-def run_benchmark(args: argparse.Namespace, lanes: tuple[str, ...], overrides: dict) -> dict:
-    return benchmark(
-        size=args.size,
-        sigma=args.sigma,
-        seed=args.seed,
-        steps=args.steps,
-        ref_steps=args.ref_steps,
-        ref_controlled_steps=args.ref_controlled_steps,
-        long_steps=args.long_steps,
-        lanes=lanes,
-        preset_name=args.preset,
-        preset_lipschitz=args.preset_lipschitz,
-        controlled_lipschitz=args.controlled_lipschitz,
-        target=args.target,
-        window=args.window,
-        chunk=args.chunk,
-        device=args.device,
-        image=args.image,
-        curves=args.curves,
-        overrides=overrides,
-        merge=args.merge,
-        partial=args.partial,
-        checkpoint=args.checkpoint,
-    )
 
 
 if __name__ == "__main__":

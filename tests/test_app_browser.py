@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from outcomes import APP_LAMBDA, threshold
 from PIL import Image
 
-from benchmarks.portability import APP_LAMBDA, threshold
 from demo.settings import default_control
 from dip_core.io import save_png, to_uint8
 

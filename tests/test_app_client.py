@@ -15,11 +15,11 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from helpers import wait_for
+from outcomes import APP_LAMBDA, threshold
 from PIL import Image
 from test_bad_input import animated, declared_png, exif_rotated, photo, png
 from test_replays import BAD_REPLAY_ROWS
 
-from benchmarks.portability import APP_LAMBDA, threshold
 from demo.session import STOPS
 from dip_core.io import to_uint8
 

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
+from outcomes import APP_LAMBDA, threshold
 from PIL import Image
 
-from benchmarks.portability import APP_LAMBDA, threshold
 from demo import events, exports, plots
 from demo.examples import ASSETS, EXAMPLES, zone_plate
 from demo.inputs import parse_request, scaled_every

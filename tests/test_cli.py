@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from outcomes import threshold
 from PIL import Image
 
-from benchmarks.portability import threshold
 from dip_core import autotune
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import small
+from outcomes import threshold
 
-from benchmarks.portability import threshold
 from dip_core import make_task, observed_task, preset, run, run_to_end
 from dip_core.engine import RunConfig, build, forward
 from dip_core.errors import InputError

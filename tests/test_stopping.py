@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import small
+from outcomes import threshold
 
-from benchmarks.portability import threshold
 from dip_core import InputError, make_task, observed_task
 from dip_core.engine import run_to_end
 from dip_core.metrics import noise_sigma_estimate
