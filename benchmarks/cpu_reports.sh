@@ -3,7 +3,7 @@
 # padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
 # (one process and one torch thread each). About 2 h 15 min on 2 cores.
 #   DATA=../shared/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
-# DATA is the paper's benchmark data (see README, Data). Runs already in OUT/<report>/results.jsonl are
+# DATA is the paper's benchmark data (see README, Data). Each run is python -m benchmarks report (benchmarks/reproduce.py). Runs already in OUT/<report>/results.jsonl are
 # skipped, so delete a report folder (or set OUT to an empty one) to redo it.
 set -eu
 DATA=${DATA:?set DATA to the benchmark data folder}
@@ -11,20 +11,20 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/reports}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 common=(--preset paper --width 32 --lr 0.002 --every 10 --device cpu)
-CPU_NAME=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-SIMD=$(grep -m1 "^flags" /proc/cpuinfo | grep -o -w -E "avx512f|avx2" | sort -u | tr '\n' ' ')
-TORCH=$("$PY" -c "import torch; print(torch.__version__)")
-NOTE="CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a $(nproc)-core ${CPU_NAME} (${SIMD% }), torch ${TORCH}; produced by benchmarks/cpu_reports.sh"
+# the machine, as dip_core/machine.py describes it: "<cores>-core <model> (<SIMD flags>), torch <version>"
+MACHINE=$("$PY" -c 'import torch; from dip_core.machine import cpu; c = cpu()
+print(f"{c.cores}-core {c.model} (%s), torch {torch.__version__}" % ", ".join(c.simd))')
+NOTE="CPU, reduced scale (width 32, lr 0.002, size stated in the setting line); vanilla and controlled ran in parallel, one torch thread each, on a ${MACHINE}; produced by benchmarks/cpu_reports.sh"
 
 pair() {  # pair NAME IMAGES ARGS...: vanilla and controlled in parallel, then one report over both
   local name=$1 images=$2
   shift 2
   local out="$OUT/$name"
   mkdir -p "$out"
-  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --variants vanilla --out "$out" &
-  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --variants controlled --out "$out"
+  "$PY" -m benchmarks report "${common[@]}" --images "$images" "$@" --variants vanilla --out "$out" &
+  "$PY" -m benchmarks report "${common[@]}" --images "$images" "$@" --variants controlled --out "$out"
   wait
-  "$PY" -m benchmarks.reproduce "${common[@]}" --images "$images" "$@" --out "$out" --report-only \
+  "$PY" -m benchmarks report "${common[@]}" --images "$images" "$@" --out "$out" --report-only \
     --note "$NOTE"
 }
 
@@ -39,20 +39,20 @@ for t in "${tasks[@]}"; do
       stage=$(mktemp -d)
       cp "$DATA"/denoising/kodim{03,12}.png "$stage"/
       tune=(--images "$stage" --task denoise --size 96 --out "$OUT/denoise_cpu_tuning")
-      "$PY" -m benchmarks.reproduce "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.0 1.1 1.2 &
-      "$PY" -m benchmarks.reproduce "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.8 2.5 \
+      "$PY" -m benchmarks report "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.0 1.1 1.2 &
+      "$PY" -m benchmarks report "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.8 2.5 \
         --gaussian-sigma 0.4 --variants controlled
       wait
-      "$PY" -m benchmarks.reproduce "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.0 1.1 1.2 \
+      "$PY" -m benchmarks report "${common[@]}" "${tune[@]}" --iters 3000 --lipschitz 1.0 1.1 1.2 \
         --report-only --note "$NOTE; tuning set, one seed"
       rm "$stage"/kodim12.png  # the chosen λ = 1.0 at twice the budget, on one image
-      "$PY" -m benchmarks.reproduce "${common[@]}" --images "$stage" --task denoise --size 96 --iters 6000 \
+      "$PY" -m benchmarks report "${common[@]}" --images "$stage" --task denoise --size 96 --iters 6000 \
         --lipschitz 1.0 --out "$OUT/denoise_cpu_tuning_long" --note "$NOTE; tuning set, one seed"
       rm -rf "$stage" ;;
     denoise)
       stage=$(mktemp -d)
       cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/
-      run() { "$PY" -m benchmarks.reproduce "${common[@]}" --images "$stage" --task denoise --size 96 --iters 3000 \
+      run() { "$PY" -m benchmarks report "${common[@]}" --images "$stage" --task denoise --size 96 --iters 3000 \
         --out "$OUT/denoise_cpu" "$@"; }
       # vanilla and λ = 1.0 (chosen by denoise_tune), two seeds, beside the authors' λ = 1.4 and their
       # second control, Gaussian upsampling (σ 0.5 with λ 1.8, as the authors' README pairs them)
@@ -74,7 +74,7 @@ for t in "${tasks[@]}"; do
       cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/all/
       cp "$stage"/all/image_F16_512rgb.png "$stage"/f16/
       cp "$stage"/all/image_Peppers512rgb.png "$stage"/peppers/
-      run() { "$PY" -m benchmarks.reproduce --preset paper --width 32 --lr 0.001 --every 20 --device cpu \
+      run() { "$PY" -m benchmarks report --preset paper --width 32 --lr 0.001 --every 20 --device cpu \
         --task denoise --size 96 --iters 10000 --out "$OUT/denoise_cpu_paper_budget" "$@"; }
       { run --images "$stage"/all --lipschitz 1.4 --variants vanilla
         run --images "$stage"/f16 --lipschitz 1.0 --variants controlled; } &
@@ -91,10 +91,10 @@ for t in "${tasks[@]}"; do
       cp "$DATA"/denoising/image_{House256,Peppers512,F16_512}rgb.png "$stage"/
       app=(--task denoise --preset cpu --width 24 --lr 0.007 --size 128 --iters 2000 --every 10 --device cpu
         --images "$stage" --lipschitz 1.4 1.0 --out "$OUT/denoise_app_scale_cpu")
-      "$PY" -m benchmarks.reproduce "${app[@]}" --variants vanilla &
-      "$PY" -m benchmarks.reproduce "${app[@]}" --variants controlled
+      "$PY" -m benchmarks report "${app[@]}" --variants vanilla &
+      "$PY" -m benchmarks report "${app[@]}" --variants controlled
       wait
-      "$PY" -m benchmarks.reproduce "${app[@]}" --report-only --note "the app's CPU defaults (cpu preset: zero padding, power iteration, Winograd; width 24, lr 0.007, 128 px, 2000 steps); two processes, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
+      "$PY" -m benchmarks report "${app[@]}" --report-only --note "the app's CPU defaults (cpu preset: zero padding, power iteration, Winograd; width 24, lr 0.007, 128 px, 2000 steps); two processes, one torch thread each, on a 2-core AMD EPYC (AVX2), torch 2.13.0+cpu; produced by benchmarks/cpu_reports.sh"
       rm -rf "$stage" ;;
     jpeg) pair jpeg_q10_cpu "$DATA/deblocking/classic5/peppers.png" --task jpeg --level 10 --size 96 --iters 3000 --lipschitz 1.4 1.0 ;;
     inpaint) pair inpaint_cpu "$DATA/inpainting/bernoulli/img/barbara.png" --task inpaint --level 0.5 --size 96 --iters 3000 --lipschitz 1.6 1.0 ;;

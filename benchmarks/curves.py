@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: a lane runs on CUDA but no CUDA GPU is available", file=sys.stderr)
         return 2
     result = check(lanes[0], lanes[1:], base, args.size, args.seed, args.pair, args.tol, args.peak_tol)
-    result["machine"] = machine(pick_device(args.device))
+    devices = {args.device, *(v.settings.get("device", args.device) for v in lanes)}
+    result["machine"] = machine(pick_device("cuda" if "cuda" in devices else args.device))
     print(
         json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)
     )

@@ -155,6 +155,7 @@ def report(rows: list[dict], confirmed: list[dict], scale: dict, chosen: dict, o
                      f"{r['controlled_peak']:.2f} / {r['controlled_drop']:.2f} | {r['peak_gap']:+.2f} | "
                      f"{'yes' if r['met'] else 'no'} | {r['seconds']} |")  # fmt: skip
     lines = ["# The live CPU default: chosen on the replays, confirmed with timed compare runs", "",
+             "`python -m benchmarks live-default --data DATA --out benchmarks/reports/live_default`", "",
              f"Scale: the app's CPU network (width {scale['width']}, Adam lr {scale['lr']:g}, images at most "
              f"{scale['max_side']} px), denoising σ 25, seed 0; {scale['machine']}, torch {scale['torch']}.",
              f"Lesson: vanilla drops ≥ {VANILLA_DROP} dB from its peak; the controlled network stays within {HOLD} dB "
