@@ -75,6 +75,11 @@ class StepClock:
         self.marks = []
 
 
+def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+    """``a / b`` rounded, or None where either is missing (or ``b`` is 0)."""
+    return None if a is None or b is None or b == 0 else round(a / b, digits)
+
+
 def median_ms(values: list[float]) -> float | None:
     return 1000 * statistics.median(values) if values else None
 
@@ -156,7 +161,8 @@ def parse_settings(body: str, extra: dict[str, type] | None = None) -> dict:
 def config_summary(config: RunConfig) -> dict:
     """The settings of ``config`` a benchmark's result names."""
     keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "power_iters", "conv_algo", "precision")
-    return {k: getattr(config, k) for k in (*keys, "channels_last", "cuda_graph", "upsample", "every", "measure_every_step")}
+    keys += ("channels_last", "cuda_graph", "upsample", "every", "measure_every_step")
+    return {k: getattr(config, k) for k in keys}
 
 
 def pick_device(name: str) -> torch.device:

@@ -10,14 +10,17 @@ runs vanilla and λ together, as the app's compare run. Same seed, noise and net
 every step. Single iterates of two numeric paths drift apart chaotically, so the figures compare the trailing
 25-step moving averages of PSNR: a variant passes when, for every network, their mean absolute gap is at most
 ``--tol`` dB (and the gap between their peaks at most ``--peak-tol``) and no CUDA-graph capture fell back.
-Each lane's median step time is reported (a pair run separately: one network's step). Exit status 1 when a variant misses. The checks made so far:
+Each lane's median step time is reported (a pair run separately: one network's step). Exit status 1 when a
+variant misses. The checks made so far (device_curves, graph_check, precision and fast_path before):
 
-    curves --preset paper --device cpu --size 128 --reference cpu --variants cuda:preset=cuda,device=cuda --tol 0.5 --peak-tol 0.3
+    curves --preset paper --device cpu --size 128 --reference cpu
+           --variants cuda:preset=cuda,device=cuda --tol 0.5 --peak-tol 0.3
     curves --preset cuda --device cuda --reference eager:cuda_graph=0 --variants graph:cuda_graph=1
-    curves --preset cpu --device cpu --steps 1000 --set conv_algo=direct,channels_last=1 \
+    curves --preset cpu --device cpu --steps 1000 --set conv_algo=direct,channels_last=1
            --reference fp32:precision=fp32 --variants bf16:precision=bf16
-    curves --pair --device cuda --steps 2000 --set conv_algo=direct --reference separate+eager:cuda_graph=0 \
-           --variants stacked:stacked=1 stacked+bf16:stacked=1,precision=bf16 stacked+channels_last:stacked=1,channels_last=1
+    curves --pair --device cuda --steps 2000 --set conv_algo=direct --reference separate+eager:cuda_graph=0
+           --variants stacked:stacked=1 stacked+bf16:stacked=1,precision=bf16
+           stacked+channels_last:stacked=1,channels_last=1
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dip_core.config import RunConfig, preset
 from dip_core.curves import trailing_average
 from dip_core.stacked import run_stacked
 
-from .common import StepClock, denoise_task, machine, median_ms, parse_settings, pick_device
+from .common import StepClock, denoise_task, machine, median_ms, parse_settings, pick_device, ratio
 from .options import parser
 
 WINDOW = 25
@@ -133,16 +136,11 @@ def check(
         ok = not fell_back and all(
             g["mean_abs_gap_db"] <= tol and (peak_tol is None or g["peak_gap_db"] <= peak_tol) for g in gaps.values()
         )
-        speedup = (
-            None
-            if None in (ref["median_step_ms"], got["median_step_ms"])
-            else round(ref["median_step_ms"] / got["median_step_ms"], 2)
-        )
         result["variants"][v.name] = {
             "settings": v.settings,
             **gaps,
             "median_step_ms": got["median_step_ms"],
-            "speedup": speedup,
+            "speedup": ratio(ref["median_step_ms"], got["median_step_ms"], 2),
             "warnings": got["warnings"][:5],
             "fell_back": fell_back,
             "ok": ok,

@@ -53,9 +53,27 @@ def serve(queue_size: int):
     return demo, url
 
 
+def new_client(url: str, headers: dict | None = None) -> Client:
+    """A gradio_client on ``url`` that downloads into its own temporary folder."""
+    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"), headers=headers)
+
+
+def proxied_serve(queue_size: int):
+    """``serve`` with the app trusting one proxy hop (X-Forwarded-For names the visitor, as on a Space)."""
+    old = os.environ.get("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+    os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = "1"
+    try:
+        return serve(queue_size)
+    finally:
+        if old is None:
+            os.environ.pop("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+        else:
+            os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = old
+
+
 def one_client(url: str, image: str, run_args: dict, barrier: threading.Barrier, timeout: float) -> dict:
     """Submit one run after the barrier; its outcome: completed, queue_full or error (with the message)."""
-    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+    client = new_client(url)
     barrier.wait()
     t0 = time.perf_counter()
     try:
@@ -65,7 +83,8 @@ def one_client(url: str, image: str, run_args: dict, barrier: threading.Barrier,
         return dict(outcome="completed" if ok else "error", seconds=time.perf_counter() - t0, status=final[6])
     except Exception as err:  # the client reports queue-full as an exception; anything else is an error
         text = str(err)
-        full = any(k in text.lower() for k in ("queue is full", "queue full", "already waiting", "already running"))
+        full = any(k in text.lower() for k in ("queue is full", "queue full", "already waiting", "already running",
+                                                 "share of the queue"))
         kind = "queue_full" if full else "error"
         return dict(outcome=kind, seconds=time.perf_counter() - t0, status=f"{type(err).__name__}: {text}"[:300])
     finally:
@@ -95,7 +114,7 @@ def load_test(
             futures = [pool.submit(one_client, url, image, run_args, barrier, timeout) for _ in range(clients)]
             results = [f.result() for f in futures]
         wall = time.perf_counter() - t0
-        after = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        after = new_client(url)
         t1 = time.perf_counter()
         try:
             final = after.predict(image=handle_file(image), api_name="/run", **{**run_args, "iterations": 10})
@@ -141,7 +160,7 @@ def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int, h
     experiments = [name for _, name in replays.experiment_choices()]
     lanes = [name for _, name in replays.lane_choices()]
     top, step = replays.last_iteration(), replays.frame_step()
-    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"), headers=headers)
+    client = new_client(url, headers)
     barrier.wait()
     seconds, errors = [], []
     try:
@@ -194,7 +213,7 @@ def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int 
     demo, url = serve(QUEUE_SIZE)
     try:
         alone = one_viewer(url, threading.Barrier(1), 20, 99)["seconds"]  # one viewer, nothing else running
-        live = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        live = new_client(url)
         job = live.submit(image=handle_file(image), api_name="/run", iterations=live_iterations, compare=True)
         time.sleep(3)  # the live run is stepping
         barrier = threading.Barrier(clients)
@@ -205,7 +224,7 @@ def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int 
         live_busy = not job.done()
         job.cancel()
         live.close()
-        after = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        after = new_client(url)
         t1 = time.perf_counter()
         try:
             responsive = len(after.predict(api_name="/replay")) > 0
@@ -340,18 +359,10 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
     viewers, honest, greedy_sessions = (6, 2, 3) if small else (30, 4, 8)
     queue_size = 4 if small else QUEUE_SIZE  # small: a share of 2, so the greedy runs take less time to end
     image = str(ROOT / "assets" / "house256.png")
-    old_hops = os.environ.get("SPECTRAL_BIAS_LAB_PROXY_HOPS")
-    os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = "1"
-    try:
-        demo, url = serve(queue_size)
-    finally:
-        if old_hops is None:
-            os.environ.pop("SPECTRAL_BIAS_LAB_PROXY_HOPS")
-        else:
-            os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = old_hops
+    demo, url = proxied_serve(queue_size)
     turns = demo._spectral_turns
     server = replay_server_ms(20 if small else 40)
-    warm = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+    warm = new_client(url)
     warm.predict(image=handle_file(image), iterations=10, max_side=32, width=8, api_name="/run")  # first-run costs
     warm.close()
     rss0, disk0 = settled_rss_mb(), temp_usage()
@@ -380,8 +391,7 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
             stops += r.status_code == 200
 
         def honest_client(i: int) -> dict:
-            client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"),
-                            headers={"X-Forwarded-For": f"192.0.2.{i + 1}"})  # fmt: skip
+            client = new_client(url, {"X-Forwarded-For": f"192.0.2.{i + 1}"})
             start = time.perf_counter()
             try:
                 final = client.predict(image=handle_file(image), iterations=30, max_side=32, width=8, lr=0.01,
@@ -450,15 +460,11 @@ def abandoned_test(runs: int = 10, iterations: int = 3000, timeout: float = 600.
     read: the server's RSS and temp disk before, at their peak while the runs end one after the other, and after."""
     from demo.app import QUEUE_SIZE
 
-    os.environ["SPECTRAL_BIAS_LAB_PROXY_HOPS"] = "1"
-    try:
-        demo, url = serve(max(QUEUE_SIZE, runs))
-    finally:
-        os.environ.pop("SPECTRAL_BIAS_LAB_PROXY_HOPS")
+    demo, url = proxied_serve(max(QUEUE_SIZE, runs))
     turns = demo._spectral_turns
     image = str(ROOT / "assets" / "house256.png")
     try:
-        warm = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="load-"))
+        warm = new_client(url)
         warm.predict(image=handle_file(image), iterations=10, api_name="/run")  # first-run costs
         warm.close()
         rss0, disk0 = settled_rss_mb(), temp_usage()
@@ -526,29 +532,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.abandoned:
         result = abandoned_test(args.abandoned, timeout=args.timeout)
-        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
-        return 0 if result["unread_messages_left"] <= args.abandoned and result["all_ended_s"] else 1
-    if args.crowd:
+        ok = result["unread_messages_left"] <= args.abandoned and result["all_ended_s"]
+    elif args.crowd:
         result = crowd_test(small=args.small, timeout=args.timeout)
-        fails = crowd_ok(result)
-        result["fails"] = fails
-        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
-        return 0 if not fails else 1
-
-    if args.replay:
+        result["fails"] = crowd_ok(result)
+        ok = not result["fails"]
+    elif args.replay:
         result = replay_load_test(args.clients if args.clients != 8 else 30, args.requests, timeout=args.timeout)
-        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
-        return 0 if result["errors"] == 0 and result["responsive_after"] else 1
-
-    result = load_test(
-        args.clients, args.queue_size or QUEUE_SIZE, args.iterations, args.max_side, args.width, args.timeout
-    )
-    if args.json:
-        print(json.dumps(result))
+        ok = result["errors"] == 0 and result["responsive_after"]
     else:
-        for k, v in result.items():
-            print(f"{k}: {v}")
-    ok = result["error"] == 0 and result["responsive_after"] and result["runs_left_active"] == 0
+        size = args.queue_size or QUEUE_SIZE
+        result = load_test(args.clients, size, args.iterations, args.max_side, args.width, args.timeout)
+        ok = result["error"] == 0 and result["responsive_after"] and result["runs_left_active"] == 0
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0 if ok else 1
 
 

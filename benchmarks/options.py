@@ -24,7 +24,7 @@ def parser(command: str, doc: str, **shared: object) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m benchmarks {command}", description=doc.strip().splitlines()[0])
     for name, default in shared.items():
         flag, kw = SHARED[name]
-        suffix = "" if default in (None, False) else " (default: %(default)s)"
+        suffix = "" if default is None or default is False else " (default: %(default)s)"
         p.add_argument(flag, **{**kw, "default": default, "help": kw["help"] + suffix})
     return p
 

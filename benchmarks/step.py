@@ -44,6 +44,7 @@ from .common import (
     parse_settings,
     peak_rss_mb,
     pick_device,
+    ratio,
     step_flops,
     sync,
 )
@@ -250,7 +251,7 @@ def benchmark(
         "auto_conv_path": autotune.describe(autotune.resolve(denoise_task(**task_kw), same)),  # conv_algo="auto"
         "ours_preset_config": config_summary(pre),
         "variants": {
-            k: {"ms": _round(med.get(k)), "vs_ours_same": ratio(med.get(k), med.get("ours_same")), **variant_cfg}
+            k: {"ms": ratio(med.get(k), 1, 2), "vs_ours_same": ratio(med.get(k), med.get("ours_same")), **variant_cfg}
             for k, variant_cfg in ((k, (variants or {})[k[len("variant_") :]]) for k in variant_configs)
         },
         "machine": machine(dev),
@@ -261,14 +262,6 @@ def benchmark(
         if result[k] is not None:
             result[k] = round(result[k], 2)
     return result
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else round(a / b, 3)
 
 
 def table(result: dict) -> str:
@@ -301,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, help="untimed steps first (default: CPU 2, CUDA 110)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     p.add_argument("--ref-steps", type=int, help="timed steps of the reference (default: --steps)")
-    p.add_argument("--variants", help="extra configurations, ours_same with settings changed: 'NAME:key=value,...;NAME2:...'")
+    p.add_argument("--variants", help="more configurations, ours_same with settings changed: 'NAME:key=value,...;...'")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
         p.error("--size must be a positive multiple of 32")

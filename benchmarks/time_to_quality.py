@@ -42,7 +42,7 @@ from dip_core.curves import target_summary
 from dip_core.engine import MAX_ITERATIONS, Meter, Recorder, RunConfig, Stepper, build, preset
 from dip_core.errors import InputError
 
-from .common import StepClock, config_summary, denoise_task, machine, pick_device, sync
+from .common import StepClock, config_summary, denoise_task, machine, pick_device, ratio, sync
 from .options import parser, set_threads
 from .reference import ReferenceRun
 
@@ -200,6 +200,15 @@ class EngineLane(Lane):
         self.gen.close()
 
 
+def lanes_json(lanes: list[Lane], target: float, window: int) -> dict:
+    """The lanes' summaries, per-step PSNR and step seconds, as ``--json --curves`` writes them."""
+    return {
+        "lanes": {lane.name: summarise(lane, target, window) for lane in lanes},
+        "curves": {lane.name: [round(v, 3) for v in lane.psnr] for lane in lanes},
+        "step_seconds": {lane.name: [round(v, 4) for v in lane.seconds] for lane in lanes},
+    }
+
+
 def summarise(lane: Lane, target: float, window: int) -> dict:
     """A lane's configuration, then its crossing step and time, peaks, final level and decay (``target_summary``)."""
     config = lane.config if isinstance(lane.config, dict) else config_summary(lane.config)
@@ -278,16 +287,12 @@ def benchmark(
                         lane.save(folder)
             if partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
                 snapshot = {"size": size, "sigma": sigma, "seed": seed, "machine": machine(dev), "partial": True}
-                snapshot["lanes"] = {lane.name: summarise(lane, target, window) for lane in made}
-                snapshot["curves"] = {lane.name: [round(v, 3) for v in lane.psnr] for lane in made}
-                snapshot["step_seconds"] = {lane.name: [round(v, 4) for v in lane.seconds] for lane in made}
-                Path(partial).write_text(json.dumps(snapshot))
+                Path(partial).write_text(json.dumps({**snapshot, **lanes_json(made, target, window)}))
     finally:
         for lane in made:
             lane.close()
-    summary = {lane.name: summarise(lane, target, window) for lane in made}
-    curves_of = {lane.name: [round(v, 3) for v in lane.psnr] for lane in made}
-    seconds_of = {lane.name: [round(v, 4) for v in lane.seconds] for lane in made}
+    done = lanes_json(made, target, window)
+    summary, curves_of, seconds_of = done["lanes"], done["curves"], done["step_seconds"]
     for path in merge or ():
         old = json.loads(open(path).read())
         if (old["size"], old["sigma"], old["seed"]) != (size, sigma, seed) or "curves" not in old:
@@ -310,12 +315,12 @@ def benchmark(
     result = {
         "reference_s_to_30db": ref.get("s_to_target"),
         "preset_s_to_30db": pre.get("s_to_target"),
-        "speedup": _ratio(ref.get("s_to_target"), pre.get("s_to_target")),
+        "speedup": ratio(ref.get("s_to_target"), pre.get("s_to_target"), 2),
         "preset_peak_psnr": pre.get("peak_psnr"),
         "reference_peak_psnr": ref_c.get("peak_psnr"),
         # extras
         "reference_lane_to_target": ref_lane if reached else None,
-        "projected_speedup": _ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target")),
+        "projected_speedup": ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target"), 2),
         "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"]),
         "size": size,
         "sigma": sigma,
@@ -334,10 +339,6 @@ def benchmark(
         result["curves"] = curves_of
         result["step_seconds"] = seconds_of
     return result
-
-
-def _ratio(a, b):
-    return None if a is None or b is None or b == 0 else round(a / b, 2)
 
 
 def table(result: dict) -> str:
