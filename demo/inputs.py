@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -12,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from dip_core import InputError, RunConfig, Task, make_task, observed_task, preset
-from dip_core.config import choices
+from dip_core.config import Range, choices
 from dip_core.errors import shown
 from dip_core.io import MIN_SIDE, load_image, load_mask
 from dip_core.stopping import noise_sigma
@@ -38,20 +37,9 @@ class RunRequest:
 
 
 def number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float:
-    """``value`` as a finite number in [lo, hi] (an int when ``integer``), else ``InputError``."""
-    if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {shown(value)}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {shown(value)}") from None
-    if not math.isfinite(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a number between {lo:g} and {hi:g}, got {v:g}")
-    if integer:
-        if v != int(v):
-            raise InputError(f"{name} must be a whole number, got {v:g}")
-        return int(v)
-    return v
+    """``value`` as a finite number in [lo, hi] (an int when ``integer``), else ``InputError`` (``dip_core``'s
+    ``Range.check``, the one number check)."""
+    return Range(lo, hi, integer).check(name, value)
 
 
 def choice(name: str, value: Any, options: tuple[str, ...] | list[str]) -> str:
@@ -167,8 +155,8 @@ def parse_request(
         built = make_task(task, img, level, mask=mask_img, seed=seed)
     every = scaled_every(limits, built.out_size, width, runs=2 if compare else 1)
     base = preset(limits.preset, width=width, lr=lr, iterations=iterations, every=every, seed=seed)
-    controlled = replace(base, lipschitz=lam, upsample=upsample, gaussian_sigma=sigma, auto_stop=auto_stop).validate()
-    configs = {"vanilla": replace(base, **VANILLA).validate()} if compare else {}
+    controlled = replace(base, lipschitz=lam, upsample=upsample, gaussian_sigma=sigma, auto_stop=auto_stop)
+    configs = {"vanilla": replace(base, **VANILLA)} if compare else {}
     configs["controlled"] = controlled
     return RunRequest(built, configs, observed, max_side, mask_img is not None, notes + built.notes)
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from dip_core import preset
-from dip_core.config import PAPER_SCALE
-from dip_core.tasks import TASKS
+from dip_core.config import default_control as config_default_control
 
 from . import budget
 
@@ -92,13 +91,11 @@ LIMITS = limits_for("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def default_control(task: str, limits: Limits = LIMITS) -> dict:
-    """The controlled network a run starts with (the UI's λ, upsampling and σ; the API's defaults): on the paper's
-    scale (CUDA) the paper's λ for the task with bilinear upsampling; on CPU the CPU preset's control, chosen at
-    this scale on denoising (benchmarks/reports/live_default) and used for every task."""
-    if limits.preset in PAPER_SCALE:
-        return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=0.5)
-    base = preset(limits.preset)
-    return dict(lipschitz=base.lipschitz, upsample=base.upsample, gaussian_sigma=base.gaussian_sigma or 0.5)
+    """The controlled network a run starts with (the UI's λ, upsampling and σ; the API's defaults): the engine's one
+    rule for this device's preset (``dip_core.config.default_control``), with σ 0.5 for the σ slider when the rule
+    has none (it applies only once Gaussian upsampling is picked)."""
+    control = config_default_control(task, limits.preset)
+    return {**control, "gaussian_sigma": control["gaussian_sigma"] or 0.5}
 
 
 def device_label() -> str:

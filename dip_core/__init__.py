@@ -1,7 +1,8 @@
 """dip_core: the Deep Image Prior with measured and controlled spectral bias (Shi et al., IJCV 2022)."""
 
+from .api import resolve, run, run_to_end
 from .config import PRESETS, RunConfig, preset
-from .engine import Snapshot, run, run_to_end
+from .engine import Snapshot
 from .errors import InputError
 from .tasks import PAPER_LIPSCHITZ, TASKS, Task, make_task, observed_task
 
@@ -16,6 +17,7 @@ __all__ = [
     "make_task",
     "observed_task",
     "preset",
+    "resolve",
     "run",
     "run_to_end",
 ]

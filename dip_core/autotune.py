@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from .config import MAX_ITERATIONS, resolve_device
+from .engine import run
+from .machine import cpu_model
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -32,27 +36,16 @@ CANDIDATES: dict[str, dict] = {
     "winograd": dict(conv_algo="winograd", channels_last=False),
     "direct+channels_last": dict(conv_algo="direct", channels_last=True),
 }
-WARMUP_CHUNKS = 1  # an untimed chunk first (primitive creation, first allocations)
-ROUNDS = 2  # then this many interleaved chunks per candidate: 9 steps each in all
-CHUNK = 3  # steps per chunk: its last CHUNK − 1 steps are timed (the first follows a snapshot)
+ROUNDS = 3  # interleaved chunks per candidate, after one untimed chunk (primitive creation, first allocations)
+CHUNK = 4  # steps per chunk; the CHUNK − 1 gaps between its steps are timed: 3 × 3 = 9 timed steps per candidate
 _memory: dict[str, str] = {}
+_lock = threading.Lock()  # one measurement per shape per process: a second thread waits for it, then reuses it
 
 
 def cache_path() -> Path:
     """The JSON file that keeps the choices across processes."""
     env = os.environ.get("SPECTRAL_BIAS_LAB_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "spectral-bias-lab" / "conv_paths.json"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cache_key(task: Task, config: RunConfig) -> str:
@@ -87,10 +80,7 @@ def _write_cache(key: str, choice: str) -> None:
 
 
 def measure(task: Task, config: RunConfig) -> dict[str, float]:
-    """Median ms per step of each candidate on ``task`` (interleaved chunks, this process's threads)."""
-    from .config import MAX_ITERATIONS
-    from .engine import run
-
+    """Median ms per step of each candidate on ``task`` (interleaved chunks, this process's threads): 9 steps each."""
     stamps: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     gens = {}
     for name, settings in CANDIDATES.items():
@@ -99,17 +89,18 @@ def measure(task: Task, config: RunConfig) -> dict[str, float]:
         gens[name] = run(task, trial, cancel=_stamper(stamps[name]))
     samples: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     try:
-        for chunk in range(WARMUP_CHUNKS + ROUNDS):
+        for gen in gens.values():  # untimed: step 1 (a snapshot of its own), then steps 2..CHUNK
+            next(gen), next(gen)
+        for _ in range(ROUNDS):
             for name, gen in gens.items():
                 stamps[name].clear()
-                next(gen)
-                if chunk >= WARMUP_CHUNKS:
-                    marks = stamps[name]
-                    samples[name] += [b - a for a, b in zip(marks, marks[1:])]
+                next(gen)  # CHUNK steps, each stamped as it ends; the gap to the previous chunk is not timed
+                marks = stamps[name]
+                samples[name] += [b - a for a, b in zip(marks, marks[1:])]
     finally:
         for gen in gens.values():
             gen.close()
-    return {name: 1000 * statistics.median(v) for name, v in samples.items() if v}
+    return {name: 1000 * statistics.median(v) for name, v in samples.items()}
 
 
 def _stamper(marks: list[float]):
@@ -125,23 +116,27 @@ def _stamper(marks: list[float]):
 def choose(task: Task, config: RunConfig) -> str:
     """The fastest candidate's name for this run's network on this machine (measured once, then cached)."""
     key = cache_key(task, config)
-    if key not in _memory:
-        cached = _read_cache().get(key)
-        if cached is None:
-            times = measure(task, config)
-            cached = min(times, key=times.get)
-            _write_cache(key, cached)
-        _memory[key] = cached
-    return _memory[key]
+    with _lock:
+        if key not in _memory:
+            cached = _read_cache().get(key)
+            if cached is None:
+                times = measure(task, config)
+                cached = min(times, key=times.get)
+                _write_cache(key, cached)
+            _memory[key] = cached
+        return _memory[key]
 
 
 def resolve(task: Task, config: RunConfig) -> RunConfig:
-    """``config`` with ``conv_algo="auto"`` replaced by the chosen path (on a GPU: the direct cuDNN one)."""
+    """``config`` with every ``auto`` choice made: the device (CUDA when present) and the convolution path (on CPU
+    the fastest candidate for this network here, on a GPU the direct cuDNN one). The one place they are made:
+    ``dip_core.run`` calls it, and the engine refuses a config that still says ``auto``."""
+    device = resolve_device(config.device).type
+    if config.device == "auto":
+        config = replace(config, device=device)
     if config.conv_algo != "auto":
         return config
-    from .config import resolve_device
-
-    if resolve_device(config.device).type != "cpu":
+    if device != "cpu":
         return replace(config, conv_algo="direct")
     return replace(config, **CANDIDATES[choose(task, config)])
 

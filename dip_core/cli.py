@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .autotune import resolve
 from .baselines import baseline
-from .config import PAPER_SCALE, PRESET_NAMES, PRESETS, RunConfig, choices, preset, preset_name, resolve_device
+from .config import PRESET_NAMES, PRESETS, RunConfig, choices, default_control, preset
 from .curves import summarise
 from .engine import run
 from .errors import InputError
@@ -38,6 +39,13 @@ def setting(name: str):
 
     parse.__name__ = name
     return parse
+
+
+def sigma_or_none(text: str) -> float | None:
+    """A sweep's σ: 'none' (or 'bilinear') for bilinear upsampling, else a checked Gaussian σ."""
+    if text.lower() in ("none", "bilinear"):
+        return None
+    return setting("gaussian_sigma")(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--level", type=float)
     w.add_argument("--lipschitz", type=setting("lipschitz"), nargs="+", default=None,
                    help="λ values (0 = vanilla DIP); default: the preset's controlled network's")  # fmt: skip
-    w.add_argument("--gaussian-sigma", nargs="+", default=None,
+    w.add_argument("--gaussian-sigma", type=sigma_or_none, nargs="+", default=None,
                    help="σ values for Gaussian upsampling, 'none' = bilinear; default: the preset's")  # fmt: skip
     w.add_argument("--seeds", type=int, default=1)
     w.add_argument("--preset", default="auto", choices=PRESET_NAMES)
@@ -124,16 +132,16 @@ def control_label(control: dict) -> str:
     return text + f" with {up} upsampling"
 
 
-def default_control(args: argparse.Namespace) -> dict:
-    """The run's λ (and upsampling): ``--vanilla``; ``--lipschitz``; ``--controlled`` or a paper-scale preset: the
-    paper's λ for the task; else the preset's own control."""
+def control_of(args: argparse.Namespace) -> dict:
+    """The run's λ (and upsampling): ``--vanilla``; ``--lipschitz``; ``--controlled``: the paper's λ for the task;
+    else the one default rule for the task and preset (``config.default_control``)."""
     if args.vanilla:
         return dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)
     if args.lipschitz is not None:  # a λ alone means bilinear upsampling (--upsample and --gaussian-sigma apply after)
         return dict(lipschitz=args.lipschitz, upsample="bilinear", gaussian_sigma=None)
-    if args.controlled or preset_name(args.preset) in PAPER_SCALE:
-        return dict(lipschitz=TASKS[args.task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
-    return {}
+    if args.controlled:
+        return default_control(args.task, "paper")
+    return default_control(args.task, args.preset)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -153,9 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ).items()
         if v is not None
     }
-    config = preset(args.preset, **{**default_control(args), **overrides})
-    device = str(resolve_device(config.device))
+    config = preset(args.preset, **{**control_of(args), **overrides})
     task = task_from_args(args)
+    config = resolve(task, config)  # the device and the convolution path, chosen once for this machine
+    device = config.device
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -174,11 +183,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         open(out / "metrics.jsonl", "w") as log,
         tqdm(total=config.iterations, file=sys.stderr, disable=args.quiet, unit="it", desc=args.task) as bar,
     ):
-        for snap in run(task, replace(config)):
+        for snap in run(task, config):
             final = snap
-            snapshots.append(replace(snap, image=None))  # keep the scalars, not every image
-            log.write(json.dumps(snap.record()) + "\n")
-            log.flush()
+            if snapshots and snap.iter == snapshots[-1].iter:  # a non-finite loss: the last good one again, now done
+                snapshots[-1] = replace(snap, image=None)
+            else:
+                snapshots.append(replace(snap, image=None))  # keep the scalars, not every image
+                log.write(json.dumps(snap.record()) + "\n")
+                log.flush()
             bar.update(snap.iter - bar.n)
             if snap.psnr is not None:
                 bar.set_postfix(psnr=f"{snap.psnr:.2f}", best=f"{snap.best_psnr:.2f}")
@@ -195,20 +207,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the grid, appending to DIR/results.jsonl, then print and write DIR/summary.md."""
     from . import sweep
 
-    base = preset(args.preset)
-    lams = args.lipschitz if args.lipschitz is not None else [base.lipschitz]
-    given = args.gaussian_sigma
-    if given is None:
-        given = [str(base.gaussian_sigma)] if base.upsample == "gaussian" and args.lipschitz is None else ["none"]
-    sigmas: list[float | None] = []
-    for s in given:
-        if s.lower() in ("none", "bilinear"):
-            sigmas.append(None)
-            continue
-        try:
-            sigmas.append(float(s))
-        except ValueError:
-            raise InputError(f"--gaussian-sigma takes numbers or 'none', got {s!r}") from None
+    control = default_control(args.task, args.preset)
+    lams = args.lipschitz if args.lipschitz is not None else [control["lipschitz"]]
+    sigmas = args.gaussian_sigma
+    if sigmas is None:
+        default = control["gaussian_sigma"] if control["upsample"] == "gaussian" else None
+        sigmas = [default] if args.lipschitz is None else [None]
     overrides = {
         k: v
         for k, v in dict(
@@ -227,8 +231,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         preset=args.preset,
         overrides=overrides,
     )
-    for spec in specs[:1]:
-        sweep.config_of(spec)  # validate settings before starting anything
+    for spec in specs:
+        sweep.config_of(spec)  # every spec's settings checked before the first run starts
     use_ray = not args.no_ray and sweep.ray_available()
     if not args.no_ray and not use_ray:
         print(

@@ -3,13 +3,13 @@ CLI and app read them), and the named presets."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
 
+from .checks import Range
 from .errors import InputError, shown
 from .layers import CONV_ALGOS
 from .nets import UPSAMPLE_MODES
@@ -20,16 +20,24 @@ MAX_ITERATIONS = 100_000
 
 def setting(default: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
             choices: Sequence[str] = (), per_layer: bool = False, help: str = "") -> Any:  # fmt: skip
-    """A RunConfig field with its range [lo, hi] (or ``choices``); ``per_layer``: a list of such numbers is
+    """A RunConfig field with its ``Range`` [lo, hi] (or ``choices``); ``per_layer``: a list of such numbers is
     accepted too (one per layer)."""
-    meta = dict(lo=lo, hi=hi, integer=integer, choices=tuple(choices), per_layer=per_layer, help=help)
+    accepted = Range(lo, hi, integer) if lo is not None and hi is not None else None
+    meta = dict(range=accepted, choices=tuple(choices), per_layer=per_layer, help=help)
     return field(default=default, metadata=meta)
 
 
-@dataclass
+def convs(depth: int) -> int:
+    """How many 3×3 convolutions a decoder of ``depth`` stages has (one λ each): two per stage and two first."""
+    return 2 + 2 * depth
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run besides the task: the paper's settings (docs/method.md) with vanilla DIP's
-    convolutions (λ = 0). The presets, which the CLI, the app and sweeps start from, are controlled networks."""
+    convolutions (λ = 0). Checked when made (every field against its range or choices; a per-layer list for its
+    length), so a RunConfig that exists is valid; frozen, so it stays so. The presets, which the CLI, the app and
+    sweeps start from, are controlled networks."""
 
     iterations: int = setting(10_000, 1, MAX_ITERATIONS, integer=True, help="optimisation steps")
     every: int = setting(50, 1, MAX_ITERATIONS, integer=True, help="a snapshot every this many steps")
@@ -57,43 +65,35 @@ class RunConfig:
     conv_algo: str = setting("direct", choices=("auto", *CONV_ALGOS))
     cuda_graph: bool = False  # CUDA: replay the whole step as one captured graph (eager fallback)
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata and not (value is None and f.default is None):
+                if isinstance(value, str) and not f.metadata["choices"]:
+                    raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted at the edges
+                object.__setattr__(self, f.name, self.check(f.name, value))
+        for name, n, what in (("lipschitz", convs(self.depth), "3×3 convolution"), ("gaussian_sigma", self.depth,
+                                                                                       "upsampling stage")):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) not in (1, n):
+                raise InputError(f"{name} takes one value or {n} (one per {what} at depth {self.depth}), "
+                                 f"got {len(value)}")  # fmt: skip
+
     @classmethod
     def check(cls, name: str, value: Any, hi: float | None = None) -> Any:
         """``value`` checked against field ``name``'s range (``hi`` narrows it) or choices; numbers given as
-        text are converted. Else ``InputError``: "width must be a number between 4 and 512, got 1000"."""
+        text are converted; a per-layer list becomes a tuple. Else ``InputError`` (one line)."""
         meta = _FIELDS[name].metadata
-        if meta.get("choices"):
+        if meta["choices"]:
             if value not in meta["choices"]:
                 raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")
             return value
-        lo, top = meta["lo"], meta["hi"] if hi is None else min(hi, meta["hi"])
         if meta["per_layer"] and isinstance(value, (list, tuple)):
-            return type(value)(cls.check(name, v, hi) for v in value)
-        refuse = InputError(f"{name} must be a number between {lo:g} and {top:g}, got {shown(value)}")
-        if isinstance(value, bool) or value is None:
-            raise refuse
-        try:
-            v = float(value) if isinstance(value, str) else value
-            ok = math.isfinite(v) and lo <= v <= top
-        except (TypeError, ValueError, OverflowError):
-            raise refuse from None
-        if not ok:
-            raise refuse
-        if meta["integer"]:
-            if v != int(v):
-                raise InputError(f"{name} must be a whole number, got {shown(value)}")
-            return int(v)
-        return float(v)
+            return tuple(cls.check(name, v, hi) for v in value)
+        return meta["range"].narrow(hi).check(name, value)
 
     def validate(self) -> RunConfig:
-        """Raise ``InputError`` (one line) for any out-of-range setting; returns self."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not f.metadata or (value is None and f.default is None):
-                continue
-            if isinstance(value, str) and not f.metadata["choices"]:
-                raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted only at the edges
-            self.check(f.name, value)
+        """Itself: a RunConfig is checked when made (kept for scripts that still call it)."""
         return self
 
     def to_dict(self) -> dict:
@@ -106,8 +106,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        """Build from a dict, ignoring unknown keys; validated."""
-        return cls(**{k: v for k, v in d.items() if k in _FIELDS}).validate()
+        """Build from a dict, ignoring unknown keys (checked as any RunConfig)."""
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
 
 
 _FIELDS = {f.name: f for f in fields(RunConfig)}
@@ -115,8 +115,13 @@ _FIELDS = {f.name: f for f in fields(RunConfig)}
 
 def limits(name: str) -> tuple[float, float]:
     """The accepted (lo, hi) of a numeric RunConfig field."""
-    meta = _FIELDS[name].metadata
-    return meta["lo"], meta["hi"]
+    accepted = range_of(name)
+    return accepted.lo, accepted.hi
+
+
+def range_of(name: str) -> Range:
+    """The ``Range`` of a numeric RunConfig field."""
+    return _FIELDS[name].metadata["range"]
 
 
 def choices(name: str) -> tuple[str, ...]:
@@ -175,7 +180,18 @@ def preset(name: str = "auto", **overrides) -> RunConfig:
     name = preset_name(name)
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
-    return replace(RunConfig(), **{**PRESETS[name], **overrides}).validate()
+    return replace(RunConfig(), **{**PRESETS[name], **overrides})
+
+
+def default_control(task: str, preset: str = "auto") -> dict:
+    """The controlled network when none is asked for (λ, upsampling, σ), the one rule of the CLI's ``run`` and
+    ``sweep``, the API and the app: on the paper's scale (``paper``, ``cuda``) the paper's λ for the task with
+    bilinear upsampling; on the CPU preset its own control (``CPU_CONTROL``, chosen at that scale)."""
+    from .tasks import TASKS
+
+    if preset_name(preset) in PAPER_SCALE:
+        return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
+    return dict(CPU_CONTROL)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -158,7 +158,7 @@ def _cumsum(values: Iterable[float]) -> Iterator[float]:
 
 
 def summarise(task: Task, config: RunConfig, snapshots: list[Snapshot], device: str) -> dict:
-    """The run's summary (CLI ``summary.json``): stop, best and final PSNR, time, device."""
+    """The run's summary (CLI ``summary.json``) of a resolved ``config``: stop, best and final PSNR, time, device."""
     final = snapshots[-1]
     best, best_iter = best_psnr((s.iter, s.psnr) for s in snapshots)
     return {
@@ -173,6 +173,6 @@ def summarise(task: Task, config: RunConfig, snapshots: list[Snapshot], device: 
         "final_psnr": final.psnr,
         "seconds": final.seconds,
         "device": device,
-        "conv_path": autotune.describe(autotune.resolve(task, config)),
+        "conv_path": autotune.describe(config),
         "message": final.message,
     }

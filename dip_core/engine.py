@@ -18,14 +18,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from . import autotune, metrics
+from . import metrics
 from .config import MAX_ITERATIONS, PRESETS, RunConfig, preset, resolve_device
 from .layers import POWER_WARMUP_STEPS
 from .nets import Decoder, fourier_input
 from .stopping import StopRule, stop_for
 from .tasks import PAPER_LIPSCHITZ, Task, to_image
 
-__all__ = ["MAX_ITERATIONS", "PAPER_LIPSCHITZ", "PRESETS", "RunConfig", "Snapshot", "build", "preset",
+__all__ = ["MAX_ITERATIONS", "PAPER_LIPSCHITZ", "PRESETS", "RunConfig", "Snapshot", "build", "check_resolved", "preset",
            "resolve_device", "run", "run_to_end"]  # fmt: skip
 
 #: Backtracking restores the last saved weights when the loss grows by more than this factor (5 dB).
@@ -81,11 +81,18 @@ class RunState:
     device: torch.device
 
 
+def check_resolved(config: RunConfig) -> RunConfig:
+    """``config`` if its convolution path is chosen; ``conv_algo="auto"`` is a programmer's error here: the choice is
+    made once, before a run is built, by ``dip_core.resolve`` (``dip_core.run`` calls it)."""
+    if config.conv_algo == "auto":
+        raise ValueError('conv_algo="auto" reached the engine: resolve the config first (dip_core.resolve)')
+    return config
+
+
 def build(task: Task, config: RunConfig) -> RunState:
     """Build the decoder (weights drawn from a generator seeded with ``config.seed``, not the global RNG) and
     its input for ``task`` on the configured device."""
-    config = autotune.resolve(task, config.validate())
-    device = resolve_device(config.device)
+    device = resolve_device(check_resolved(config).device)
     net = Decoder(task.channels, width=config.width, depth=config.depth, upsample=config.upsample,
                   lipschitz=config.lipschitz, gaussian_sigma=config.gaussian_sigma, padding=config.padding,
                   sn_method=config.sn_method, power_iters=config.power_iters, conv_algo=config.conv_algo,
@@ -360,13 +367,13 @@ class Watch:
 
 
 def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None) -> Iterator[Snapshot]:
-    """Fit the decoder to ``task``; yield a Snapshot every ``config.every`` steps and a final one.
+    """Fit the decoder to ``task`` with a resolved ``config`` (``dip_core.run`` resolves it); yield a Snapshot every
+    ``config.every`` steps and a final one.
 
     The caller may end the run by closing the generator, or between steps with ``cancel()`` returning True
     (the final snapshot then holds the image reached). No host sync happens between snapshots unless
     backtracking is on.
     """
-    config = autotune.resolve(task, config.validate())  # conv_algo="auto": the path chosen for this machine
     rule = stop_for(config.auto_stop, config.iterations, task)
     state = build(task, config)
     step = Stepper(state, config, task)

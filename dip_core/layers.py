@@ -57,6 +57,29 @@ def spectral_norm_exact(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(weight.detach().reshape(weight.shape[0], -1).float(), ord=2)
 
 
+def power_iterations(power_iters: int, updates: int) -> int:
+    """Power iterations for the next training forward: early steps move the weights fast, so track harder."""
+    return power_iters if updates >= POWER_WARMUP_STEPS else max(power_iters, 16)
+
+
+@torch.no_grad()
+def spectral_norm(mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, method: str, iters: int,
+                  update: bool) -> torch.Tensor:  # fmt: skip
+    """σ(M) as a 0-d tensor: exact (``method="svd"``), or ``iters`` power-iteration steps warm-started from the
+    singular vectors (u, v): v ← Mᵀu / ‖Mᵀu‖, u ← Mv / ‖Mv‖, σ ≈ uᵀMv; ``update`` writes the new u, v back in place.
+    The one power iteration of LipschitzConv2d and of a stack's grouped conv (dip_core.stacked)."""
+    if method == "svd":
+        return torch.linalg.matrix_norm(mat, ord=2)
+    u_new, v_new = u, v
+    for _ in range(iters):
+        v_new = F.normalize(mat.t() @ u_new, dim=0, eps=1e-12)
+        u_new = F.normalize(mat @ v_new, dim=0, eps=1e-12)
+    if update:
+        u.copy_(u_new)
+        v.copy_(v_new)
+    return torch.dot(u_new, mat @ v_new)
+
+
 def paper_init_(conv: nn.Conv2d, generator: torch.Generator | None = None) -> nn.Conv2d:
     """The authors' conv init, drawn from ``generator``: W ~ U(±√(6 / fan_in)) (He-uniform for ReLU,
     kaiming_uniform_ with a = 0) and PyTorch's default bias b ~ U(±1/√fan_in).
@@ -102,10 +125,8 @@ class LipschitzConv2d(nn.Conv2d):
             bias=bias,
         )
         paper_init_(self, generator)
-        if lipschitz < 0 or not math.isfinite(lipschitz):
-            raise ValueError(f"lipschitz bound must be a finite number ≥ 0, got {lipschitz}")
-        if sn_method not in ("svd", "power"):
-            raise ValueError(f"sn_method must be 'svd' or 'power', got {sn_method!r}")
+        assert math.isfinite(lipschitz) and lipschitz >= 0, f"λ must be finite and ≥ 0, got {lipschitz}"  # RunConfig
+        assert sn_method in ("svd", "power"), sn_method  # checked it already: these are a programmer's asserts
         self.lipschitz = float(lipschitz)
         self.sn_method = sn_method
         self.conv_algo = conv_algo  # "direct", or "winograd" (see ``uses_winograd``)
@@ -121,21 +142,11 @@ class LipschitzConv2d(nn.Conv2d):
     def sigma(self) -> torch.Tensor:
         """σ(W) as a 0-d tensor: exact SVD, or ``power_iters`` warm-started power-iteration steps."""
         mat = self.weight.detach().reshape(self.weight.shape[0], -1)
-        if self.sn_method == "svd":
-            return torch.linalg.matrix_norm(mat, ord=2)
-        u, v = self._u, self._v
-        for _ in range(self.power_iterations()):
-            v = F.normalize(mat.t() @ u, dim=0, eps=1e-12)
-            u = F.normalize(mat @ v, dim=0, eps=1e-12)
-        if self.training:
+        sigma = spectral_norm(mat, self._u, self._v, self.sn_method, power_iterations(self.power_iters, self._updates),
+                              update=self.training)  # fmt: skip
+        if self.training and self.sn_method == "power":
             self._updates += 1
-            self._u.copy_(u)
-            self._v.copy_(v)
-        return torch.dot(u, mat @ v)
-
-    def power_iterations(self) -> int:
-        """Iterations for the next training forward: early steps move the weights fast, so track harder."""
-        return self.power_iters if self._updates >= POWER_WARMUP_STEPS else max(self.power_iters, 16)
+        return sigma
 
     def effective_weight(self) -> torch.Tensor:
         """The weight the conv uses: W / max(1, σ/λ), with σ a constant for backprop."""
@@ -187,8 +198,7 @@ class GaussianUpsample(nn.Module):
 
     def __init__(self, channels: int, sigma: float) -> None:
         super().__init__()
-        if sigma < 0 or not math.isfinite(sigma):
-            raise ValueError(f"Gaussian σ must be a finite number ≥ 0, got {sigma}")
+        assert math.isfinite(sigma) and sigma >= 0, f"Gaussian σ must be finite and ≥ 0, got {sigma}"  # RunConfig
         self.sigma = float(sigma)
         kernel = gaussian_kernel(self.sigma).float()
         self.register_buffer("kernel", kernel.expand(channels, 1, 5, 5).clone())

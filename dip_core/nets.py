@@ -20,8 +20,7 @@ def per_layer(value: float | Sequence[float], n: int, name: str) -> list[float]:
     if isinstance(value, (int, float)):
         return [float(value)] * n
     values = [float(v) for v in value]
-    if len(values) != n:
-        raise ValueError(f"{name} needs 1 or {n} values, got {len(values)}")
+    assert len(values) == n, f"{name} needs 1 or {n} values, got {len(values)}"  # RunConfig checked it
     return values
 
 
@@ -85,12 +84,7 @@ class Decoder(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
-        if not 1 <= depth <= 7:
-            raise ValueError(f"depth must be between 1 and 7, got {depth}")
-        if not 4 <= width <= 512:
-            raise ValueError(f"width must be between 4 and 512, got {width}")
+        assert upsample in UPSAMPLE_MODES and 1 <= depth <= 7 and width >= 1, (upsample, depth, width)  # RunConfig
         self.depth = depth
         self.in_channels = in_channels
         lams = per_layer(lipschitz, 2 + 2 * depth, "lipschitz")

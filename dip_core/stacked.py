@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import autotune
 from .config import RunConfig
-from .engine import RunState, Snapshot, Stepper, Watch, build, graph_start
-from .layers import POWER_WARMUP_STEPS, GaussianUpsample, MeanOnlyBatchNorm
+from .engine import RunState, Snapshot, Stepper, Watch, build, check_resolved, graph_start
+from .layers import GaussianUpsample, MeanOnlyBatchNorm, power_iterations, spectral_norm
 from .nets import Decoder, Upsample2x
 from .stopping import stop_for
 from .tasks import Task
@@ -81,16 +80,8 @@ class StackedConv(nn.Module):
         """σ(W_i) of group i, as LipschitzConv2d.sigma computes it (a few ops on a 128×1152 matrix: a CUDA
         graph makes their launches free, and keeping them per group keeps σ bit-identical)."""
         mat = self.weight.detach()[i * self.out_per : (i + 1) * self.out_per].reshape(self.out_per, -1)
-        if self.sn_method == "svd":
-            return torch.linalg.matrix_norm(mat, ord=2)
-        u, v = self._u[i], self._v[i]
-        for _ in range(self.power_iters if self._updates >= POWER_WARMUP_STEPS else max(self.power_iters, 16)):
-            v = F.normalize(mat.t() @ u, dim=0, eps=1e-12)
-            u = F.normalize(mat @ v, dim=0, eps=1e-12)
-        if self.training:
-            self._u[i].copy_(u)
-            self._v[i].copy_(v)
-        return torch.dot(u, mat @ v)
+        return spectral_norm(mat, self._u[i], self._v[i], self.sn_method,
+                             power_iterations(self.power_iters, self._updates), update=self.training)  # fmt: skip
 
     def effective_weight(self) -> torch.Tensor:
         """Every group's W / max(1, σ/λ) (an uncontrolled group as it is)."""
@@ -192,7 +183,7 @@ def run_stacked(
     A network whose auto-stop fired, or whose loss became non-finite, is done (its snapshots end); it still
     trains in the stack, which the others never see.
     """
-    configs = [autotune.resolve(task, c.validate()) for c in configs]
+    configs = [check_resolved(c) for c in configs]  # resolved by the caller (dip_core.resolve)
     why = unstackable(configs)
     if why is not None:
         raise ValueError(f"these runs cannot be stacked: {why}")

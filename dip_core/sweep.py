@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .autotune import resolve
 from .baselines import baseline
 from .config import PRESETS, RunConfig, preset
 from .curves import run_stats
@@ -127,7 +128,6 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
 
     if threads:
         torch.set_num_threads(threads)
-    config = config_of(spec)
     img, _ = load_image(spec.image)
     if spec.max_side and max(img.shape[:2]) > spec.max_side:
         img = resize_max_side(img, spec.max_side)[0]
@@ -137,6 +137,7 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
         if mask.shape[:2] != img.shape[:2]:
             mask = resize_mask(mask, img.shape[:2])
     task = make_task(spec.task, img, spec.level, mask=mask, seed=spec.seed)
+    config = resolve(task, config_of(spec))  # the device and convolution path, chosen once for this machine
     frames = None
     if spec.frames and curve_dir:
         frames = FrameWriter(task, Path(curve_dir) / spec.key, frame_every(config.iterations, config.every, spec.frames))
@@ -147,6 +148,8 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     log = open(Path(curve_dir) / f"{spec.key}.jsonl", "w") if curve_dir else None
     try:
         for snap in run(task, config):
+            if records and snap.iter == records[-1]["iter"]:  # a non-finite loss: the last good snapshot again
+                continue
             rec = snap.record()
             if not records and energy is not None:
                 rec["noise_energy"] = energy
@@ -165,9 +168,7 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
         frames.close()
     stats = run_stats(records, config.iterations)
     row = {"key": spec.key, "spec": asdict(spec), "iterations": records[-1]["iter"], "seconds": records[-1]["seconds"]}
-    row["device"] = (
-        "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
-    )
+    row["device"] = config.device
     row["final_psnr"] = stats.pop("final_psnr")
     classical = baseline(task)  # the task's OpenCV baseline on the same observation
     row["baseline_method"], row["baseline_psnr"] = classical.method, classical.psnr
@@ -271,11 +272,21 @@ def load_rows(out: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
-    """Markdown: per image, the best configuration by final PSNR, by peak PSNR and by PSNR at the stop.
+def spread(iters: list[int | None]) -> str:
+    """Iterations over seeds: "120" when they agree, "110–130" (lowest–highest) when not, "—" when none."""
+    known = [t for t in iters if t is not None]
+    if not known:
+        return "—"
+    lo, hi = min(known), max(known)
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
-    PSNR values are averaged over seeds; where the stopping rule never fired, a run's PSNR at the stop is
-    its final PSNR (it ran to the end of its budget).
+
+def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
+    """Markdown: per image, the best configuration by final PSNR, by peak PSNR and by PSNR at ``stop_rule``'s stop;
+    then per configuration its PSNRs averaged over seeds beside the iterations over seeds (lowest–highest).
+
+    In the first table, where the stopping rule never fired, a run's PSNR at the stop is its final PSNR (it ran to the
+    end of its budget); the second gives the stop's iterations and mean PSNR over the seeds where it fired.
     """
     by_image: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
@@ -307,16 +318,19 @@ def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
         }
         n = sum(len(v) for v in cfgs.values())
         lines.append(f"| {image} | {base_cell} | {best(final)} | {best(peak)} | {best(at_stop)} | {n} |")
-    lines += ["", "| image | config | seeds | final PSNR | peak PSNR (iter) | paper stop (iter / PSNR) | seconds |"]
+    lines += ["", f"| image | config | seeds | final PSNR | peak PSNR (iter) | {stop_rule} stop (iter / PSNR) | seconds |"]
     lines.append("|---|---|---|---|---|---|---|")
+    fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
     for image, cfgs in sorted(by_image.items()):
         for k, v in sorted(cfgs.items()):
-            r0 = v[0]
-            fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
+            fired = [r for r in v if r[f"stop_{stop_rule}_iter"]]
+            stop = "—" if not fired else (f"{spread([r[f'stop_{stop_rule}_iter'] for r in fired])} / "
+                                          f"{fmt(mean([r[f'stop_{stop_rule}_psnr'] for r in fired]))}")  # fmt: skip
+            if fired and len(fired) < len(v):
+                stop += f" ({len(fired)} of {len(v)} seeds)"
             lines.append(
                 f"| {image} | {k} | {len(v)} | {fmt(mean([r['final_psnr'] for r in v]))} | "
-                f"{fmt(mean([r['best_psnr'] for r in v]))} ({r0['best_iter']}) | "
-                f"{r0['stop_paper_iter'] or '—'} / {fmt(r0['stop_paper_psnr'])} | "
+                f"{fmt(mean([r['best_psnr'] for r in v]))} ({spread([r['best_iter'] for r in v])}) | {stop} | "
                 f"{mean([r['seconds'] for r in v]):.0f} |"
             )
     return "\n".join(lines) + "\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+import threading
 
 import pytest
 from helpers import small
@@ -79,3 +81,42 @@ def test_every_candidate_fits_the_same_image(name, house64):
     ref = run_to_end(task, small(iterations=12, every=12, lipschitz=1.4))[-1].psnr
     got = run_to_end(task, small(iterations=12, every=12, lipschitz=1.4, **CANDIDATES[name]))[-1].psnr
     assert got == pytest.approx(ref, abs=0.05)
+
+
+def test_two_runs_resolving_at_once_measure_once_and_share_the_path(fresh_cache, house64):
+    """A compare run's first start on an empty cache: both networks resolve at the same moment (two threads, as the
+    app's pool); one measures, the other waits for it and reuses it, so both get the same path."""
+    path, calls = fresh_cache
+    task = make_task("denoise", house64, 25)
+    start, got = threading.Barrier(2), {}
+
+    def resolve(lam: float) -> None:
+        start.wait()
+        got[lam] = autotune.resolve(task, small(conv_algo="auto", width=8, lipschitz=lam))
+
+    threads = [threading.Thread(target=resolve, args=(lam,)) for lam in (0.0, 1.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(json.loads(path.read_text())) == 1
+    assert autotune.describe(got[0.0]) == autotune.describe(got[1.0]) in CANDIDATES
+
+
+def test_measure_times_nine_steps_of_each_candidate(house64, monkeypatch):
+    """What the module says it times: ROUNDS chunks of CHUNK steps, the CHUNK − 1 gaps in each, 9 per candidate."""
+    gaps = {}
+    real = statistics.median
+    monkeypatch.setattr(autotune.statistics, "median", lambda v: gaps.setdefault(len(gaps), len(v)) and real(v))
+    autotune.measure(make_task("denoise", house64, 25), small(width=8))
+    assert list(gaps.values()) == [9] * len(CANDIDATES) == [autotune.ROUNDS * (autotune.CHUNK - 1)] * 3
+
+
+def test_the_engine_takes_resolved_configs_only(house64):
+    """``auto`` is chosen in one place (dip_core.resolve); the engine refuses a config that still says auto."""
+    from dip_core import engine
+
+    task = make_task("denoise", house64, 25)
+    with pytest.raises(ValueError, match="resolve"):
+        next(engine.run(task, small(conv_algo="auto", width=8)))
+    assert [s.psnr for s in run_to_end(task, small(conv_algo="auto", width=8, iterations=2, every=1))]

@@ -12,7 +12,7 @@ import pytest
 from outcomes import threshold
 from PIL import Image
 
-from dip_core import autotune
+from dip_core import RunConfig, autotune
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_ANY_DEVICE = ["--preset", "cpu", "--width", "8", "--iters", "6", "--every", "2", "--quiet"]
@@ -58,7 +58,9 @@ def test_run_writes_all_outputs(tmp_path, image64):
     } <= set(summary)
     assert summary["task"] == "denoise" and summary["iterations"] == 6 and summary["device"] == "cpu"
     assert summary["config"]["lipschitz"] == 1.4
-    assert summary["config"]["conv_algo"] == "auto" and summary["conv_path"] in autotune.CANDIDATES  # chosen here
+    # the path that ran, chosen here (conv_algo="auto" resolved): loading this config runs the same path
+    assert summary["config"]["conv_algo"] != "auto" and summary["config"]["device"] == "cpu"
+    assert summary["conv_path"] == autotune.describe(RunConfig.from_dict(summary["config"])) in autotune.CANDIDATES
     assert summary["best_psnr"] == max(x["psnr"] for x in lines)
     assert np.asarray(Image.open(out / "result.png")).shape == (64, 64, 3)
 
@@ -177,3 +179,23 @@ def test_vanilla_and_a_lambda_together_are_a_usage_error(tmp_path, image64):
     assert res.returncode == 2 and "not allowed with argument" in res.stderr and len(res.stderr.splitlines()) == 1
     help_text = cli("run", "--help").stdout
     assert "--vanilla" in help_text and "vanilla DIP" in help_text and "controlled network" in help_text
+
+
+def test_a_non_finite_end_writes_its_last_row_once(tmp_path, image64, monkeypatch):
+    """The engine ends a run whose loss became non-finite with the last good snapshot again, marked done: the CLI
+    keeps one row per iteration (it wrote that row twice) and the summary keeps the message."""
+    from dataclasses import replace
+
+    from dip_core import cli, engine
+
+    def failing(task, config, cancel=None):
+        snaps = list(engine.run(task, config))
+        yield from snaps[:2]
+        yield replace(snaps[1], done=True, message="stopped at iteration 3: the loss became non-finite")
+
+    monkeypatch.setattr(cli, "run", failing)
+    out = tmp_path / "out"
+    assert cli.main(["run", "--task", "denoise", "--image", str(image64), "--out", str(out), *FAST]) == 0
+    iters = [json.loads(x)["iter"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert iters == [1, 2]
+    assert json.loads((out / "summary.json").read_text())["message"].endswith("the loss became non-finite")

@@ -211,7 +211,27 @@ def test_bf16_and_channels_last_paths_run(house64):
 )
 def test_config_validation(field, value):
     with pytest.raises(InputError, match=field):
-        RunConfig(**{field: value}).validate()
+        RunConfig(**{field: value})  # checked when made
+
+
+def test_a_config_is_checked_once_when_made_and_stays_valid():
+    """Frozen: nothing can make a checked RunConfig invalid; numbers are converted once; a per-layer
+    list is checked for its length where it is made, with our line, not deep in the decoder (text is converted at the
+    edges: the CLI, the API)."""
+    import dataclasses
+
+    cfg = RunConfig(width=16.0, lipschitz=[1, 2] * 6, iterations=10.0)
+    assert cfg.width == 16 and cfg.iterations == 10 and isinstance(cfg.iterations, int)
+    assert cfg.lipschitz == (1.0, 2.0) * 6 and cfg.to_dict()["lipschitz"] == [1.0, 2.0] * 6
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.width = 10_000  # type: ignore[misc]
+    with pytest.raises(InputError, match=r"^lipschitz takes one value or 12 \(one per 3×3 convolution at depth 5\), got 3$"):
+        RunConfig(lipschitz=[1.0, 1.0, 1.0])
+    with pytest.raises(InputError, match=r"^gaussian_sigma takes one value or 3 .* got 2$"):
+        RunConfig(depth=3, gaussian_sigma=[0.5, 0.5])
+    with pytest.raises(InputError, match="width must be a number between 4 and 512"):
+        dataclasses.replace(cfg, width=10_000)  # a changed copy is checked as well
+    assert RunConfig(depth=3, lipschitz=[1.0] * 8).lipschitz == (1.0,) * 8
 
 
 def test_presets():

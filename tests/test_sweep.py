@@ -206,3 +206,61 @@ def test_killed_ray_sweep_restarts_and_completes_only_missing_rows(images, tmp_p
     keys = [r["key"] for r in rows]
     assert len(keys) == len(set(keys)) == 8
     assert rows[: len(done_before)] == done_before
+
+
+def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path):
+    """Every σ is checked by the parser and every spec before the first run (once only the first spec was)."""
+    from dip_core import cli
+
+    args = ["sweep", "--task", "denoise", "--images", str(images / "a.png"), "--out", str(tmp_path), "--no-ray",
+            "--preset", "cpu", "--width", "8", "--iters", "2", "--every", "1", "--device", "cpu"]  # fmt: skip
+    for sigmas in (["0.5", "99"], ["none", "nan"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*args, "--gaussian-sigma", *sigmas])
+        assert exit_.value.code == 2
+    assert cli.main([*args, "--lipschitz", "1", "--gaussian-sigma", "0.5", "none"]) == 0  # 'none': bilinear
+    assert {r["spec"]["upsample"] for r in sweep.load_rows(tmp_path)} == {"gaussian", "bilinear"}
+    with pytest.raises(SystemExit):  # a λ out of range in the list: the parser refuses it, nothing runs
+        cli.main([*args, "--lipschitz", "1", "500", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("task", ["inpaint", "enhance", "denoise"])
+def test_sweep_and_run_take_the_same_default_lambda(task):
+    """One rule (dip_core.config.default_control): on the paper's scale a sweep without --lipschitz uses the task's
+    own λ, as ``run`` does (it used 1.4 for every task), and the CPU preset's own control on CPU."""
+    from dip_core import cli
+    from dip_core.config import default_control
+    from dip_core.tasks import TASKS
+
+    for preset in ("paper", "cuda", "cpu"):
+        args = cli.build_parser().parse_args(["run", "--task", task, "--image", "x", "--out", "y", "--preset", preset])
+        expected = TASKS[task].paper_lipschitz if preset != "cpu" else default_control(task, "cpu")["lipschitz"]
+        assert cli.control_of(args)["lipschitz"] == expected
+    assert default_control(task, "paper")["lipschitz"] == TASKS[task].paper_lipschitz
+    assert default_control("inpaint", "paper")["lipschitz"] != default_control("denoise", "paper")["lipschitz"]
+
+
+def test_sweep_cli_uses_the_tasks_lambda_on_the_paper_preset(images, tmp_path):
+    from dip_core import cli
+    from dip_core.tasks import TASKS
+
+    args = ["sweep", "--task", "inpaint", "--images", str(images / "a.png"), "--out", str(tmp_path), "--no-ray",
+            "--preset", "paper", "--width", "8", "--iters", "2", "--every", "1", "--device", "cpu"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert [r["spec"]["lipschitz"] for r in sweep.load_rows(tmp_path)] == [TASKS["inpaint"].paper_lipschitz]
+
+
+def test_the_summary_names_the_stop_rule_it_reads_and_iterations_over_seeds():
+    """The second table reads and names ``stop_rule``'s stop (it always read the paper's), and gives iterations over
+    seeds as lowest–highest beside PSNRs averaged over them (it showed the first seed's best iteration)."""
+
+    def row(seed, best_iter, relative):
+        spec = dict(image="x/a.png", variant="lam1", seed=seed)
+        return dict(key=f"a{seed}", spec=spec, final_psnr=20.0 + seed, best_psnr=25.0 + seed, best_iter=best_iter,
+                    seconds=1.0, stop_paper_iter=None, stop_paper_psnr=None, stop_relative_iter=relative,
+                    stop_relative_psnr=None if relative is None else 24.0 + seed)  # fmt: skip
+
+    table = sweep.summary_table([row(0, 100, 80), row(1, 140, 90), row(2, 120, None)], "relative")
+    assert "relative stop (iter / PSNR)" in table and "paper stop" not in table
+    assert "| a | lam1 | 3 | 21.00 | 26.00 (100–140) | 80–90 / 24.50 (2 of 3 seeds) | 1 |" in table

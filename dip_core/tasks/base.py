@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, shown
+from ..checks import Range
+from ..errors import InputError
 from ..io import MIN_SIDE
 
 
@@ -82,12 +83,7 @@ class Level:
         """``value`` as a valid level, else ``InputError`` (one line); None gives the default."""
         if value is None:
             return self.default
-        try:
-            level = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            raise InputError(f"{self.name} must be a number, got {shown(value)}") from None
-        if not np.isfinite(level) or not self.lo <= level <= self.hi:
-            raise InputError(f"{self.name} must be between {self.lo:g} and {self.hi:g}, got {level:g}")
+        level = Range(self.lo, self.hi).check(self.name, value)
         if self.choices and level not in self.choices:
             *head, tail = (str(c) for c in self.choices)
             raise InputError(f"{self.short or self.name} must be {', '.join(head)} or {tail}, got {level:g}")
