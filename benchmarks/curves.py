@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "lipschitz": args.lipschitz,
             "iterations": args.steps,
+            "seed": args.seed,
             "every": 50,
             **parse_settings(args.set, extra={"preset": str}),
         }
