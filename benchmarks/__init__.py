@@ -1,4 +1,4 @@
-"""Benchmarks and the reproduction harness (run as python -m benchmarks.NAME)."""
+"""Benchmarks and the reproduction harness, one command: ``python -m benchmarks COMMAND`` (see ``__main__.py``)."""
 
 import os
 

@@ -19,11 +19,11 @@ The lesson a live default must show (issue: "a live default that shows the lesso
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from dip_core.lesson import drop
+from dip_core.machine import cpu
 from dip_core.replay import EXPERIMENTS, LANES, Replays
 
 from .options import parser
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(rows, confirmed, scale, chosen, other)
     (out / "README.md").write_text(text)
     (out / "result.json").write_text(json.dumps(dict(scales=other, choice=rows, chosen=chosen, confirmed=confirmed,
-                                                     cpus=os.cpu_count()), indent=1) + "\n")  # fmt: skip
+                                                     cpus=cpu().cores), indent=1) + "\n")  # fmt: skip
     print(text)
     return 0
 

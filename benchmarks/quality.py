@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from dip_core import baselines, preset, run
 from dip_core.curves import stop_iters
 from dip_core.engine import resolve_device
 from dip_core.io import load_image, resize_max_side
-from dip_core.machine import cpu_model
+from dip_core.machine import cpu
 from dip_core.metrics import psnr, ssim
 from dip_core.stopping import task_noise_energy
 from dip_core.sweep import image_files
@@ -209,8 +208,7 @@ def report(rows: list[dict], args: argparse.Namespace, device: str) -> str:
         "",
         f"`python -m benchmarks quality {' '.join(sys.argv[1:]) if args.argv is None else ' '.join(args.argv)}`",
         "",
-        f"{when}; {device}, {os.cpu_count()} CPU threads visible, torch {torch.__version__}, "
-        f"{cpu_model()}. Preset `{args.preset}`"
+        f"{when}; {device}, {cpu()}, torch {torch.__version__}. Preset `{args.preset}`"
         + (f", width {args.width}" if args.width else "")
         + (f", lr {args.lr:g}" if args.lr else "")
         + (f", {args.iters} iterations" if args.iters else "")

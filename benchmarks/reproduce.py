@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dip_core.baselines import baseline
 from dip_core.config import RunConfig
 from dip_core.curves import smoothed_summary
 from dip_core.io import load_image, resize_max_side
+from dip_core.machine import cpu
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
 
@@ -213,7 +213,7 @@ def write_report(
         "",
         f"- command: `python -m benchmarks report {' '.join(args.argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device: {device}; "
-        f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
+        f"machine: {cpu()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         f"- setting: size ≤ {args.size or 'native'} px, width {config.width}, depth {config.depth}, "
         f"lr {config.lr}, {config.iterations} iterations, padding {config.padding}, σ by {config.sn_method}, "
