@@ -20,11 +20,13 @@ from dip_core.engine import graph_start
 from dip_core.io import MIN_SIDE, to_uint8
 from dip_core.tasks import TASKS
 
-from . import budget
+from . import budget, frames
 from .examples import DEFAULT_EXAMPLE
 from .exports import FrameFiles, read_config, write_downloads
+from .frames import Frame
 from .inputs import RunRequest, choice, flag, number, parse_request, read_image
-from .session import STOPS, Frame, LabRun
+from .records import RunData
+from .session import STOPS, LabRun
 from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
 from .turns import ABANDON_S, Reader, turns_of
 
@@ -35,6 +37,9 @@ DEFAULT_CONTROL = default_control("denoise")  # the default run's (run_lab's key
 #: run_lab's outputs by name, in the order the ``run`` endpoint returns them (the baseline panel last: it came
 #: later, and API clients index the others)
 RUN_OUTPUTS = ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files", "baseline")
+#: What the page also shows, after RUN_OUTPUTS: the captions under the two runs' images (their PSNR changes every
+#: frame). They are buttons, whose values API clients do not receive, so the endpoint's outputs stay RUN_OUTPUTS.
+CAPTION_OUTPUTS = ("vanilla_caption", "result_caption")
 #: The widgets a loaded config JSON sets, by name
 CONFIG_WIDGETS = ("task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
                   "auto_stop", "compare", "observed", "max_side", "width", "lr")  # fmt: skip
@@ -102,14 +107,6 @@ def prepare_inputs(task: str, level: float, sr_factor: Any, mask_mode: str, edit
     value = int(sr_factor) if spec.level.choices else level
     mask = mask_from_editor(editor) if spec.needs_mask and mask_mode == "drawn" else None
     return value, mask
-
-
-def observation_label(lab: LabRun) -> str:
-    """What the observation is, e.g. "Observation (σ 25)"."""
-    req = lab.request
-    if req.observed:
-        return "Observation (as uploaded)"
-    return f"Observation ({req.task.spec.describe(req.task, req.mask_given)})"
 
 
 def request_seconds(req: RunRequest) -> int:
@@ -203,7 +200,8 @@ def run_lab(
     lr: float = LIMITS.lr,
     request: gr.Request | None = None,
 ) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order. The run itself is
+    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order, then CAPTION_OUTPUTS'
+    (which API clients do not receive). The run itself is
     ``live_run`` (on ZeroGPU in a GPU worker process); here, in the server's process, its Stop flag lives, and
     its frames wait while the visitor has not read the last ones (``turns.Reader``): a run nobody reads stops."""
     session = getattr(request, "session_hash", None)
@@ -250,7 +248,8 @@ def live_run(
     width: int = LIMITS.width,
     lr: float = LIMITS.lr,
 ) -> Iterator[tuple[bool, tuple]]:
-    """One live run: checks the request and yields (done, the values of RUN_OUTPUTS) per frame. On ZeroGPU it
+    """One live run: checks the request and yields (done, the values of RUN_OUTPUTS + CAPTION_OUTPUTS) per frame.
+    On ZeroGPU it
     runs in a GPU worker process for the seconds ``gpu_duration`` asked for and ends on its own just before;
     elsewhere at the device's time limit. ``key`` names its Stop flag (``STOPS``)."""
     req = checked_request(image=image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
@@ -263,9 +262,9 @@ def live_run(
         gr.Warning(lab.baseline.unavailable)
     files = FrameFiles()
     try:
-        for i, frame in enumerate(lab.stream()):
-            outputs = frame_outputs(lab, frame, files, first=i == 0)
-            yield frame.done, tuple(outputs[k] for k in RUN_OUTPUTS)
+        for i, frame in enumerate(frames.stream(lab.stream(), lab.limits.max_frames)):
+            outputs = frame_outputs(frame, files, first=i == 0)
+            yield frame.done, tuple(outputs[k] for k in RUN_OUTPUTS + CAPTION_OUTPUTS)
     except gr.Error:
         raise
     except torch.OutOfMemoryError:
@@ -273,44 +272,39 @@ def live_run(
                        print_exception=False) from None  # fmt: skip
 
 
-def frame_outputs(lab: LabRun, frame: Frame, files: FrameFiles, first: bool) -> dict:
-    """Widget values for one frame, by name (RUN_OUTPUTS): images as PNG files written by ``files``; the first
-    also sets the labels (and clears the downloads); later ones send plain values, so API clients get file
-    paths; unchanged widgets are skipped."""
+def frame_outputs(frame: Frame, files: FrameFiles, first: bool) -> dict:
+    """Widget values for one frame, by name (RUN_OUTPUTS and CAPTION_OUTPUTS): images as PNG files written by
+    ``files``; the first also sets the labels (and clears the downloads); later ones send plain values, so API
+    clients get file paths; unchanged widgets are skipped."""
+    run = frame.run
     results = {name: files(name, img) for name, img in frame.results.items()}
     vanilla, result = results.get("vanilla"), results["controlled"]
     out = dict(curves=frame.curves, spectrum=frame.spectrum, status=frame.status, result=result)
-    out["files"] = write_downloads(lab) if frame.done else None if first else gr.skip()
+    out.update(result_caption=frame.captions["controlled"], vanilla_caption=frame.captions.get("vanilla", gr.skip()))
+    out["files"] = write_downloads(run, animation=frame.animation) if frame.done else None if first else gr.skip()
     if not first:
         skip = gr.skip()
         return dict(out, observation=skip, vanilla=skip if vanilla is None else vanilla, clean=skip, baseline=skip)
-    labels = {name: t.label for name, t in lab.tracks.items()}
+    labels = {name: t.label for name, t in run.tracks.items()}
     return dict(
         out,
-        observation=gr.update(value=files("observation", lab.observation), label=observation_label(lab)),
+        observation=gr.update(value=files("observation", run.observation), label=frames.observation_label(run)),
         vanilla=gr.update(visible=False)
         if vanilla is None
         else gr.update(value=vanilla, label=labels["vanilla"], visible=True),
+        vanilla_caption=gr.update(visible=False)
+        if vanilla is None
+        else gr.update(value=frame.captions["vanilla"], visible=True),
         result=gr.update(value=result, label=labels["controlled"]),
-        clean=gr.update(value=files("clean", lab.clean), visible=lab.clean is not None),
-        baseline=baseline_update(lab, files),
+        clean=gr.update(value=files("clean", run.clean), visible=run.clean is not None),
+        baseline=baseline_update(run, files),
     )
 
 
-def baseline_label(lab: LabRun) -> str:
-    """The baseline panel's label, short enough for the panel: "Baseline NL-means · 23.72 dB" (no dB when
-    the clean image is unknown); the method's parameters are in the README."""
-    b = lab.baseline
-    if b.image is None:
-        return "Baseline unavailable"
-    short = b.method.split(" (")[0].removeprefix("OpenCV ")
-    return f"Baseline {short}" + ("" if b.psnr is None else f" · {b.psnr:.2f} dB")
-
-
-def baseline_update(lab: LabRun, files: FrameFiles) -> dict:
+def baseline_update(run: RunData, files: FrameFiles) -> dict:
     """The baseline panel: OpenCV's result (hidden when it could not run)."""
-    b = lab.baseline
-    return gr.update(value=files("baseline", b.image), label=baseline_label(lab), visible=b.image is not None)
+    b = run.baseline
+    return gr.update(value=files("baseline", b.image), label=frames.baseline_label(run), visible=b.image is not None)
 
 
 def request_stop(request: gr.Request | None = None) -> None:
@@ -333,8 +327,9 @@ def default_image() -> str:
 
 
 def on_compare_change(compare: bool) -> tuple:
-    """Show or hide the vanilla panel."""
-    return gr.update(visible=compare), gr.update(label="Controlled" if compare else "Result")
+    """Show or hide the vanilla panel and its caption."""
+    shown = gr.update(visible=compare)
+    return shown, gr.update(label="Controlled" if compare else "Result"), shown
 
 
 def load_config(path: str | None) -> tuple:

@@ -1,4 +1,5 @@
-"""Downloads of a run: result PNGs, the log (CSV and JSON), the re-loadable config JSON and an animated GIF."""
+"""Downloads of a run (``demo.records.RunData``): result PNGs, the log (CSV and JSON), the re-loadable config JSON
+and an animated GIF."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,7 @@ from dip_core import InputError
 from dip_core.io import save_png, to_uint8
 
 if TYPE_CHECKING:
-    from .session import LabRun
+    from .records import RunData, Track
 
 GIF_SIDE = 192  # each panel of the animation is scaled to this height
 DOWNLOAD_TTL_S = 3600  # a run's download folder is deleted this long after it was written
@@ -43,20 +45,20 @@ def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
     return np.asarray(strip)
 
 
-def config_dict(lab: LabRun) -> dict:
+def config_dict(run: RunData) -> dict:
     """The controlled run's RunConfig as it ran (its ``auto`` choices made: the device and the convolution path this
     machine timed) plus the app's choices; loads with ``RunConfig.from_dict`` or the app."""
-    req = lab.request
+    req = run.request
     extra = dict(
         task=req.task.name, level=req.task.level, observed=req.observed, compare=req.compare, max_side=req.max_side
     )
-    return {**lab.tracks["controlled"].config.to_dict(), **extra}
+    return {**run.tracks["controlled"].config.to_dict(), **extra}
 
 
-def log_rows(lab: LabRun) -> list[dict]:
+def log_rows(tracks: Mapping[str, Track]) -> list[dict]:
     """One flat row per logged iteration and run (for the CSV)."""
     rows = []
-    for t in lab.tracks.values():
+    for t in tracks.values():
         for r in t.records:
             row = {"run": t.name, **{k: r[k] for k in ("iter", "loss", "psnr", "ssim", "ratio", "seconds")}}
             for key in ("fbc", "fbc_clean"):
@@ -132,21 +134,22 @@ class FrameFiles:
         return str(path)
 
 
-def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
-    """Write every download of a finished (or stopped) run into ``folder``; by default a new run_folder()."""
+def write_downloads(run: RunData, folder: str | Path | None = None, animation: Sequence[np.ndarray] = ()) -> list[str]:
+    """Write every download of a finished (or stopped) run into ``folder`` (by default a new run_folder()); the GIF
+    from ``animation``'s uint8 frames, when there are any."""
     out = run_folder() if folder is None else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    for name, t in lab.tracks.items():
+    for name, t in run.tracks.items():
         path = out / ("result.png" if name == "controlled" else f"result_{name}.png")
         save_png(t.last.image, path)
         files.append(path)
-    save_png(lab.observation, out / "observation.png")
+    save_png(run.observation, out / "observation.png")
     files.append(out / "observation.png")
-    if lab.baseline.image is not None:  # the classical (OpenCV) result beside the run
-        save_png(lab.baseline.image, out / "baseline.png")
+    if run.baseline.image is not None:  # the classical (OpenCV) result beside the run
+        save_png(run.baseline.image, out / "baseline.png")
         files.append(out / "baseline.png")
-    rows = log_rows(lab)
+    rows = log_rows(run.tracks)
     with open(out / "log.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -162,15 +165,15 @@ def write_downloads(lab: LabRun, folder: str | Path | None = None) -> list[str]:
             "message": t.last.message,
             "records": t.records,
         }
-        for name, t in lab.tracks.items()
+        for name, t in run.tracks.items()
     }
-    log["baseline"] = lab.baseline.summary()
+    log["baseline"] = run.baseline.summary()
     (out / "log.json").write_text(json.dumps(log, indent=1))
-    (out / "config.json").write_text(json.dumps(config_dict(lab), indent=2))
+    (out / "config.json").write_text(json.dumps(config_dict(run), indent=2))
     files += [out / "log.csv", out / "log.json", out / "config.json"]
-    if lab.frames:
+    if animation:
         gif = out / "evolution.gif"
-        frames = [Image.fromarray(f) for f in lab.frames]
+        frames = [Image.fromarray(f) for f in animation]
         durations = [120] * (len(frames) - 1) + [2000]
         frames[0].save(gif, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
         files.append(gif)

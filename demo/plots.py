@@ -17,7 +17,7 @@ from dip_core.metrics import BAND_EDGES
 if TYPE_CHECKING:
     from dip_core.lesson import Event
 
-    from .session import Track
+    from .records import Track
 
 RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8", "other": "#7b3fb5"}
 EVENT_COLOR = "#444"

@@ -1,4 +1,5 @@
-"""One live run of the lab: step one or two networks in lockstep and turn their snapshots into frames."""
+"""One live run of the lab: step one or two networks in lockstep and yield what they reached (demo.records);
+demo.frames turns that into what the page shows."""
 
 from __future__ import annotations
 
@@ -8,26 +9,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import plotly.graph_objects as go
 import torch
 
-from dip_core import RunConfig, Snapshot, autotune, run
+from dip_core import RunConfig, autotune, run
 from dip_core.baselines import Baseline, baseline
 from dip_core.config import resolve_device
-from dip_core.lesson import Event, lesson
 from dip_core.replay import SpectrumView
 from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image
 
-from . import budget, plots
-from .exports import side_by_side
 from .inputs import RunRequest
-from .settings import LIMITS, UPSAMPLE_LABELS, Limits, device_label
+from .records import Ending, RunData, Track, run_label
+from .settings import LIMITS, Limits
 
 SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this many frequencies a side
 #: Stop flags are also files here, so that a run in another process (ZeroGPU's GPU worker) sees a Stop pressed
@@ -35,39 +32,6 @@ SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this ma
 STOP_DIR = Path(tempfile.gettempdir()) / "spectral-bias-lab-stops"
 #: A run with a GPU time limit ends this many seconds before it, to send its last frame and downloads.
 GPU_RESERVE_S = 3.0
-
-
-def run_label(name: str, config: RunConfig, compare: bool) -> str:
-    """A short name for one run: "Vanilla DIP (λ 0, bilinear)" or "Controlled (λ 1.4, Gaussian σ 0.5)"."""
-    up = UPSAMPLE_LABELS[config.upsample]
-    if config.upsample == "gaussian":
-        up += f" σ {config.gaussian_sigma:g}"
-    what = "Vanilla DIP" if name == "vanilla" else "Controlled" if compare else "Result"
-    return f"{what} (λ {config.lipschitz:g}, {up})"
-
-
-@dataclass
-class Track:
-    """The log of one run: every snapshot's record, the latest snapshot (with its image), best and stop."""
-
-    name: str
-    label: str
-    config: RunConfig
-    records: list[dict] = field(default_factory=list)
-    last: Snapshot | None = None
-
-    def add(self, snap: Snapshot) -> None:
-        """Log a snapshot (images are not kept, only the latest one)."""
-        self.records.append(snap.record())
-        self.last = snap
-
-    @property
-    def done(self) -> bool:
-        return self.last is not None and self.last.done
-
-    def column(self, key: str) -> list:
-        """One logged field over iterations."""
-        return [r[key] for r in self.records]
 
 
 class StopFlag:
@@ -170,19 +134,9 @@ class StopRegistry:
 STOPS = StopRegistry()
 
 
-@dataclass
-class Frame:
-    """What the UI shows at one moment of a run."""
-
-    results: dict[str, np.ndarray]  # run name → its current image
-    curves: go.Figure
-    spectrum: go.Figure
-    status: str
-    done: bool
-
-
 class LabRun:
-    """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed."""
+    """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed;
+    ``stream()`` yields what they reached as plain records (demo.records.RunData)."""
 
     def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS,
                  gpu_seconds: float | None = None) -> None:  # fmt: skip
@@ -203,8 +157,7 @@ class LabRun:
         configs = self.resolved(request.configs)
         self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in configs.items()}
         self.iterations = max(c.iterations for c in request.configs.values())
-        self.frames: list[np.ndarray] = []  # the animation (uint8), thinned to at most limits.max_frames
-        self.frame_stride, self.frame_calls, self.rounds = 1, 0, 0
+        self.rounds = 0
         self.started = self.ended = None
         self.cancelled = self.out_of_time = False
 
@@ -293,107 +246,56 @@ class LabRun:
             for gen in gens.values():
                 gen.close()
 
-    def stream(self) -> Iterator[Frame]:
-        """Frames of the run: the first rounds at once, then at most every ``update_seconds``, and the last."""
+    def stream(self) -> Iterator[RunData]:
+        """The run as it goes: the first rounds at once, then at most every ``update_seconds``, and the last."""
         last = 0.0
         for rounds in self.steps():
             done = all(t.done for t in self.tracks.values())
             now = time.perf_counter()
             if done or rounds <= 3 or now - last >= self.limits.update_seconds:
                 last = now
-                yield self.frame(done)
+                yield self.data(done)
 
-    # ------------------------------------------------------------------ views
+    # ------------------------------------------------------------------ what it reached
 
     @property
     def current_iter(self) -> int:
+        """The furthest network's latest logged iteration."""
         return max((t.last.iter for t in self.tracks.values() if t.last is not None), default=0)
 
-    def frame(self, done: bool = False) -> Frame:
-        """The current images, figures and status line (and one more animation frame)."""
-        results = {name: t.last.image for name, t in self.tracks.items()}
-        self._keep_frame(list(results.values()), done)
-        spectra = [(t.label, self.spectrum(t.last.fit)) for t in self.tracks.values()]
-        return Frame(
-            results=results,
-            curves=plots.curves_figure(
-                list(self.tracks.values()),
-                self.iterations,
-                self.clean is not None,
-                self.noise_energy,
-                self.baseline.psnr,
-                events=self.events(done),
-            ),
-            spectrum=plots.spectrum_figure(spectra),
-            status=self.status(done),
+    def data(self, done: bool = False) -> RunData:
+        """The run now: each track's rows and latest snapshot, its spectrum, the iteration, timing, and how it ended."""
+        now = time.perf_counter()
+        elapsed = max(1e-9, (self.ended if done and self.ended else now) - (self.started or 0))
+        return RunData(
+            request=self.request,
+            tracks={name: t.copy() for name, t in self.tracks.items()},
+            observation=self.observation,
+            clean=self.clean,
+            baseline=self.baseline,
+            spectra={n: self.spectrum(t.last.fit) for n, t in self.tracks.items() if t.last and t.last.fit is not None},
+            iterations=self.iterations,
+            noise_energy=self.noise_energy,
+            iteration=self.current_iter,
+            elapsed=elapsed,
+            running=now - self.created,
+            time_limit=self.time_limit,
+            gpu_seconds=self.gpu_seconds,
             done=done,
+            ending=self.ending(elapsed) if done else None,
         )
 
-    def events(self, done: bool = False) -> list[Event]:
-        """The lesson events the curves show so far (dip_core.lesson), marked on the plots as they happen."""
-        curves = {n: {"iter": t.column("iter"), "psnr": t.column("psnr"), "fbc": t.column("fbc")}
-                  for n, t in self.tracks.items() if t.records}  # fmt: skip
-        return lesson(curves, {n: t.label.split(" (")[0] for n, t in self.tracks.items()}, done=done)
-
-    def status(self, done: bool = False) -> str:
-        """One line: iteration, steps/s, ETA, device and each run's PSNR (best so far)."""
+    def ending(self, elapsed: float) -> Ending:
+        """Why the run ended: a network's message first, then the time limits, a Stop, the auto-stop, the budget."""
         it = self.current_iter
-        elapsed = max(1e-9, (self.ended if done and self.ended else time.perf_counter()) - (self.started or 0))
-        rate = it / elapsed
-        parts = []
-        if done:
-            parts.append(self.ending(it, elapsed))
-        else:
-            eta = (self.iterations - it) / rate if rate > 0 else float("inf")
-            line = f"iteration {it} / {self.iterations} · {rate:.1f} steps/s · ETA {format_seconds(eta)}"
-            left = None if self.time_limit is None else self.time_limit - (time.perf_counter() - self.created)
-            if left is not None and self.gpu_seconds is None and it > 0 and eta > left:
-                near = it + int(rate * max(0.0, left))
-                line += f" (it ends at the {format_seconds(self.time_limit)} limit, near iteration {near})"
-            parts.append(line)
-        parts.append(device_label())
-        if self.gpu_seconds is not None:
-            parts.append(f"GPU {time.perf_counter() - self.created:.0f} s of {self.gpu_seconds:.0f} s requested, "
-                         f"{budget.quota_note(self.gpu_seconds)}")  # fmt: skip
-        for t in self.tracks.values():
-            s = t.last
-            if s.psnr is not None:
-                drop = s.best_psnr - s.psnr
-                parts.append(f"{t.name} {s.psnr:.2f} dB (best {s.best_psnr:.2f} at {s.best_iter}, −{drop:.2f})")
-            else:
-                parts.append(f"{t.name} loss {s.loss:.2e}")
-        return " · ".join(parts)
-
-    def ending(self, it: int, elapsed: float) -> str:
-        """How the run ended, in a few words."""
         messages = [t.last.message for t in self.tracks.values() if t.last.message]
         if messages:
-            return f"Ended: {messages[0]}"
-        if self.out_of_time and self.gpu_seconds is not None:
-            return f"Stopped at iteration {it}: the GPU time asked for ({self.gpu_seconds:.0f} s) ran out"
+            return Ending("message", it, elapsed, message=messages[0])
         if self.out_of_time:
-            return f"Stopped at iteration {it}: a run's time limit ({format_seconds(self.time_limit)}) was reached"
+            return Ending("gpu_time" if self.gpu_seconds is not None else "time_limit", it, elapsed)
         if self.cancelled:
-            return f"Stopped at iteration {it} after {format_seconds(elapsed)}"
+            return Ending("stopped", it, elapsed)
         ctrl = self.tracks["controlled"].last
         if ctrl.stopped:
-            return f"Done: auto-stop at iteration {ctrl.stop_iter}, {it} iterations in {format_seconds(elapsed)}"
-        return f"Done: {it} iterations in {format_seconds(elapsed)}"
-
-    def _keep_frame(self, images: list[np.ndarray], last: bool) -> None:
-        """Add an animation frame; past ``max_frames`` keep every other one and record half as often."""
-        self.frame_calls += 1
-        if (self.frame_calls - 1) % self.frame_stride and not last:
-            return
-        names = " | ".join(t.label.split(" (")[0] for t in self.tracks.values())
-        self.frames.append(side_by_side(images, f"{names} · iteration {self.current_iter}"))
-        if len(self.frames) > self.limits.max_frames:
-            self.frames, self.frame_stride = self.frames[::2], self.frame_stride * 2
-
-
-def format_seconds(seconds: float) -> str:
-    """12 s, 3 min 05 s, or — when unknown."""
-    if not np.isfinite(seconds):
-        return "—"
-    seconds = int(round(seconds))
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+            return Ending("auto_stop", it, elapsed, stop_iter=ctrl.stop_iter)
+        return Ending("complete", it, elapsed)

@@ -59,8 +59,21 @@ experiment and two lanes (vanilla DIP and one of the paper's controls), press **
 **Next lesson** to be walked through what the curves show (the numbered marks on the plots)."""
 CSS = """
 #status textarea {font-family: ui-monospace, Menlo, monospace; font-size: 13px}
-#images .image-frame {width: 100%}
-#images .image-frame img {object-fit: contain}
+#images .image-frame, #replay_images .image-frame {width: 100%}
+#images .image-frame img, #replay_images .image-frame img {object-fit: contain}
+.image-row {flex-wrap: nowrap !important; gap: 8px}
+.image-row > * {min-width: 0 !important; flex: 1 1 0 !important}
+.image-row [data-testid="block-label"] {position: static !important; white-space: normal !important; margin: 4px;
+  background: none !important; border: none !important; box-shadow: none !important; padding: 2px !important}
+.image-row [data-testid="block-label"] > span {display: none}
+@media (max-width: 600px) {
+  .image-row [data-testid="block-label"], .caption {font-size: 12px !important; line-height: 1.3 !important}
+}
+.caption, .caption:disabled {background: none !important; border: none !important; box-shadow: none !important;
+  opacity: 1 !important; cursor: default !important; white-space: normal !important; text-align: left !important;
+  justify-content: flex-start !important; height: auto !important; min-height: 0 !important; padding: 2px 6px !important;
+  font-size: var(--block-label-text-size) !important; font-weight: var(--block-label-text-weight) !important;
+  color: var(--block-label-text-color) !important}
 #examples button {font-size: 12px}
 footer {display: none !important}
 """
@@ -176,10 +189,11 @@ def _replay_tab() -> dict:
         with gr.Column(scale=1, min_width=300):
             r["experiment"] = gr.Dropdown(replays.experiment_choices(), value=replays.DEFAULT_EXPERIMENT,
                                           label="Experiment", elem_id="replay_experiment")  # fmt: skip
-            r["lane"] = gr.Dropdown(replays.lane_choices(), value=replays.DEFAULT_LANE, label="Lane",
-                                    elem_id="replay_lane")  # fmt: skip
+            # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
             r["other"] = gr.Dropdown(replays.lane_choices(none=True), value=replays.DEFAULT_OTHER,
-                                     label="Beside it", elem_id="replay_other")  # fmt: skip
+                                     label="Left image: lane (or none)", elem_id="replay_other")  # fmt: skip
+            r["lane"] = gr.Dropdown(replays.lane_choices(), value=replays.DEFAULT_LANE, label="Right image: lane",
+                                    elem_id="replay_lane")  # fmt: skip
             r["iteration"] = gr.Slider(0, max(1, last), value=last, step=replays.frame_step(), label="Iteration",
                                        elem_id="replay_iteration")  # fmt: skip
             with gr.Row():
@@ -191,13 +205,18 @@ def _replay_tab() -> dict:
             r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
             gr.Markdown(replays.scale_note(), elem_id="replay_scale")
         with gr.Column(scale=3):
-            with gr.Row(elem_id="replay_images"):
-                kw = dict(type="filepath", interactive=False, height=230, buttons=["download"])
-                # fixed labels at first (they name the endpoint's outputs); each scrub then says lane and iteration
-                for name, label in (("observed", "Observation"), ("other_image", "Beside it"), ("lane_image", "Lane"),
-                                    ("clean", "Clean image")):  # fmt: skip
-                    start = {k: v for k, v in (first or {}).get(name, {}).items() if k in ("value", "visible")}
-                    r[name] = gr.Image(label=label, **start, elem_id=f"replay_{name}", **kw)
+            kw = dict(type="filepath", interactive=False, buttons=["download"], min_width=0)
+            # the default replay's labels at first; each scrub then says lane, λ / σ, PSNR and iteration
+            lanes = [("other_image", "Left lane"), ("lane_image", "Right lane")]
+            inputs = [("observed", "Observation"), ("clean", "Clean image")]
+            with gr.Column(elem_id="replay_images"):
+                for row_id, row, height in (("replay_lanes", lanes, 240), ("replay_inputs", inputs, 170)):
+                    with gr.Row(elem_id=row_id, elem_classes=["image-row"]):
+                        for name, label in row:
+                            shown = (first or {}).get(name, {})
+                            start = {k: v for k, v in shown.items() if k in ("value", "visible", "label")}
+                            start.setdefault("label", label)
+                            r[name] = gr.Image(**start, elem_id=f"replay_{name}", height=height, **kw)
             with gr.Row():
                 r["curves"] = gr.Plot(first and first["curves"], label="Curves", elem_id="replay_curves", scale=2,
                                       show_label=False)  # fmt: skip
@@ -291,17 +310,29 @@ def _controls() -> dict:
     return w
 
 
+def caption(text: str, elem_id: str) -> gr.Button:
+    """The caption under a run's image: a button that cannot be pressed, since API clients do not receive a button's
+    value (so the ``run`` endpoint's outputs stay events.RUN_OUTPUTS); CSS makes it read as text."""
+    return gr.Button(text, interactive=False, size="sm", elem_id=elem_id, elem_classes=["caption"])
+
+
 def _views() -> dict:
     """The right column: status, images, curves and spectrum, downloads, how to read them."""
     o = {"status": gr.Textbox(label="Status", value="Pick an image and press Run.", interactive=False,
                               elem_id="status", lines=1, max_lines=2)}  # fmt: skip
-    with gr.Row(elem_id="images"):
-        kw = dict(type="numpy", format="png", interactive=False, height=230, buttons=["download"])
-        o["observation"] = gr.Image(label="Observation", elem_id="observation", **kw)
-        o["vanilla"] = gr.Image(label="Vanilla DIP", elem_id="vanilla", **kw)
-        o["result"] = gr.Image(label="Controlled", elem_id="result", **kw)
-        o["baseline"] = gr.Image(label="Classical baseline (OpenCV)", elem_id="baseline", **kw)
-        o["clean"] = gr.Image(label="Clean image", elem_id="clean", **kw)
+    kw = dict(type="numpy", format="png", interactive=False, buttons=["download"], min_width=0)
+    with gr.Column(elem_id="images"):
+        # the two runs side by side (on a phone too), each named in full by the caption under it
+        with gr.Row(elem_id="lanes", elem_classes=["image-row"]):
+            lanes = [("vanilla", "Vanilla DIP", "Vanilla DIP (λ 0, bilinear)"), ("result", "Controlled", "Controlled")]
+            for name, label, text in lanes:
+                with gr.Column(min_width=0, elem_classes=["lane"]):
+                    o[name] = gr.Image(label=label, elem_id=name, height=240, show_label=False, **kw)
+                    o[f"{name}_caption"] = caption(text, f"{name}_caption")
+        with gr.Row(elem_id="inputs", elem_classes=["image-row"]):
+            o["observation"] = gr.Image(label="Observation", elem_id="observation", height=170, **kw)
+            o["baseline"] = gr.Image(label="Classical baseline (OpenCV)", elem_id="baseline", height=170, **kw)
+            o["clean"] = gr.Image(label="Clean image", elem_id="clean", height=170, **kw)
     with gr.Row():
         o["curves"] = gr.Plot(label="Curves", elem_id="curves", scale=2, show_label=False)
         o["spectrum"] = gr.Plot(label="Spectrum", elem_id="spectrum", scale=1, show_label=False)
@@ -321,10 +352,12 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
                      **private)  # fmt: skip
     w["task"].input(g(events.on_task_input), w["task"], [w["level_slider"], w["lipschitz"]], **private)
     w["upsample"].change(g(events.on_upsample_change), w["upsample"], w["gaussian_sigma"], **private)
-    w["compare"].change(g(events.on_compare_change), w["compare"], [o["vanilla"], o["result"]], **private)
+    compared = [o["vanilla"], o["result"], o["vanilla_caption"]]
+    w["compare"].change(g(events.on_compare_change), w["compare"], compared, **private)
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
+    shown = events.RUN_OUTPUTS + events.CAPTION_OUTPUTS  # the captions last: API clients do not receive them
     w["run"].click(g(events.prepare_inputs), prepare, [w["level"], w["mask"]], **private).success(
-        g(events.run_lab), [w[k] for k in events.RUN_INPUTS], [o[k] for k in events.RUN_OUTPUTS], api_name="run",
+        g(events.run_lab), [w[k] for k in events.RUN_INPUTS], [o[k] for k in shown], api_name="run",
         concurrency_limit=1, show_progress="hidden",
     )  # fmt: skip
     # Stop sets the run's flag (a file too, for ZeroGPU's worker process): the run ends and keeps its downloads

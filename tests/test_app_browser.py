@@ -98,6 +98,20 @@ def set_number(page, elem_id: str, value: int) -> None:
     raise AssertionError(f"#{elem_id} did not keep {value}: box {box.input_value()}, slider {slider.input_value()}")
 
 
+def assert_named_in_full(page, selectors: list[str]) -> None:
+    """Each label or caption shows its whole text: nothing is cut off or hidden behind an ellipsis."""
+    for selector in selectors:
+        box = page.locator(selector)
+        playwright.expect(box).to_be_visible()
+        assert box.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1"), selector
+
+
+def assert_side_by_side(page, left: str, right: str) -> None:
+    """Two images on one line, ``left`` first (not stacked, whatever the width of the page)."""
+    a, b = page.locator(left).bounding_box(), page.locator(right).bounding_box()
+    assert abs(a["y"] - b["y"]) < 2 and a["x"] + a["width"] <= b["x"] + 1, (a, b)
+
+
 def test_examples_set_the_task_level_and_lambda(page):
     expect = playwright.expect
     page.locator("#examples").get_by_text("Coffee · inpaint").click()
@@ -133,6 +147,19 @@ def test_upload_run_and_screenshot(page, house64, tmp_path):
     expect(page.locator("#curves")).to_contain_text("classical baseline (OpenCV)")
     expect(page.locator("#curves")).to_contain_text(re.compile(r"OpenCV [\d.]+ dB"))
     page.screenshot(path=str(ARTIFACTS / "app_after_run.png"), full_page=True)
+    # each image says what it is, in full: the runs their λ and PSNR at the iteration shown; the two runs side by
+    # side, at 1400 px and on a 390 px phone (where the tab's images once stacked into a long scroll)
+    psnr = r"PSNR \d+\.\d\d dB at iteration 30\s*$"
+    expect(page.locator("#vanilla_caption")).to_have_text(re.compile(r"^\s*Vanilla DIP \(λ 0, bilinear\) · " + psnr))
+    expect(page.locator("#result_caption")).to_have_text(re.compile(r"^\s*Controlled \(λ [\d.]+, bilinear\) · " + psnr))
+    labels = [f"#{k} [data-testid=block-label]" for k in ("observation", "baseline", "clean")]
+    for width, height in ((1400, 1000), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        assert_side_by_side(page, "#vanilla img", "#result img")
+        assert_named_in_full(page, ["#vanilla_caption", "#result_caption", *labels])
+        page.locator("#images").screenshot(path=str(ARTIFACTS / f"app_images_{width}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
     assert not page.errors, page.errors
 
 

@@ -306,13 +306,14 @@ def test_a_stated_sigma_far_from_the_noise_is_a_warning_in_the_app(client, tmp_p
 def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
     from demo.events import frame_outputs
     from demo.exports import FrameFiles
+    from demo.frames import stream
     from demo.inputs import parse_request
     from demo.session import LabRun
 
     lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))
     frames, files = [], FrameFiles()
-    for frame in lab.stream():
-        frames.append(frame_outputs(lab, frame, files, first=not frames))
+    for frame in stream(lab.stream()):
+        frames.append(frame_outputs(frame, files, first=not frames))
         lab.request.task.observation.fill_(float("inf"))
     assert frames[-1]["status"].startswith("Ended: stopped at iteration") and "non-finite" in frames[-1]["status"]
     last = lab.tracks["controlled"].last.image  # what the run keeps and shows: its last finite snapshot

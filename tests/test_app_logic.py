@@ -15,10 +15,11 @@ import pytest
 from outcomes import APP_LAMBDA, threshold
 from PIL import Image
 
-from demo import events, exports, plots
+from demo import events, exports, frames, plots
 from demo.examples import ASSETS, EXAMPLES, zone_plate
 from demo.inputs import parse_request, scaled_every
-from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView, Track
+from demo.records import Track, run_label
+from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView
 from demo.settings import LIMITS, default_control, limits_for
 from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
 
@@ -139,7 +140,7 @@ def test_scaled_every_keeps_cpu_updates_frequent():
 def test_run_streams_frames_then_downloads(tiny_png):
     outs = run_all(image=tiny_png, iterations=30)
     assert len(outs) >= 4
-    obs, vanilla, result, clean, curves, spectrum, status, files, baseline = outs[-1]
+    obs, vanilla, result, clean, curves, spectrum, status, files, baseline, *_captions = outs[-1]
     assert pixels(outs[0][0]["value"]).shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
     lam = default_control("denoise")["lipschitz"]
     assert pixels(result).shape == (32, 32, 3) and outs[0][2]["label"] == f"Controlled (λ {lam:g}, bilinear)"
@@ -271,7 +272,7 @@ def test_spectrum_view_is_in_observation_space(house64):
 def test_figures_have_shared_axes_and_markers():
     req = parse_request(np.full((32, 32, 3), 0.5, np.float32), iterations=20, **TINY)
     lab = LabRun(req)
-    frame = list(lab.stream())[-1]
+    frame = list(frames.stream(lab.stream()))[-1]
     fig = plots.curves_figure(list(lab.tracks.values()), 20, has_clean=True)
     assert fig.layout.xaxis.range == (0, 20) and fig.layout.xaxis3.range == (0, 20)
     assert fig.layout.xaxis4.matches == "x" and fig.layout.yaxis2.type == "log"
@@ -341,7 +342,7 @@ def test_examples_and_zone_plate_asset():
 
 
 def test_live_runs_mark_the_lessons_as_they_happen(tiny_png):
-    """LabRun.events reads the tracks so far: no control verdict before the end, numbered marks on the curves."""
+    """frames.events reads the tracks so far: no control verdict before the end, numbered marks on the curves."""
     from test_replays import synthetic
 
     lab = LabRun(parse_request(tiny_png, max_side=32, iterations=1000))
@@ -349,7 +350,7 @@ def test_live_runs_mark_the_lessons_as_they_happen(tiny_png):
         c = synthetic(decay=decay, noise_rise=0.5 if name == "vanilla" else 0.0)
         for it, psnr, fbc in zip(c["iter"], c["psnr"], c["fbc"]):
             lab.tracks[name].add(Snapshot(it, None, 0.01, fbc, None, psnr, 0.8, 1.0, 1.0))
-    running, done = lab.events(done=False), lab.events(done=True)
+    running, done = frames.events(lab.data(done=False)), frames.events(lab.data(done=True))
     assert "control" not in {e.kind for e in running} and {"low_first", "best", "noise"} <= {e.kind for e in running}
     assert [e.kind for e in done if e.kind == "control"] == ["control"] and done[-1].lane == "controlled"
     fig = plots.curves_figure(list(lab.tracks.values()), 1000, True, events=done)
@@ -370,10 +371,83 @@ def test_a_stacked_compare_run_streams_both_networks(tiny_png, monkeypatch):
     stacked, separate = lab_for(True), lab_for(False)
     assert stacked.stacks() and not separate.stacks() and not lab_for(True, "winograd").stacks()
     for lab in (stacked, separate):
-        *_, last = lab.stream()
+        *_, last = frames.stream(lab.stream())
         assert last.done and last.status.startswith("Done: 40 iterations")
     for name in ("vanilla", "controlled"):
         assert stacked.tracks[name].column("iter") == separate.tracks[name].column("iter")
     assert limits_for("cuda").stacked and not limits_for("cpu").stacked
     monkeypatch.setenv("SPECTRAL_BIAS_LAB_STACKED", "1")
     assert limits_for("cpu").stacked
+
+
+# ---------------------------------------------------------------- runs apart from their views
+
+
+def test_the_session_builds_no_view_and_no_view_reads_the_session():
+    """demo.session yields plain records (demo.records); frames, plots and exports turn them into what is shown."""
+    import ast
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((Path(__file__).resolve().parent.parent / "demo" / f"{module}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                found |= {node.module or ""} | {f"{node.module or ''}.{a.name}".lstrip(".") for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return found
+
+    views = {"frames", "plots", "exports", "plotly", "plotly.graph_objects"}
+    assert not imports("session") & views
+    for view in ("frames", "plots", "exports", "records"):
+        assert not {m for m in imports(view) if m.split(".")[0] == "session" or m.endswith("session")}, view
+
+
+def test_a_per_layer_lambda_list_runs_and_names_its_layers(tiny_png):
+    """A per-layer λ (and σ) list reaches LabRun as RunConfig allows it: the label lists the values."""
+    from dataclasses import replace
+
+    from dip_core.config import convs
+
+    req = parse_request(tiny_png, iterations=3, **TINY)
+    c = req.configs["controlled"]
+    lams, sigmas = [1.0] * (convs(c.depth) - 1) + [1.5], [0.5] * c.depth
+    req.configs["controlled"] = replace(c, lipschitz=lams, upsample="gaussian", gaussian_sigma=sigmas)
+    lab = LabRun(req)
+    label = "Controlled (λ " + "/".join(["1"] * (len(lams) - 1) + ["1.5"]) + ", Gaussian σ " + "/".join(["0.5"] * c.depth)
+    assert lab.tracks["controlled"].label == label + ")"
+    *_, last = frames.stream(lab.stream())
+    assert last.done and last.captions["controlled"].startswith(label + ") · PSNR ")
+    assert run_label("vanilla", req.configs["vanilla"], True) == "Vanilla DIP (λ 0, bilinear)"
+
+
+def test_a_run_ended_by_a_non_finite_loss_logs_each_iteration_once(tiny_png):
+    """The engine ends such a run with its last good snapshot again (marked done, with the message): the track
+    keeps one row per iteration, so the log, the CSV and the curves have no repeated last point."""
+    lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))
+    for _ in lab.stream():
+        lab.request.task.observation.fill_(float("inf"))
+    track = lab.tracks["controlled"]
+    iters = track.column("iter")
+    assert track.last.message and "non-finite" in track.last.message
+    assert len(iters) >= 1 and iters == sorted(set(iters)) and iters[-1] == track.last.iter
+    rows = exports.log_rows(lab.data(done=True).tracks)
+    assert len(rows) == len(iters)
+
+
+def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
+    """The captions under the two runs' images name the run, its λ / σ, and its PSNR at the iteration shown (the loss
+    without a clean image); they come after RUN_OUTPUTS, which API clients receive unchanged."""
+    outs = run_all(image=tiny_png, iterations=20)
+    n = len(events.RUN_OUTPUTS)
+    first, last = dict(zip(events.CAPTION_OUTPUTS, outs[0][n:])), dict(zip(events.CAPTION_OUTPUTS, outs[-1][n:]))
+    assert all(len(o) == n + len(events.CAPTION_OUTPUTS) for o in outs)
+    assert first["vanilla_caption"]["visible"] and first["vanilla_caption"]["value"].startswith(
+        "Vanilla DIP (λ 0, bilinear) · PSNR ")
+    lam = default_control("denoise")["lipschitz"]
+    assert re.fullmatch(rf"Controlled \(λ {lam:g}, bilinear\) · PSNR \d+\.\d\d dB at iteration 20", last["result_caption"])
+    psnr = float(last["vanilla_caption"].split("PSNR ")[1].split(" dB")[0])
+    assert f"vanilla {psnr:.2f} dB" in outs[-1][events.RUN_OUTPUTS.index("status")]  # the status line agrees
+    single = run_all(image=tiny_png, iterations=10, compare=False, observed=True)
+    assert single[0][n] == {"__type__": "update", "visible": False}
+    assert re.fullmatch(r"Result \(λ [\d.]+, bilinear\) · loss \S+ at iteration 10", single[-1][n + 1])

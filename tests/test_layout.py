@@ -73,11 +73,12 @@ def test_a_new_task_is_one_module(toy_task, tmp_path, house64):
     assert summary["baseline"]["unavailable"].startswith("classical baseline unavailable")
 
     from demo import events, ui
+    from demo.frames import stream
     from demo.inputs import parse_request
     from demo.session import LabRun
 
     req = parse_request(str(png), task="dim", iterations=4, compare=True, max_side=32, width=8)
-    frames = list(LabRun(req).stream())
+    frames = list(stream(LabRun(req).stream()))
     assert frames[-1].done and "vanilla" in frames[-1].status
     assert events.on_task_change("dim")[0]["maximum"] == 0.9
     assert ("Dimming (test)", "dim") in ui.task_choices()

@@ -16,6 +16,7 @@ from helpers import wait_for
 from benchmarks import load
 from demo import events, turns
 from demo.exports import read_config, write_downloads
+from demo.frames import stream
 from demo.inputs import parse_request
 from demo.session import STOP_DIR, STOPS, LabRun
 from demo.settings import LIMITS
@@ -145,11 +146,11 @@ def test_a_cpu_run_ends_at_its_time_limit_and_keeps_its_downloads(tiny_png, tmp_
     from dataclasses import replace
 
     lab = LabRun(parse_request(tiny_png, iterations=5000, compare=True, **TINY), limits=replace(LIMITS, run_seconds=2))
-    frames = list(lab.stream())
+    frames = list(stream(lab.stream()))
     assert frames[-1].done and 0 < lab.current_iter < 5000
     assert "time limit (2 s) was reached" in frames[-1].status, frames[-1].status
     assert any("(it ends at the 2 s limit, near iteration " in f.status for f in frames[:-1])  # told before it ends
-    files = write_downloads(lab, tmp_path)
+    files = write_downloads(frames[-1].run, tmp_path, frames[-1].animation)
     assert {os.path.basename(f) for f in files} >= {"result.png", "result_vanilla.png", "log.json", "config.json"}
     assert LIMITS.run_seconds == 300  # the stated limit (README, section The app)
 
@@ -167,8 +168,8 @@ def test_config_uploads_are_bounded(tmp_path):
 
 def test_the_downloads_record_the_path_that_ran_and_reload_to_the_same_curve(tiny_png, tmp_path):
     lab = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY))
-    list(lab.stream())
-    write_downloads(lab, tmp_path)
+    *_, last = lab.stream()
+    write_downloads(last, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     log = json.loads((tmp_path / "log.json").read_text())
     assert config["conv_algo"] != "auto" and config["device"] == "cpu"

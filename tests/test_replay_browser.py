@@ -7,7 +7,7 @@ import os
 import re
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, browser_page
+from test_app_browser import ARTIFACTS, CHROMIUM, assert_named_in_full, assert_side_by_side, browser_page
 
 from demo import replays as tab
 
@@ -49,6 +49,21 @@ def test_the_page_opens_on_the_default_replay_with_its_lessons(page):
         expect(lesson).to_contain_text(title)
     expect(page.locator("#replay_scale")).to_contain_text("Precomputed at")
     page.screenshot(path=str(ARTIFACTS / "replay_open.png"), full_page=True)
+    # each image says what it is from the start: the lane, its λ and its PSNR at the iteration shown, in full; the
+    # two lanes side by side in the order of their dropdowns, at 1400 px and on a 390 px phone
+    shown = rf"· PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}"
+    expect(page.locator("#replay_other_image")).to_contain_text(re.compile(r"Vanilla DIP \(λ = 0\) " + shown))
+    expect(page.locator("#replay_lane_image")).to_contain_text(re.compile(r"Controlled DIP \(λ = 1\) " + shown))
+    labels = [f"#replay_{k} [data-testid=block-label]" for k in ("other_image", "lane_image", "observed", "clean")]
+    for width, height in ((1400, 1100), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        assert_side_by_side(page, "#replay_other_image img", "#replay_lane_image img")
+        assert_named_in_full(page, labels)
+        page.locator("#replay_images").screenshot(path=str(ARTIFACTS / f"replay_images_{width}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    other, lane = (page.locator(f"#replay_{k}").bounding_box() for k in ("other", "lane"))
+    assert other["y"] < lane["y"]  # the dropdowns in the images' order: the left image's first
     assert page.errors == []
 
 
@@ -83,7 +98,7 @@ def test_scrub_another_experiment_and_lane(page):
     expect(page.locator("#replay_observed")).to_contain_text("Super-resolution ×4", timeout=10_000)
     page.locator("#replay_lane input").click()
     page.get_by_role("option", name="λ = 2", exact=True).click()
-    expect(page.locator("#replay_lane_image")).to_contain_text("λ = 2 ·", timeout=10_000)
+    expect(page.locator("#replay_lane_image")).to_contain_text("Controlled DIP (λ = 2) · PSNR", timeout=10_000)
     box = page.locator("#replay_iteration input[type=number]")
     frame = tab.replays().manifest["scale"]["frame_every"] * 4
     box.fill(str(frame))

@@ -196,7 +196,9 @@ def test_the_replay_endpoint_through_gradio_client(app_url, tmp_path):
         default = client.predict(api_name="/replay")
         assert len(default) == len(tab.REPLAY_OUTPUTS)
         out = dict(zip(tab.REPLAY_OUTPUTS, default))
-        assert out["lane_image"]["label"] == f"{tab.labels(tab.DEFAULT_EXPERIMENT)[tab.DEFAULT_LANE]} · iteration {tab.last_iteration()}"
+        lane = tab.labels(tab.DEFAULT_EXPERIMENT)[tab.DEFAULT_LANE]
+        assert re.fullmatch(rf"Controlled DIP \({re.escape(lane)}\) · PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}",
+                            out["lane_image"]["label"])  # the lane, its λ, and its PSNR at the frame shown
         with Image.open(out["lane_image"]["value"]) as a, Image.open(out["clean"]["value"]) as b:
             assert a.size == b.size  # an image the client downloaded
         traces = json.loads(out["curves"]["plot"])["data"]

@@ -256,10 +256,11 @@ def test_stop_reaches_a_run_in_another_process_and_keeps_the_downloads(tiny_png)
 
 def test_a_run_ends_when_its_requested_gpu_time_runs_out(tiny_png):
     """The GPU call is cut off at its duration: the run ends on its own just before, keeping what it reached."""
+    from demo.frames import stream
     from demo.session import LabRun
 
     lab = LabRun(parse_request(tiny_png, iterations=5000, compare=False, **TINY), gpu_seconds=4)
-    frames = list(lab.stream())
+    frames = list(stream(lab.stream()))
     assert frames[-1].done and lab.current_iter < 5000
     assert "GPU time" in frames[-1].status and "ran out" in frames[-1].status
     assert "of 4 s requested" in frames[-1].status
