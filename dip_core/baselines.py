@@ -2,7 +2,7 @@
 one (``TaskSpec.baseline``) from the functions here.
 
 Their parameter rules were fitted once on two CBSD68 images outside every test set (0000.png, 0001.png) by
-``python -m benchmarks.fit_baselines DATA``; the figures are in ``benchmarks/reports/baselines_fit.md``.
+``python -m benchmarks fit-baselines DATA``; the figures are in ``benchmarks/reports/baselines_fit.md``.
 OpenCV (``opencv-python-headless``) is imported lazily, so the engine imports without it.
 """
 

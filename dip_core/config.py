@@ -130,7 +130,7 @@ def choices(name: str) -> tuple[str, ...]:
 
 
 #: The CPU scale's control (λ, upsampling, σ): chosen on two images and confirmed on two others, at the app's CPU
-#: network, by ``python -m benchmarks.live_default`` (benchmarks/reports/live_default/README.md).
+#: network, by ``python -m benchmarks live-default`` (benchmarks/reports/live_default/README.md).
 CPU_CONTROL = dict(lipschitz=1.0, upsample="bilinear", gaussian_sigma=None)
 #: Named starting points. ``paper``: the authors' configuration. ``cpu``/``cuda``: fast presets whose
 #: shortcuts were checked against the paper's curves (benchmarks/RESULTS.md).

@@ -1,5 +1,5 @@
 """Replays: precomputed runs of the paper's experiments in a small committed format, written by the sweep
-machinery (``python -m benchmarks.replays``) and played by the app with no computation at view time.
+machinery (``python -m benchmarks replays``) and played by the app with no computation at view time.
 
 On disk, under one root (``assets/replays/``)::
 
