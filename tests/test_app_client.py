@@ -251,7 +251,7 @@ def test_a_grey_observed_image_runs_in_the_app(client, tmp_path):
 @pytest.mark.parametrize(
     ("row", "kwargs", "expected"),
     [
-        ("negative level", dict(task="jpeg", level=-5), "JPEG quality (1-100) must be between 1 and 100, got -5"),
+        ("negative level", dict(task="jpeg", level=-5), "JPEG quality (1-100) must be a number between 1 and 100, got -5"),
         ("negative Gaussian σ", dict(upsample="gaussian", gaussian_sigma=-1.0), "gaussian_sigma must be a number between 0 and 3, got -1"),
         ("absurd iterations (10⁹)", dict(iterations=10**9), "iterations must be a number between 10 and 5000"),
         ("negative seed", dict(seed=-3), "seed must be a number between 0 and"),
@@ -267,7 +267,7 @@ def test_parameter_rows_are_app_errors(client, tiny_png, row, kwargs, expected):
 
 @pytest.mark.parametrize(
     ("row", "field", "value", "expected"),
-    [("NaN level", 2, math.nan, "must be between 0 and 255, got nan"),
+    [("NaN level", 2, math.nan, "must be a number between 0 and 255, got nan"),
      ("infinite λ", 3, math.inf, "lipschitz must be a number between 0 and 5, got inf")],
 )  # fmt: skip
 def test_non_finite_rows_through_the_rest_api(app_url, tiny_png, row, field, value, expected):

@@ -218,7 +218,7 @@ RUN_ROWS = [
     (dict(seed=HUGE), r"^seed must be a number between 0 and [\d.e+]+, got 10{38}…$"),
     (dict(max_side=HUGE), r"^max_side must be a number between 32 and 256, got 10{38}…$"),
     (dict(lipschitz=HUGE), r"^lipschitz must be a number between 0 and 5, got 10{38}…$"),
-    (dict(level=HUGE), r"^noise σ \(0-255\) must be a number, got 10{38}…$"),
+    (dict(level=HUGE), r"^noise σ \(0-255\) must be a number between 0 and 255, got 10{38}…$"),
     (dict(upsample=["x"]), r"^upsample must be one of bilinear, nearest, gaussian, got \['x'\]$"),
     (dict(width={"a": 1}), r"^width must be a number between 8 and 64, got \{'a': 1\}$"),
 ]
