@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
     demo, url = load.serve(4)
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="app-gpu-"))
-    overrides = {k: v for k, v in dict(iterations=args.iterations, max_side=args.max_side, width=args.width).items()
-                 if v is not None}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in dict(iterations=args.iterations, max_side=args.max_side, width=args.width).items()
+        if v is not None
+    }
     start = time.perf_counter()
     job = client.submit(image=handle_file(args.image), api_name="/run", **overrides)
     first = None
@@ -51,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     best = re.search(r"vanilla [\d.]+ dB \(best ([\d.]+) at (\d+)", status)
     out = {
         "device": LIMITS.device,
-        "defaults": {"max_side": LIMITS.max_side, "width": LIMITS.width, "iterations": LIMITS.iterations,
-                     "lr": LIMITS.lr, **overrides},  # fmt: skip
+        "defaults": {
+            "max_side": LIMITS.max_side,
+            "width": LIMITS.width,
+            "iterations": LIMITS.iterations,
+            "lr": LIMITS.lr,
+            **overrides,
+        },
         "seconds_to_first_frame": None if first is None else round(first, 2),
         "seconds_total_client": round(total, 2),
         "gpu_seconds_used": None if used is None else int(used.group(1)),

@@ -66,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         for kind, img in images.items():
             s, scored, method = seconds(img, task, args.repeats)
             rows.append({"task": task, "image": kind, "method": method, "seconds": s, "with_scoring_s": scored})
-    result = {"size": args.size, "repeats": args.repeats, "cv2_threads": cv2.getNumThreads(), "rows": rows,
-              "slowest_s": max(r["seconds"] for r in rows), "machine": machine(torch.device("cpu"))}  # fmt: skip
+    result = {
+        "size": args.size,
+        "repeats": args.repeats,
+        "cv2_threads": cv2.getNumThreads(),
+        "rows": rows,
+        "slowest_s": max(r["seconds"] for r in rows),
+        "machine": machine(torch.device("cpu")),
+    }
     if args.json:
         print(json.dumps(result))
     else:

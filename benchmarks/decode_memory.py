@@ -69,7 +69,8 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def make_cases(folder: Path, n: int, write: bool = True) -> dict[str, tuple[Path, str]]:
-    """Write the test files (n × n) into ``folder`` (unless not ``write``); returns case → (path, "image" or "mask")."""
+    """Write the test files (n × n) into ``folder`` (unless not ``write``); returns case → (path, "image" or
+    "mask")."""
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, n, dtype=np.float32)
     makers: dict[str, Callable[[], Image.Image]] = {
@@ -112,16 +113,23 @@ def measure(path: Path, side: int, kind: str, io_file: str = "") -> dict:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else f"exit {done.returncode}",
-                "process_seconds": time.perf_counter() - t0}  # fmt: skip
+        return {
+            "error": done.stderr.strip().splitlines()[-1] if done.stderr else f"exit {done.returncode}",
+            "process_seconds": time.perf_counter() - t0,
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the cases; print a table (or JSON with ``--json``); exit 1 if an admitted size misses a target."""
     ap = parser("decode-memory", __doc__, json=False)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[8000, 7071],
-                    help="sides of the square test images (px): 8000 (64 MP) and 7071 (the 50 MP limit)")  # fmt: skip
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[8000, 7071],
+        help="sides of the square test images (px): 8000 (64 MP) and 7071 (the 50 MP limit)",
+    )
     ap.add_argument("--sides", type=int, nargs="+", default=[32, 256], help="max_side values to load at")
     ap.add_argument("--cases", nargs="+", default=None, help="a subset of the cases (default: all)")
     ap.add_argument("--io", default="", help="load_image from this copy of dip_core/io.py (to compare versions)")
@@ -151,12 +159,19 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in rows:
         r["admitted"] = r["size"] ** 2 <= MAX_PIXELS  # sizes over the limit are refused by load_image in the app
-    report = {"machine": cpu_model(), "max_pixels": MAX_PIXELS, "io": args.io or "dip_core/io.py",
-              "target_mb": TARGET_MB, "target_s": TARGET_S, "rows": rows}  # fmt: skip
+    report = {
+        "machine": cpu_model(),
+        "max_pixels": MAX_PIXELS,
+        "io": args.io or "dip_core/io.py",
+        "target_mb": TARGET_MB,
+        "target_s": TARGET_S,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"machine: {report['machine']}; MAX_PIXELS {MAX_PIXELS:,}; targets ≤ {TARGET_MB:.0f} MB, ≤ {TARGET_S} s")
+        targets = f"targets ≤ {TARGET_MB:.0f} MB, ≤ {TARGET_S} s"
+        print(f"machine: {report['machine']}; MAX_PIXELS {MAX_PIXELS:,}; {targets}")
     return 0 if all(r["meets_target"] for r in rows if r["admitted"]) else 1
 
 
@@ -164,8 +179,10 @@ def _row(r: dict) -> str:
     head = f"{r['case']:<14} {r['size']:>5}² {r['max_side']:>4}"
     if "error" in r:
         return f"{head}  error: {r['error']}"
-    return (f"{head}  {r['over_idle_mb']:7.1f} MB over idle  {r['seconds']:6.2f} s  "
-            f"file {r['file_mb']:6.1f} MB  -> {tuple(r['shape'])}")  # fmt: skip
+    return (
+        f"{head}  {r['over_idle_mb']:7.1f} MB over idle  {r['seconds']:6.2f} s  "
+        f"file {r['file_mb']:6.1f} MB  -> {tuple(r['shape'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def fit(images: list[np.ndarray]) -> dict:
                 **{
                     a: float(np.mean([psnr(B.denoise(y, sigma, a * sigma), x) for y, x in zip(ys, imgs)]))
                     for a in NLM_SLOPES
-                },  # fmt: skip
+                },
             }
         mean = {a: float(np.mean([table[s][a] for s in SIGMAS])) for a in NLM_SLOPES}
         out["denoise"][kind] = {"table": table, "mean": mean, "slope": max(mean, key=mean.get)}
@@ -83,7 +83,7 @@ def fit(images: list[np.ndarray]) -> dict:
                             for t, x in zip(tasks, imgs)
                         ]
                     )
-                )  # fmt: skip
+                )
                 for m, r in INPAINT
             }
         mean = {k: float(np.mean([table[p][k] for p in KEEPS])) for k in table[KEEPS[0]]}
@@ -95,7 +95,7 @@ def fit(images: list[np.ndarray]) -> dict:
             table[f] = {
                 m: float(
                     np.mean([psnr(B.upscale(to_image(t.observation), t.out_size, m), to_image(t.clean)) for t in tasks])
-                )  # fmt: skip
+                )
                 for m in ("bicubic", "lanczos")
             }
         mean = {m: float(np.mean([table[f][m] for f in SR_FACTORS])) for m in ("bicubic", "lanczos")}
@@ -118,8 +118,10 @@ def markdown(res: dict, names: list[str], seconds: float) -> str:
         d = res["denoise"][kind]
         lines += [f"## Denoising, {kind}: NL-means h = slope · σ (7×7 patches, 21×21 search)", ""]
         shown = [a for a in NLM_SLOPES if round(a * 20) % 2 == 0 or a == d["slope"]]
-        lines += ["| σ | noisy | " + " | ".join(f"{a:g}" for a in shown) + " | best slope |",
-                  "|---|---|" + "---|" * len(shown) + "---|"]  # fmt: skip
+        lines += [
+            "| σ | noisy | " + " | ".join(f"{a:g}" for a in shown) + " | best slope |",
+            "|---|---|" + "---|" * len(shown) + "---|",
+        ]
         for s, row in d["table"].items():
             best = max(NLM_SLOPES, key=lambda a: row[a])
             cells = [f"**{row[a]:.2f}**" if a == d["slope"] else f"{row[a]:.2f}" for a in shown]
@@ -130,15 +132,20 @@ def markdown(res: dict, names: list[str], seconds: float) -> str:
             "",
         ]
         j = res["jpeg"][kind]
-        lines += [f"## JPEG, {kind}: the JPEG itself, a bilateral filter (d, σ colour; σ space = d) or NL-means (h)",
-                  "", "| quality | JPEG | best bilateral | its PSNR | best NL-means | its PSNR | chosen | gain (dB) |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"## JPEG, {kind}: the JPEG itself, a bilateral filter (d, σ colour; σ space = d) or NL-means (h)",
+            "",
+            "| quality | JPEG | best bilateral | its PSNR | best NL-means | its PSNR | chosen | gain (dB) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for q, row in j["table"].items():
             bil = max((k for k in row if k.startswith("bilateral")), key=row.get)
             nlm = max((k for k in row if k.startswith("nlm")), key=row.get)
             best = j["best"][q]
-            lines.append(f"| {q} | {row['jpeg']:.2f} | {bil} | {row[bil]:.2f} | {nlm} | {row[nlm]:.2f} | **{best}** | "
-                         f"{row[best] - row['jpeg']:+.2f} |")  # fmt: skip
+            lines.append(
+                f"| {q} | {row['jpeg']:.2f} | {bil} | {row[bil]:.2f} | {nlm} | {row[nlm]:.2f} | **{best}** | "
+                f"{row[best] - row['jpeg']:+.2f} |"
+            )
         lines += [
             "",
             "Chosen: the bold filter per quality; a quality between two fitted ones takes the nearer one's "
@@ -146,14 +153,22 @@ def markdown(res: dict, names: list[str], seconds: float) -> str:
             "",
         ]
         i = res["inpaint"][kind]
-        lines += [f"## Inpainting, {kind}: cv2.inpaint method and radius, Bernoulli masks", "",
-                  "| keep | " + " | ".join(i["mean"]) + " |", "|---|" + "---|" * len(i["mean"])]  # fmt: skip
+        lines += [
+            f"## Inpainting, {kind}: cv2.inpaint method and radius, Bernoulli masks",
+            "",
+            "| keep | " + " | ".join(i["mean"]) + " |",
+            "|---|" + "---|" * len(i["mean"]),
+        ]
         for k, row in i["table"].items():
             lines.append(f"| {k} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
         lines += ["", f"Chosen: **{i['best']}** (best mean {i['mean'][i['best']]:.2f} dB).", ""]
         r = res["sr"][kind]
-        lines += [f"## Super-resolution, {kind}: cv2.resize after the engine's Lanczos-2 downsampling", "",
-                  "| factor | bicubic | Lanczos |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            f"## Super-resolution, {kind}: cv2.resize after the engine's Lanczos-2 downsampling",
+            "",
+            "| factor | bicubic | Lanczos |",
+            "|---|---|---|",
+        ]
         for f, row in r["table"].items():
             lines.append(f"| ×{f} | {row['bicubic']:.2f} | {row['lanczos']:.2f} |")
         lines += ["", f"Chosen: **{r['best']}** (mean {r['mean'][r['best']]:.2f} dB).", ""]

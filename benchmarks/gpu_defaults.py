@@ -29,15 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     from demo.settings import limits_for
 
     lim = replace(limits_for("cuda", zero_gpu=True), iterations_cap=100_000, every=args.every)
-    req = parse_request(args.image, iterations=args.iterations, max_side=args.side, width=args.width, lr=args.lr,
-                        compare=True, limits=lim)  # fmt: skip
+    req = parse_request(
+        args.image,
+        iterations=args.iterations,
+        max_side=args.side,
+        width=args.width,
+        lr=args.lr,
+        compare=True,
+        limits=lim,
+    )
     lab = LabRun(req, limits=lim)
     start = time.perf_counter()
     with open(args.out, "w") as f:
         for _ in lab.steps():
             for name, t in lab.tracks.items():
                 s = t.last
-                row = {"run": name, "iter": s.iter, "psnr": s.psnr, "fbc": s.fbc, "s": round(time.perf_counter() - start, 1)}
+                row = {
+                    "run": name,
+                    "iter": s.iter,
+                    "psnr": s.psnr,
+                    "fbc": s.fbc,
+                    "s": round(time.perf_counter() - start, 1),
+                }
                 f.write(json.dumps(row) + "\n")
             f.flush()
     return 0

@@ -43,15 +43,25 @@ def criterion(vanilla: dict, controlled: dict, until: int | None = None) -> dict
 
     (vp, vd), (cp, cd) = drop(cut(vanilla)), drop(cut(controlled))
     holds, peaks = cd <= HOLD, cp >= vp - PEAK_GAP
-    return dict(vanilla_peak=round(vp, 2), vanilla_drop=round(vd, 2), controlled_peak=round(cp, 2),
-                controlled_drop=round(cd, 2), peak_gap=round(cp - vp, 2), holds=holds, peaks=peaks,
-                met=vd >= VANILLA_DROP and holds and peaks,
-                margin=round(min(HOLD - cd, cp - vp + PEAK_GAP), 2))  # fmt: skip
+    return dict(
+        vanilla_peak=round(vp, 2),
+        vanilla_drop=round(vd, 2),
+        controlled_peak=round(cp, 2),
+        controlled_drop=round(cd, 2),
+        peak_gap=round(cp - vp, 2),
+        holds=holds,
+        peaks=peaks,
+        met=vd >= VANILLA_DROP and holds and peaks,
+        margin=round(min(HOLD - cd, cp - vp + PEAK_GAP), 2),
+    )
 
 
 #: Part 0's scales: overrides of the replays' CPU network (width 24, 128 px, lr 0.007, 1500 steps)
-SCALES = {"lr0.01": dict(max_side=128, lr=0.01, iterations=1500), "lr0.015": dict(max_side=128, lr=0.015, iterations=1500),
-          "px96": dict(max_side=96, lr=0.007, iterations=2400)}  # fmt: skip
+SCALES = {
+    "lr0.01": dict(max_side=128, lr=0.01, iterations=1500),
+    "lr0.015": dict(max_side=128, lr=0.015, iterations=1500),
+    "px96": dict(max_side=96, lr=0.007, iterations=2400),
+}
 SCALE_LANES = ((0.0, "bilinear", None), (1.4, "bilinear", None), (1.8, "gaussian", 0.5))
 
 
@@ -64,11 +74,23 @@ def scales(data: Path, work: Path, jobs: int = 2) -> list[dict]:
         for exp in CHOOSE:
             image = next(e for e in EXPERIMENTS if e.name == exp).image
             for lam, up, sig in SCALE_LANES:
-                specs.append(sweep.RunSpec("denoise", str(data / image), lam, up, sig, 0, level=25,
-                                           max_side=c["max_side"], preset="cpu",
-                                           overrides=dict(width=24, lr=c["lr"], iterations=c["iterations"], every=10,
-                                                          measure_every_step=False),
-                                           variant=f"{name}.{sweep.variant_name(lam, up, sig)}"))  # fmt: skip
+                specs.append(
+                    sweep.RunSpec(
+                        "denoise",
+                        str(data / image),
+                        lam,
+                        up,
+                        sig,
+                        0,
+                        level=25,
+                        max_side=c["max_side"],
+                        preset="cpu",
+                        overrides=dict(
+                            width=24, lr=c["lr"], iterations=c["iterations"], every=10, measure_every_step=False
+                        ),
+                        variant=f"{name}.{sweep.variant_name(lam, up, sig)}",
+                    )
+                )
     sweep.execute(specs, work, use_ray=False, jobs=jobs, cpus_per_run=1)
     rows = {r["key"]: r for r in sweep.load_rows(work)}
 
@@ -79,14 +101,24 @@ def scales(data: Path, work: Path, jobs: int = 2) -> list[dict]:
     out = []
     for name in SCALES:
         for exp in CHOOSE:
-            mine = [s for s in specs if s.variant.startswith(f"{name}.") and Path(s.image).name in
-                    next(e for e in EXPERIMENTS if e.name == exp).image]  # fmt: skip
+            mine = [
+                s
+                for s in specs
+                if s.variant.startswith(f"{name}.")
+                and Path(s.image).name in next(e for e in EXPERIMENTS if e.name == exp).image
+            ]
             vanilla = next(s for s in mine if s.lipschitz == 0)
             for spec in mine:
                 if spec.lipschitz:
-                    out.append(dict(scale=name, experiment=exp, lane=sweep.variant_name(spec.lipschitz, spec.upsample,
-                                    spec.gaussian_sigma), seconds=round(rows[spec.key]["seconds"], 1),
-                                    **criterion(curve(vanilla), curve(spec))))  # fmt: skip
+                    out.append(
+                        dict(
+                            scale=name,
+                            experiment=exp,
+                            lane=sweep.variant_name(spec.lipschitz, spec.upsample, spec.gaussian_sigma),
+                            seconds=round(rows[spec.key]["seconds"], 1),
+                            **criterion(curve(vanilla), curve(spec)),
+                        )
+                    )
     return out
 
 
@@ -95,15 +127,25 @@ def choose(replays: Replays, experiments=CHOOSE, budgets=BUDGETS) -> list[dict]:
     rows = []
     for lane in LANES[1:]:
         for budget in budgets:
-            per = {e: criterion(replays.run(e, "vanilla").curves, replays.run(e, lane.name).curves, budget)
-                   for e in experiments}  # fmt: skip
+            per = {
+                e: criterion(replays.run(e, "vanilla").curves, replays.run(e, lane.name).curves, budget)
+                for e in experiments
+            }
             # the replays' runs went two at a time, one thread each, as a compare run's two networks do
             full = max(replays.experiments[e]["seconds"][lane.name] for e in experiments)
             seconds = full * budget / replays.manifest["scale"]["iterations"]
-            rows.append(dict(lane=lane.name, label=lane.label, budget=budget, per_image=per,
-                             met=all(p["met"] for p in per.values()), margin=min(p["margin"] for p in per.values()),
-                             conditions=sum(p["holds"] + p["peaks"] for p in per.values()),
-                             est_seconds=round(seconds, 1)))  # fmt: skip
+            rows.append(
+                dict(
+                    lane=lane.name,
+                    label=lane.label,
+                    budget=budget,
+                    per_image=per,
+                    met=all(p["met"] for p in per.values()),
+                    margin=min(p["margin"] for p in per.values()),
+                    conditions=sum(p["holds"] + p["peaks"] for p in per.values()),
+                    est_seconds=round(seconds, 1),
+                )
+            )
     for lane in {r["lane"] for r in rows}:
         mine = [r for r in rows if r["lane"] == lane]
         fitting = [r for r in mine if r["est_seconds"] <= SECONDS]
@@ -115,8 +157,13 @@ def choose(replays: Replays, experiments=CHOOSE, budgets=BUDGETS) -> list[dict]:
 def rank(row: dict) -> tuple:
     """Sort key, best first: met on both; a run that fits the minute, and of those each lane's longest (vanilla's
     decay grows with steps); then the controlled network's conditions met; then its worst margin."""
-    return (not row["met"], row["est_seconds"] > SECONDS, not row.get("longest", True), -row["conditions"],
-            -row["margin"])
+    return (
+        not row["met"],
+        row["est_seconds"] > SECONDS,
+        not row.get("longest", True),
+        -row["conditions"],
+        -row["margin"],
+    )
 
 
 def confirm(data: Path, images, lane, budget: int) -> list[dict]:
@@ -129,9 +176,21 @@ def confirm(data: Path, images, lane, budget: int) -> list[dict]:
 
     out = []
     for image in images:
-        req = parse_request(str(data / image), "denoise", None, lane.lipschitz, lane.upsample,
-                            lane.gaussian_sigma or 0.5, budget, 0, "off", True, max_side=LIMITS.max_side,
-                            width=LIMITS.width, lr=LIMITS.lr)  # fmt: skip
+        req = parse_request(
+            str(data / image),
+            "denoise",
+            None,
+            lane.lipschitz,
+            lane.upsample,
+            lane.gaussian_sigma or 0.5,
+            budget,
+            0,
+            "off",
+            True,
+            max_side=LIMITS.max_side,
+            width=LIMITS.width,
+            lr=LIMITS.lr,
+        )
         lab = LabRun(req)
         t0 = time.perf_counter()
         for _ in lab.stream():
@@ -139,59 +198,90 @@ def confirm(data: Path, images, lane, budget: int) -> list[dict]:
         wall = time.perf_counter() - t0
         curves = {n: {"iter": t.column("iter"), "psnr": t.column("psnr")} for n, t in lab.tracks.items()}
         row = criterion(curves["vanilla"], curves["controlled"])
-        row.update(image=image, seconds=round(wall, 1), met=row["met"] and wall <= SECONDS,
-                   threads=torch.get_num_threads())  # fmt: skip
+        row.update(
+            image=image, seconds=round(wall, 1), met=row["met"] and wall <= SECONDS, threads=torch.get_num_threads()
+        )
         out.append(row)
     return out
 
 
 def report(rows: list[dict], confirmed: list[dict], scale: dict, chosen: dict, other: list[dict]) -> str:
     """The markdown report."""
-    part0 = ["## 0. Other scales: does vanilla DIP drop 2 dB within a minute?", "",
-             "| scale | image | control | vanilla peak / drop | controlled peak / drop | peak gap | met | seconds |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    part0 = [
+        "## 0. Other scales: does vanilla DIP drop 2 dB within a minute?",
+        "",
+        "| scale | image | control | vanilla peak / drop | controlled peak / drop | peak gap | met | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in other:
-        part0.append(f"| {r['scale']} | {r['experiment']} | {r['lane']} | {r['vanilla_peak']:.2f} / {r['vanilla_drop']:.2f} | "
-                     f"{r['controlled_peak']:.2f} / {r['controlled_drop']:.2f} | {r['peak_gap']:+.2f} | "
-                     f"{'yes' if r['met'] else 'no'} | {r['seconds']} |")  # fmt: skip
-    lines = ["# The live CPU default: chosen on the replays, confirmed with timed compare runs", "",
-             "`python -m benchmarks live-default --data DATA --out benchmarks/reports/live_default`", "",
-             f"Scale: the app's CPU network (width {scale['width']}, Adam lr {scale['lr']:g}, images at most "
-             f"{scale['max_side']} px), denoising σ 25, seed 0; {scale['machine']}, torch {scale['torch']}.",
-             f"Lesson: vanilla drops ≥ {VANILLA_DROP} dB from its peak; the controlled network stays within {HOLD} dB "
-             f"of its own and peaks within {PEAK_GAP} dB of vanilla or above; compare run ≤ {SECONDS:.0f} s "
-             "(smoothed PSNR: a centred moving average over 5 snapshots).", "",
-             *part0, "",
-             "## 1. Choice: every replay lane on " + " and ".join(CHOOSE), "",
-             "| lane | steps | met on both | controlled conditions met (of 4) | worst control margin (dB) | " + " | ".join(
-                 f"{e}: vanilla drop / controlled drop / peak gap" for e in CHOOSE) + " | est. compare run (s) |",
-             "|---|---|---|---|---|" + "---|" * len(CHOOSE) + "---|"]  # fmt: skip
+        part0.append(
+            f"| {r['scale']} | {r['experiment']} | {r['lane']} | {r['vanilla_peak']:.2f} / {r['vanilla_drop']:.2f} | "
+            f"{r['controlled_peak']:.2f} / {r['controlled_drop']:.2f} | {r['peak_gap']:+.2f} | "
+            f"{'yes' if r['met'] else 'no'} | {r['seconds']} |"
+        )
+    lines = [
+        "# The live CPU default: chosen on the replays, confirmed with timed compare runs",
+        "",
+        "`python -m benchmarks live-default --data DATA --out benchmarks/reports/live_default`",
+        "",
+        f"Scale: the app's CPU network (width {scale['width']}, Adam lr {scale['lr']:g}, images at most "
+        f"{scale['max_side']} px), denoising σ 25, seed 0; {scale['machine']}, torch {scale['torch']}.",
+        f"Lesson: vanilla drops ≥ {VANILLA_DROP} dB from its peak; the controlled network stays within {HOLD} dB "
+        f"of its own and peaks within {PEAK_GAP} dB of vanilla or above; compare run ≤ {SECONDS:.0f} s "
+        "(smoothed PSNR: a centred moving average over 5 snapshots).",
+        "",
+        *part0,
+        "",
+        "## 1. Choice: every replay lane on " + " and ".join(CHOOSE),
+        "",
+        "| lane | steps | met on both | controlled conditions met (of 4) | worst control margin (dB) | "
+        + " | ".join(f"{e}: vanilla drop / controlled drop / peak gap" for e in CHOOSE)
+        + " | est. compare run (s) |",
+        "|---|---|---|---|---|" + "---|" * len(CHOOSE) + "---|",
+    ]
     for r in rows:
-        cells = [f"{p['vanilla_drop']:.2f} / {p['controlled_drop']:.2f} / {p['peak_gap']:+.2f}"
-                 for p in r["per_image"].values()]  # fmt: skip
-        lines.append(f"| {r['label']} | {r['budget']} | {'yes' if r['met'] else 'no'} | {r['conditions']} | {r['margin']:+.2f} | "
-                     + " | ".join(cells) + f" | {r['est_seconds']} |")  # fmt: skip
+        cells = [
+            f"{p['vanilla_drop']:.2f} / {p['controlled_drop']:.2f} / {p['peak_gap']:+.2f}"
+            for p in r["per_image"].values()
+        ]
+        lines.append(
+            f"| {r['label']} | {r['budget']} | {'yes' if r['met'] else 'no'} | {r['conditions']} | "
+            f"{r['margin']:+.2f} | " + " | ".join(cells) + f" | {r['est_seconds']} |"
+        )
     met = [r for r in rows if r["met"]]
     if met:
         verdict = f"{len(met)} lane/budget pairs meet the lesson on both images."
     else:
         worst = {e: max(r["per_image"][e]["vanilla_drop"] for r in rows) for e in CHOOSE}
         short = [f"{e} at most {d:.2f} dB" for e, d in worst.items() if d < VANILLA_DROP]
-        verdict = ("**No lane meets the lesson on both images**: within these budgets vanilla DIP's smoothed PSNR falls "
-                   f"{', '.join(short)} (≥ {VANILLA_DROP} needed), and part 0 found no other scale where it does on both.")
-    lines += ["", verdict, "", f"Chosen: **{chosen['label']}, {chosen['budget']} steps** (met on both: "
-              f"{'yes' if chosen['met'] else 'no'}).", "",
-              "## 2. Confirmation: the app's compare run (LabRun), timed, on two other images", "",
-              "| image | vanilla peak / drop | controlled peak / drop | peak gap | seconds | met |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+        verdict = (
+            "**No lane meets the lesson on both images**: within these budgets vanilla DIP's smoothed PSNR falls "
+            f"{', '.join(short)} (≥ {VANILLA_DROP} needed), and part 0 found no other scale where it does on both."
+        )
+    lines += [
+        "",
+        verdict,
+        "",
+        f"Chosen: **{chosen['label']}, {chosen['budget']} steps** (met on both: {'yes' if chosen['met'] else 'no'}).",
+        "",
+        "## 2. Confirmation: the app's compare run (LabRun), timed, on two other images",
+        "",
+        "| image | vanilla peak / drop | controlled peak / drop | peak gap | seconds | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in confirmed:
-        lines.append(f"| {c['image']} | {c['vanilla_peak']:.2f} / {c['vanilla_drop']:.2f} | {c['controlled_peak']:.2f} / "
-                     f"{c['controlled_drop']:.2f} | {c['peak_gap']:+.2f} | {c['seconds']} | {'yes' if c['met'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| {c['image']} | {c['vanilla_peak']:.2f} / {c['vanilla_drop']:.2f} | {c['controlled_peak']:.2f} / "
+            f"{c['controlled_drop']:.2f} | {c['peak_gap']:+.2f} | {c['seconds']} | {'yes' if c['met'] else 'no'} |"
+        )
     if confirmed:
         est = chosen["est_seconds"]
-        lines += ["", f"The compare runs took {' and '.join(str(c['seconds']) for c in confirmed)} s against the {est} s "
-                  "estimated from the replays' runs of the choice images (two processes, one thread each); the app's "
-                  "two networks run as two threads of one process, and its frames (figures, spectra) cost time too."]  # fmt: skip
+        lines += [
+            "",
+            f"The compare runs took {' and '.join(str(c['seconds']) for c in confirmed)} s against the {est} s "
+            "estimated from the replays' runs of the choice images (two processes, one thread each); the app's "
+            "two networks run as two threads of one process, and its frames (figures, spectra) cost time too.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -217,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     scale = replays.manifest["scale"]
     text = report(rows, confirmed, scale, chosen, other)
     (out / "README.md").write_text(text)
-    (out / "result.json").write_text(json.dumps(dict(scales=other, choice=rows, chosen=chosen, confirmed=confirmed,
-                                                     cpus=cpu().cores), indent=1) + "\n")  # fmt: skip
+    (out / "result.json").write_text(
+        json.dumps(dict(scales=other, choice=rows, chosen=chosen, confirmed=confirmed, cpus=cpu().cores), indent=1)
+        + "\n"
+    )
     print(text)
     return 0
 

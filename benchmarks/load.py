@@ -83,8 +83,10 @@ def one_client(url: str, image: str, run_args: dict, barrier: threading.Barrier,
         return dict(outcome="completed" if ok else "error", seconds=time.perf_counter() - t0, status=final[6])
     except Exception as err:  # the client reports queue-full as an exception; anything else is an error
         text = str(err)
-        full = any(k in text.lower() for k in ("queue is full", "queue full", "already waiting", "already running",
-                                                 "share of the queue"))
+        full = any(
+            k in text.lower()
+            for k in ("queue is full", "queue full", "already waiting", "already running", "share of the queue")
+        )
         kind = "queue_full" if full else "error"
         return dict(outcome=kind, seconds=time.perf_counter() - t0, status=f"{type(err).__name__}: {text}"[:300])
     finally:
@@ -165,7 +167,12 @@ def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int, h
     seconds, errors = [], []
     try:
         for _ in range(requests):
-            args = (rng.choice(experiments), rng.choice(lanes), rng.choice(["", "vanilla"]), rng.randrange(0, top, step))
+            args = (
+                rng.choice(experiments),
+                rng.choice(lanes),
+                rng.choice(["", "vanilla"]),
+                rng.randrange(0, top, step),
+            )
             t0 = time.perf_counter()
             try:
                 out = client.predict(*args, api_name="/replay")
@@ -200,8 +207,12 @@ def replay_server_ms(rounds: int = 40) -> dict:
             block.postprocess(value["value"] if isinstance(value, dict) and "value" in value else value)
         times.append((time.perf_counter() - t0) * 1000)
     blocks.close()
-    return {"median": round(statistics.median(times), 1), "p90": round(sorted(times)[int(0.9 * len(times))], 1),
-            "max": round(max(times), 1), "rounds": rounds}  # fmt: skip
+    return {
+        "median": round(statistics.median(times), 1),
+        "p90": round(sorted(times)[int(0.9 * len(times))], 1),
+        "max": round(max(times), 1),
+        "rounds": rounds,
+    }
 
 
 def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int = 400, timeout: float = 300.0) -> dict:
@@ -245,9 +256,11 @@ def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int 
         "errors_seen": errors[:5],
         "live_run_busy_throughout": live_busy,
         "wall_s": round(wall, 2),
-        "latency_s": {"median": round(statistics.median(seconds), 3) if seconds else None,
-                      "p90": round(seconds[int(0.9 * len(seconds))], 3) if seconds else None,
-                      "max": round(seconds[-1], 3) if seconds else None},  # fmt: skip
+        "latency_s": {
+            "median": round(statistics.median(seconds), 3) if seconds else None,
+            "p90": round(seconds[int(0.9 * len(seconds))], 3) if seconds else None,
+            "max": round(seconds[-1], 3) if seconds else None,
+        },
         "server_ms": server,
         "one_viewer_idle_s": {"median": round(statistics.median(alone), 3), "max": round(max(alone), 3)},
         "responsive_after": responsive,
@@ -256,7 +269,7 @@ def replay_load_test(clients: int = 30, requests: int = 5, live_iterations: int 
 
 
 #: Text that must never reach a visitor: tracebacks, OS errors, Gradio's own preprocessing line, temp paths.
-LEAKS = ("Traceback", "Errno", "Could not preprocess", tempfile.gettempdir() + "/", "File \"")
+LEAKS = ("Traceback", "Errno", "Could not preprocess", tempfile.gettempdir() + "/", 'File "')
 
 
 def leaked(message: str) -> str | None:
@@ -305,10 +318,13 @@ class Raw:
 
     def join(self, api: str, data: list, session: str) -> tuple[int, str]:
         """POST /queue/join; (status code, text) of the answer (the event is never read)."""
-        body = {"data": data, "fn_index": self.fn[api], "session_hash": session, "event_data": None,
-                "trigger_id": None}  # fmt: skip
-        r = httpx.post(self.url + "gradio_api/queue/join", content=json_dumps(body), headers={
-            **self.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+        body = {"data": data, "fn_index": self.fn[api], "session_hash": session, "event_data": None, "trigger_id": None}
+        r = httpx.post(
+            self.url + "gradio_api/queue/join",
+            content=json_dumps(body),
+            headers={**self.headers, "content-type": "application/json"},
+            timeout=30,
+        )
         return r.status_code, r.text
 
     def result(self, api: str, data: list, session: str, timeout: float = 60) -> dict:
@@ -317,8 +333,13 @@ class Raw:
         if code != 200:
             return {"success": False, "output": {"error": f"HTTP {code}"}}
         final: dict = {}
-        with httpx.stream("GET", self.url + "gradio_api/queue/data", params={"session_hash": session},
-                          headers=self.headers, timeout=timeout) as r:  # fmt: skip
+        with httpx.stream(
+            "GET",
+            self.url + "gradio_api/queue/data",
+            params={"session_hash": session},
+            headers=self.headers,
+            timeout=timeout,
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     msg = json.loads(line[5:])
@@ -343,10 +364,22 @@ def run_data(image: dict, **kw) -> list:
     return [values[p] for p in RUN_INPUTS]
 
 
-BAD_RUNS = [dict(seed=10**400), dict(max_side=10**400), dict(level=10**400), dict(lipschitz=float("nan")),
-            dict(iterations=-1), dict(task="nope"), dict(upsample=["x"]), dict(width={"a": 1})]  # fmt: skip
-BAD_REPLAYS = [["denoise_house", "lam2", "vanilla", float("nan")], ["nope", "lam2", "", 10],
-               ["denoise_house", "lam2", "vanilla", 10**400], [[1], "lam2", "", 10]]  # fmt: skip
+BAD_RUNS = [
+    dict(seed=10**400),
+    dict(max_side=10**400),
+    dict(level=10**400),
+    dict(lipschitz=float("nan")),
+    dict(iterations=-1),
+    dict(task="nope"),
+    dict(upsample=["x"]),
+    dict(width={"a": 1}),
+]
+BAD_REPLAYS = [
+    ["denoise_house", "lam2", "vanilla", float("nan")],
+    ["nope", "lam2", "", 10],
+    ["denoise_house", "lam2", "vanilla", 10**400],
+    [[1], "lam2", "", 10],
+]
 
 
 def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
@@ -385,17 +418,21 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
         messages.append(str((refused.get("output") or {}).get("error")))
         stops = 0
         for i in range(50 if small else 200):
-            r = httpx.post(url + "gradio_api/run/predict", content=json_dumps({
-                "data": [], "fn_index": greedy.fn["stop"], "session_hash": f"s{i}-" + "a" * 300}),
-                headers={**greedy.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+            r = httpx.post(
+                url + "gradio_api/run/predict",
+                content=json_dumps({"data": [], "fn_index": greedy.fn["stop"], "session_hash": f"s{i}-" + "a" * 300}),
+                headers={**greedy.headers, "content-type": "application/json"},
+                timeout=30,
+            )
             stops += r.status_code == 200
 
         def honest_client(i: int) -> dict:
             client = new_client(url, {"X-Forwarded-For": f"192.0.2.{i + 1}"})
             start = time.perf_counter()
             try:
-                final = client.predict(image=handle_file(image), iterations=30, max_side=32, width=8, lr=0.01,
-                                       api_name="/run")  # fmt: skip
+                final = client.predict(
+                    image=handle_file(image), iterations=30, max_side=32, width=8, lr=0.01, api_name="/run"
+                )
                 ok = str(final[6]).startswith("Done")
                 return dict(ok=ok, seconds=time.perf_counter() - start, status=str(final[6])[:120])
             except Exception as err:  # noqa: BLE001 - counted as an error
@@ -415,8 +452,10 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
         barrier = threading.Barrier(viewers)
         with ThreadPoolExecutor(viewers + honest) as pool:
             live = [pool.submit(honest_client, i) for i in range(honest)]
-            seen = [pool.submit(one_viewer, url, barrier, 5, i, {"X-Forwarded-For": f"198.51.100.{i + 1}"})
-                    for i in range(viewers)]  # fmt: skip
+            seen = [
+                pool.submit(one_viewer, url, barrier, 5, i, {"X-Forwarded-For": f"198.51.100.{i + 1}"})
+                for i in range(viewers)
+            ]
             honest_results = [f.result(timeout=timeout) for f in live]
             viewer_results = [f.result(timeout=timeout) for f in seen]
         # the greedy visitor's abandoned runs end by themselves; wait for the queue to empty
@@ -437,15 +476,28 @@ def crowd_test(small: bool = False, timeout: float = 300.0) -> dict:
         "small": small,
         "live_waiting": queue_size,
         "address_share": turns.share,
-        "greedy": {"sessions": greedy_sessions, "admitted": admitted, "joins_answered": len(joins),
-                   "bad_values": len(messages), "leaks": [m for m in messages if leaked(m)],
-                   "messages": sorted(set(messages)), "stops_sent": stops},  # fmt: skip
-        "honest": {"clients": honest, "completed": sum(r["ok"] for r in honest_results),
-                   "errors": [r["status"] for r in honest_results if not r["ok"]],
-                   "seconds_max": round(max(r["seconds"] for r in honest_results), 1)},  # fmt: skip
-        "viewers": {"clients": viewers, "answered": len(seconds), "errors": viewer_errors[:5],
-                    "latency_median_s": round(statistics.median(seconds), 3) if seconds else None,
-                    "latency_max_s": round(seconds[-1], 3) if seconds else None},  # fmt: skip
+        "greedy": {
+            "sessions": greedy_sessions,
+            "admitted": admitted,
+            "joins_answered": len(joins),
+            "bad_values": len(messages),
+            "leaks": [m for m in messages if leaked(m)],
+            "messages": sorted(set(messages)),
+            "stops_sent": stops,
+        },
+        "honest": {
+            "clients": honest,
+            "completed": sum(r["ok"] for r in honest_results),
+            "errors": [r["status"] for r in honest_results if not r["ok"]],
+            "seconds_max": round(max(r["seconds"] for r in honest_results), 1),
+        },
+        "viewers": {
+            "clients": viewers,
+            "answered": len(seconds),
+            "errors": viewer_errors[:5],
+            "latency_median_s": round(statistics.median(seconds), 3) if seconds else None,
+            "latency_max_s": round(seconds[-1], 3) if seconds else None,
+        },
         "replay_server_ms": server,
         "refused": turns.refused,
         "drained_s": round(drained_s, 1),
@@ -487,10 +539,16 @@ def abandoned_test(runs: int = 10, iterations: int = 3000, timeout: float = 600.
         unread = [q.qsize() for s, q in demo._queue.pending_messages_per_session.items() if s.startswith("abandoned")]
     finally:
         demo.close()
-    return {"mode": "abandoned", "runs": runs, "iterations_asked": iterations, "all_ended_s": ended[-1] if ended else None,
-            "ended_at_s": ended, "unread_messages_left": sum(unread),
-            "rss_mb": {"before": round(rss0, 1), "peak": round(peak["rss"], 1), "after": round(rss1, 1)},
-            "temp": {"before": disk0, "peak_mb": peak["disk_mb"], "after": disk1}}  # fmt: skip
+    return {
+        "mode": "abandoned",
+        "runs": runs,
+        "iterations_asked": iterations,
+        "all_ended_s": ended[-1] if ended else None,
+        "ended_at_s": ended,
+        "unread_messages_left": sum(unread),
+        "rss_mb": {"before": round(rss0, 1), "peak": round(peak["rss"], 1), "after": round(rss1, 1)},
+        "temp": {"before": disk0, "peak_mb": peak["disk_mb"], "after": disk1},
+    }
 
 
 def crowd_ok(r: dict, rss_bound_mb: float = 300.0, disk_bound_mb: float = 20.0) -> list[str]:

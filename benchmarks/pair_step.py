@@ -44,8 +44,9 @@ def defaults(device: torch.device) -> list[str]:
     return ["threads", "separate", "stacked"]
 
 
-def pair_configs(device: torch.device, width: int, lipschitz: float, iterations: int, chunk: int,
-                 modifiers: dict) -> list[RunConfig]:  # fmt: skip
+def pair_configs(
+    device: torch.device, width: int, lipschitz: float, iterations: int, chunk: int, modifiers: dict
+) -> list[RunConfig]:
     """Vanilla and controlled, the device preset's numerics with ``modifiers``, the same seed."""
     name = "cuda" if device.type == "cuda" else "cpu"
     base = preset(name, device=device.type, width=width, iterations=iterations, every=chunk, lr=1e-3)
@@ -94,8 +95,17 @@ class PairRunner:
             self.pool.shutdown()
 
 
-def bench(device: torch.device, size: int, width: int, lipschitz: float, variants: list[str], chunk: int,
-          rounds: int, warmup: int, ref_steps: int) -> dict:  # fmt: skip
+def bench(
+    device: torch.device,
+    size: int,
+    width: int,
+    lipschitz: float,
+    variants: list[str],
+    chunk: int,
+    rounds: int,
+    warmup: int,
+    ref_steps: int,
+) -> dict:
     """Median pair-steps per second of each variant (and the authors' step), after ``warmup`` steps."""
     iterations = warmup + (rounds + 2) * chunk
     runners = {}
@@ -105,8 +115,9 @@ def bench(device: torch.device, size: int, width: int, lipschitz: float, variant
             if m not in MODIFIERS:
                 raise SystemExit(f"error: unknown modifier {m!r} (one of {', '.join(MODIFIERS)})")
             mods.update(MODIFIERS[m])
-        runners[v] = PairRunner(v, denoise_task(size), pair_configs(device, width, lipschitz, iterations, chunk,
-                                                                          mods), device)  # fmt: skip
+        runners[v] = PairRunner(
+            v, denoise_task(size), pair_configs(device, width, lipschitz, iterations, chunk, mods), device
+        )
     for _ in range(max(1, warmup // chunk)):  # warm-up chunks, not timed
         for r in runners.values():
             r()
@@ -136,9 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = pick_device(args.device)
     set_threads(args.threads)
-    result = bench(device, args.size, args.width, args.lipschitz, args.variants or defaults(device), args.chunk,
-                   args.rounds, args.warmup, args.ref_steps)  # fmt: skip
-    print(json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    result = bench(
+        device,
+        args.size,
+        args.width,
+        args.lipschitz,
+        args.variants or defaults(device),
+        args.chunk,
+        args.rounds,
+        args.warmup,
+        args.ref_steps,
+    )
+    print(
+        json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)
+    )
     return 0
 
 

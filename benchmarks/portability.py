@@ -74,8 +74,11 @@ def run_tests(settings: list[str], extra: list[str]) -> dict[str, dict[str, str]
         if not outcomes:
             outcomes["(no test ran)"] = f"pytest exit {res.returncode}"
         table[name] = outcomes
-        print(f"{name}: {sum(v == 'passed' for v in outcomes.values())}/{len(outcomes)} passed "
-              f"in {time.perf_counter() - start:.0f} s", file=sys.stderr)  # fmt: skip
+        print(
+            f"{name}: {sum(v == 'passed' for v in outcomes.values())}/{len(outcomes)} passed "
+            f"in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     return table
 
 
@@ -115,8 +118,10 @@ def spread(settings: list[str], seeds: list[int]) -> list[dict]:
             raise SystemExit(f"{name}: measurement failed:\n{res.stderr[-2000:]}")
         got = json.loads(res.stdout.strip().splitlines()[-1])
         rows += [{"setting": name, "capability": got["capability"], **r} for r in got["rows"]]
-        print(f"{name} ({got['capability']}): {len(got['rows'])} runs in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{name} ({got['capability']}): {len(got['rows'])} runs in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -130,9 +135,18 @@ def worst_cases(rows: list[dict]) -> list[dict]:
             values = [r[quantity] for r in mine]
             finite = [v for v in values if v is not None]
             worst = None if len(finite) < len(values) else (max if op in ("<", "<=") else min)(finite, default=None)
-            out.append(dict(scenario=scenario, quantity=quantity, op=op, threshold=limit, runs=len(values),
-                            worst=worst, best=(min if op in ("<", "<=") else max)(finite, default=None),
-                            failures=sum(not holds(op, v, limit) for v in values)))  # fmt: skip
+            out.append(
+                dict(
+                    scenario=scenario,
+                    quantity=quantity,
+                    op=op,
+                    threshold=limit,
+                    runs=len(values),
+                    worst=worst,
+                    best=(min if op in ("<", "<=") else max)(finite, default=None),
+                    failures=sum(not holds(op, v, limit) for v in values),
+                )
+            )
     return out
 
 
@@ -149,23 +163,30 @@ def spread_markdown(rows: list[dict], cases: list[dict], seeds: list[int], setti
         f"torch {m.get('torch', '?')}: seeds {seeds[0]}-{seeds[-1]} × settings {', '.join(settings)}.",
         "Each test asserts the threshold below for seed 0 under whatever kernels the CI machine has; the worst",
         "value over every seed and setting must hold too, so that another CPU (another trajectory) passes.",
-        "Scenarios on the `cpu` preset run once per convolution path `conv_algo=\"auto\"` can choose (each a run).",
+        'Scenarios on the `cpu` preset run once per convolution path `conv_algo="auto"` can choose (each a run).',
         "",
         "| scenario | quantity | test asserts | runs | best | worst | failures |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in cases:
-        fmt = (lambda v: "never" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
-        lines.append(f"| {c['scenario']} | {c['quantity']} | {c['op']} {c['threshold']:g} | {c['runs']} | "
-                     f"{fmt(c['best'])} | {fmt(c['worst'])} | {c['failures']} |")  # fmt: skip
+        fmt = lambda v: "never" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+        lines.append(
+            f"| {c['scenario']} | {c['quantity']} | {c['op']} {c['threshold']:g} | {c['runs']} | "
+            f"{fmt(c['best'])} | {fmt(c['worst'])} | {c['failures']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("portability", __doc__, json=False)
     p.add_argument("command", nargs="?", default="tests", choices=("tests", "spread", "_measure"))
-    p.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS),
-                   help="default: every setting for tests, SPREAD_SETTINGS for spread")  # fmt: skip
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        choices=list(SETTINGS),
+        help="default: every setting for tests, SPREAD_SETTINGS for spread",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="spread: how many seeds (one number), or which")
     p.add_argument("--out", default=str(REPORT), help="spread: folder for spread.json and spread.md")
     p.add_argument("--report-only", action="store_true", help="spread: rewrite spread.md from spread.json")
@@ -188,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = spread(args.settings, seeds)
         cases = worst_cases(rows)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "spread.json").write_text(json.dumps({"seeds": seeds, "settings": args.settings, "rows": rows,
-                                                     "worst": cases}, indent=1) + "\n")  # fmt: skip
+        (out / "spread.json").write_text(
+            json.dumps({"seeds": seeds, "settings": args.settings, "rows": rows, "worst": cases}, indent=1) + "\n"
+        )
         text = spread_markdown(rows, cases, seeds, args.settings)
         (out / "spread.md").write_text(text)
         print(text)

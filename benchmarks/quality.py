@@ -4,9 +4,10 @@
 degrades each image as the engine does (seeded noise, the engine's JPEG, Bernoulli or given masks, Lanczos-2
 downsampling), then scores on it: CBM3D (denoising only; the ``bm3d`` package, ``pip install -r
 requirements-bench.txt``), the task's OpenCV baseline (``dip_core.baselines``), vanilla DIP at its best logged
-iteration (an oracle: it needs the clean image), and the controlled network (``--lipschitz``, default: the paper's λ for the task) at its automatic stop and at the
-end of its budget. Rows go to ``DIR/results.jsonl`` as images finish (a rerun skips the images already there);
-the table (PSNR, SSIM and seconds per image, and the mean) to ``DIR/report.md``.
+iteration (an oracle: it needs the clean image), and the controlled network (``--lipschitz``, default: the
+paper's λ for the task) at its automatic stop and at the end of its budget. Rows go to ``DIR/results.jsonl`` as
+images finish (a rerun skips the images already there); the table (PSNR, SSIM and seconds per image, and the
+mean) to ``DIR/report.md``.
 """
 
 from __future__ import annotations
@@ -60,8 +61,17 @@ def cbm3d(task: Task) -> dict | None:
 
 def dip(task: Task, config) -> dict:
     """One DIP run to the end of its budget, every step measured so the stop can be found afterwards."""
-    records = [{"iter": s.iter, "psnr": s.psnr, "ssim": s.ssim, "seconds": s.seconds, "step_ratios": s.step_ratios,
-                "step_losses": s.step_losses} for s in run(task, config)]  # fmt: skip
+    records = [
+        {
+            "iter": s.iter,
+            "psnr": s.psnr,
+            "ssim": s.ssim,
+            "seconds": s.seconds,
+            "step_ratios": s.step_ratios,
+            "step_losses": s.step_losses,
+        }
+        for s in run(task, config)
+    ]
     if task.noise_sigma is not None:
         records[0]["noise_energy"] = task_noise_energy(task)  # the discrepancy rule's threshold
     best = max(records, key=lambda r: r["psnr"])

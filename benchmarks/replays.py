@@ -45,16 +45,25 @@ def specs_for(data: Path, scale: dict, experiments, lanes, preset: str) -> list[
             overrides = {k: scale[k] for k in ("width", "lr", "iterations", "every")}
             overrides["measure_every_step"] = False  # replays need snapshots only (and run faster without)
             spec = sweep.RunSpec(
-                exp.task, str(data / exp.image), lane.lipschitz, lane.upsample, lane.gaussian_sigma, seed=0,
-                level=exp.level, max_side=scale["max_side"], preset=preset, overrides=overrides,
-                variant=f"{exp.name}.{lane.name}", mask=str(data / exp.mask) if exp.mask else None, frames=MAX_FRAMES,
-            )  # fmt: skip
+                exp.task,
+                str(data / exp.image),
+                lane.lipschitz,
+                lane.upsample,
+                lane.gaussian_sigma,
+                seed=0,
+                level=exp.level,
+                max_side=scale["max_side"],
+                preset=preset,
+                overrides=overrides,
+                variant=f"{exp.name}.{lane.name}",
+                mask=str(data / exp.mask) if exp.mask else None,
+                frames=MAX_FRAMES,
+            )
             out.append((exp, lane, spec))
     return out
 
 
-def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str,
-             threads: int) -> dict:  # fmt: skip
+def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str, threads: int) -> dict:
     """Copy the runs' frames into the replay layout and write the manifest; returns it."""
     rows = {r["key"]: r for r in sweep.load_rows(work)}
     out.mkdir(parents=True, exist_ok=True)
@@ -82,12 +91,16 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
     manifest = {
         "format": FORMAT,
         "scale": {
-            "preset": preset, **scale, "seed": 0,
+            "preset": preset,
+            **scale,
+            "seed": 0,
             "frame_every": frame_every(scale["iterations"], scale["every"]),
-            "machine": str(cpu()), "threads_per_run": threads,
-            "device": rows[triples[0][2].key]["device"], "torch": torch.__version__,
+            "machine": str(cpu()),
+            "threads_per_run": threads,
+            "device": rows[triples[0][2].key]["device"],
+            "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
-        },  # fmt: skip
+        },
         "command": command,
         "experiments": list(entries.values()),
     }
@@ -118,15 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or f"build/replays-{'smoke' if args.smoke else args.preset}")
     triples = specs_for(data, scale, experiments, lanes, args.preset)
     start = time.perf_counter()
-    sweep.execute([t[2] for t in triples], work, use_ray=False, jobs=args.jobs, cpus_per_run=1 if args.jobs > 1 else 0,
-                  on_row=lambda r: print(f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, "
-                                         f"{r['seconds']:.0f} s", file=sys.stderr, flush=True))  # fmt: skip
+    sweep.execute(
+        [t[2] for t in triples],
+        work,
+        use_ray=False,
+        jobs=args.jobs,
+        cpus_per_run=1 if args.jobs > 1 else 0,
+        on_row=lambda r: print(
+            f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, {r['seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
     command = "python -m benchmarks replays " + " ".join(argv if argv is not None else sys.argv[1:])
     threads = 1 if args.jobs > 1 else torch.get_num_threads()
     manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
-    print(f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB, "
-          f"{len(manifest['experiments'])} experiments", file=sys.stderr)  # fmt: skip
+    print(
+        f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB, "
+        f"{len(manifest['experiments'])} experiments",
+        file=sys.stderr,
+    )
     return 0
 
 

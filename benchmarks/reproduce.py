@@ -87,7 +87,10 @@ def fmt(v, digits: int = 2) -> str:
 STOP_CLAIMS = (
     ("paper", "paper auto-stop fires within 0.3 dB of the controlled peak and saves ≥ 25 %"),
     ("relative", "our relative auto-stop (budget-aware) fires within 0.3 dB of the peak and saves ≥ 25 %"),
-    ("discrepancy", "our discrepancy auto-stop (denoising, known σ) fires within 0.3 dB of the peak and saves ≥ 25 %"),
+    (
+        "discrepancy",
+        "our discrepancy auto-stop (denoising, known σ) fires within 0.3 dB of the peak and saves ≥ 25 %",
+    ),
 )
 
 
@@ -189,16 +192,20 @@ def baseline_table(args: argparse.Namespace, rows: list[dict]) -> list[str]:
     """Markdown: per image and seed, the OpenCV baseline's PSNR and each configuration's peak and end against it."""
     found = baselines_of(args, rows)
     lines = ["## Against the classical baseline (OpenCV, from the same observation)", ""]
-    lines += ["| image | seed | baseline | baseline PSNR | config | peak − baseline | end − baseline |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| image | seed | baseline | baseline PSNR | config | peak − baseline | end − baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def diff(v: float | None, b: float | None) -> str:
         return "—" if v is None or b is None else f"{v - b:+.2f}"
 
     for r in rows:
         method, b = found.get((r["image"], r["seed"]), ("—", None))
-        lines.append(f"| {r['image']} | {r['seed']} | {method} | {fmt(b)} | {r['config']} | "
-                     f"{diff(r['peak_psnr'], b)} | {diff(r['end_psnr'], b)} |")  # fmt: skip
+        lines.append(
+            f"| {r['image']} | {r['seed']} | {method} | {fmt(b)} | {r['config']} | "
+            f"{diff(r['peak_psnr'], b)} | {diff(r['end_psnr'], b)} |"
+        )
     return lines + [""]
 
 

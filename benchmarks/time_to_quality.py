@@ -368,8 +368,19 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("time-to-quality", __doc__, size=256, seed=0, steps=600, width=None, lr=None, device="auto",
-               threads=None, image=None, json=False)
+    p = parser(
+        "time-to-quality",
+        __doc__,
+        size=256,
+        seed=0,
+        steps=600,
+        width=None,
+        lr=None,
+        device="auto",
+        threads=None,
+        image=None,
+        json=False,
+    )
     p.add_argument("--sigma", type=float, default=25.0)
     p.add_argument("--ref-steps", type=int, default=450, help="budget of reference_vanilla")
     p.add_argument("--ref-controlled-steps", type=int, default=700, help="budget of reference_controlled")

@@ -1,4 +1,5 @@
-"""Start the app: ``make_app()`` and ``main()``, the ``spectral-bias-lab`` command (app.py, the Space's entry, calls it).
+"""Start the app: ``make_app()`` and ``main()``, the ``spectral-bias-lab`` command (app.py, the Space's entry,
+calls it).
 
 gradio, torch and the UI are imported inside the functions, after ``spaces``: ZeroGPU wants ``spaces`` imported
 before anything touches CUDA, and ``spectral-bias-lab --help`` answers without the seconds that gradio takes.
@@ -53,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         help="port (default: $GRADIO_SERVER_PORT, else 7860)",
     )
-    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help=f"live runs waiting at most (default {QUEUE_SIZE}; one address: half of them)")
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=QUEUE_SIZE,
+        help=f"live runs waiting at most (default {QUEUE_SIZE}; one address: half of them)",
+    )
     return p
 
 

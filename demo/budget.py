@@ -92,14 +92,16 @@ def per_iteration_s(pixels: float, width: int, runs: int, graphed: bool = True, 
     return runs * table.step_ms(pixels, width, graphed) * factor * (1 + FRAME_OVERHEAD) / 1000
 
 
-def run_seconds(pixels: float, width: int, iterations: int, runs: int, graphed: bool = True,
-                gpu: str | None = None) -> float:  # fmt: skip
+def run_seconds(
+    pixels: float, width: int, iterations: int, runs: int, graphed: bool = True, gpu: str | None = None
+) -> float:
     """The seconds to request for a run: margin · (startup + iterations · per iteration)."""
     return MARGIN * (STARTUP_S + iterations * per_iteration_s(pixels, width, runs, graphed, gpu))
 
 
-def max_iterations(side: int, width: int, runs: int, cap: float | None = None, graphed: bool = True,
-                   gpu: str | None = None) -> int:  # fmt: skip
+def max_iterations(
+    side: int, width: int, runs: int, cap: float | None = None, graphed: bool = True, gpu: str | None = None
+) -> int:
     """The most iterations that fit under the cap at side² pixels."""
     cap = cap_seconds() if cap is None else cap
     return max(0, math.floor((cap / MARGIN - STARTUP_S) / per_iteration_s(side * side, width, runs, graphed, gpu)))
@@ -125,8 +127,10 @@ def runs_per_day(declared: int | float) -> int:
 
 def quota_note(declared: float) -> str:
     """A status-line fragment: what a call declared at ``declared`` seconds costs of an anonymous visitor's day."""
-    return (f"quota {round(quota_seconds(declared), 1):g} s of the visitor's {ANONYMOUS_QUOTA_S:g} s a day "
-            f"({declared:g} s × {ZERO_GPU_DURATION_FACTOR:g})")  # fmt: skip
+    return (
+        f"quota {round(quota_seconds(declared), 1):g} s of the visitor's {ANONYMOUS_QUOTA_S:g} s a day "
+        f"({declared:g} s × {ZERO_GPU_DURATION_FACTOR:g})"
+    )
 
 
 def padded_pixels(size: tuple[int, int], multiple: int = 32) -> int:

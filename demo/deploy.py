@@ -120,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         p.error("give --out DIR (or --budget)")
     files = build(Path(args.out))
-    print(f"wrote {len(files)} files to {args.out}: push them to a Gradio Space and pick ZeroGPU in its settings",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"wrote {len(files)} files to {args.out}: push them to a Gradio Space and pick ZeroGPU in its settings",
+        file=sys.stderr,
+    )
     return 0
 
 

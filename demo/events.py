@@ -41,8 +41,23 @@ RUN_OUTPUTS = ("observation", "vanilla", "result", "clean", "curves", "spectrum"
 #: frame). They are buttons, whose values API clients do not receive, so the endpoint's outputs stay RUN_OUTPUTS.
 CAPTION_OUTPUTS = ("vanilla_caption", "result_caption")
 #: The widgets a loaded config JSON sets, by name
-CONFIG_WIDGETS = ("task", "level_slider", "sr_factor", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed",
-                  "auto_stop", "compare", "observed", "max_side", "width", "lr")  # fmt: skip
+CONFIG_WIDGETS = (
+    "task",
+    "level_slider",
+    "sr_factor",
+    "lipschitz",
+    "upsample",
+    "gaussian_sigma",
+    "iterations",
+    "seed",
+    "auto_stop",
+    "compare",
+    "observed",
+    "max_side",
+    "width",
+    "lr",
+)
+
 
 def level_update(task: str, value: float | None = None) -> dict:
     """The level slider for ``task``: its range and label from the task's spec (and ``value`` when given);
@@ -52,8 +67,9 @@ def level_update(task: str, value: float | None = None) -> dict:
         return gr.update(visible=False)
     lo, hi, step = level.slider
     extra = {} if value is None else {"value": value}
-    return gr.update(minimum=lo, maximum=hi, step=step, label=level.name[0].upper() + level.name[1:], visible=True,
-                     **extra)  # fmt: skip
+    return gr.update(
+        minimum=lo, maximum=hi, step=step, label=level.name[0].upper() + level.name[1:], visible=True, **extra
+    )
 
 
 def on_task_change(task: str) -> tuple:
@@ -69,7 +85,8 @@ def on_task_input(task: str) -> tuple:
 
 
 def describe_image(image: Any, max_side: float | None) -> tuple[str, dict | None]:
-    """A notice about the uploaded image (its size, or why it was resized or refused) and the mask editor's background."""
+    """A notice about the uploaded image (its size, or why it was resized or refused) and the mask editor's
+    background."""
     if image is None:
         return "", None
     side = int(max_side or LIMITS.max_side)
@@ -121,9 +138,11 @@ def request_seconds(req: RunRequest) -> int:
         side = max(req.task.out_size)
         fit = budget.max_iterations(side, cfg.width, runs, cap, graphed)
         hint = "; one network alone (compare off) fits twice as many" if runs == 2 else ""
-        raise gr.Error(f"this run needs about {seconds:.0f} GPU seconds, more than the {cap:.0f} s a call may take: "
-                       f"at {side} px and width {cfg.width} at most {fit} iterations fit{hint}",
-                       print_exception=False)  # fmt: skip
+        raise gr.Error(
+            f"this run needs about {seconds:.0f} GPU seconds, more than the {cap:.0f} s a call may take: "
+            f"at {side} px and width {cfg.width} at most {fit} iterations fit{hint}",
+            print_exception=False,
+        )
     return math.ceil(seconds)
 
 
@@ -210,8 +229,24 @@ def run_lab(
         raise gr.Error("stopped while it waited in the queue: the run did not start", print_exception=False)
     flag = STOPS.start(key)
     reader = Reader(turns_of(request), session)
-    frames = live_run(key, image, task, level, lipschitz, upsample, gaussian_sigma, iterations, seed, auto_stop,
-                      compare, observed, mask, max_side, width, lr)  # fmt: skip
+    frames = live_run(
+        key,
+        image,
+        task,
+        level,
+        lipschitz,
+        upsample,
+        gaussian_sigma,
+        iterations,
+        seed,
+        auto_stop,
+        compare,
+        observed,
+        mask,
+        max_side,
+        width,
+        lr,
+    )
     abandoned = False
     try:
         for i, (done, outputs) in enumerate(frames):
@@ -252,9 +287,23 @@ def live_run(
     On ZeroGPU it
     runs in a GPU worker process for the seconds ``gpu_duration`` asked for and ends on its own just before;
     elsewhere at the device's time limit. ``key`` names its Stop flag (``STOPS``)."""
-    req = checked_request(image=image, task=task, level=level, lipschitz=lipschitz, upsample=upsample,
-                          gaussian_sigma=gaussian_sigma, iterations=iterations, seed=seed, auto_stop=auto_stop,
-                          compare=compare, observed=observed, mask=mask, max_side=max_side, width=width, lr=lr)  # fmt: skip
+    req = checked_request(
+        image=image,
+        task=task,
+        level=level,
+        lipschitz=lipschitz,
+        upsample=upsample,
+        gaussian_sigma=gaussian_sigma,
+        iterations=iterations,
+        seed=seed,
+        auto_stop=auto_stop,
+        compare=compare,
+        observed=observed,
+        mask=mask,
+        max_side=max_side,
+        width=width,
+        lr=lr,
+    )
     for note in req.notes:
         gr.Warning(note)
     lab = LabRun(req, stop=STOPS.flag(key).is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
@@ -268,8 +317,9 @@ def live_run(
     except gr.Error:
         raise
     except torch.OutOfMemoryError:
-        raise gr.Error("the run ran out of memory: try a smaller image or a narrower network",
-                       print_exception=False) from None  # fmt: skip
+        raise gr.Error(
+            "the run ran out of memory: try a smaller image or a narrower network", print_exception=False
+        ) from None
 
 
 def frame_outputs(frame: Frame, files: FrameFiles, first: bool) -> dict:
@@ -348,7 +398,8 @@ def load_config(path: str | None) -> tuple:
             level_slider=spec.level.check(c.get("level")),
             lipschitz=RunConfig.check("lipschitz", c.get("lipschitz", 0.0), lim.lipschitz_cap),
             upsample=choice("upsample", c.get("upsample", "bilinear"), choices("upsample")),
-            gaussian_sigma=0.5 if sigma is None or isinstance(sigma, list)
+            gaussian_sigma=0.5
+            if sigma is None or isinstance(sigma, list)
             else RunConfig.check("gaussian_sigma", sigma, lim.sigma_cap),
             iterations=RunConfig.check("iterations", c.get("iterations", lim.iterations), lim.iterations_cap),
             seed=RunConfig.check("seed", c.get("seed", 0)),
@@ -358,10 +409,11 @@ def load_config(path: str | None) -> tuple:
             max_side=number("max_side", c.get("max_side", lim.max_side), MIN_SIDE, lim.max_side_cap, True),
             width=RunConfig.check("width", min(c.get("width", lim.width), lim.width_cap), lim.width_cap),
             lr=RunConfig.check("lr", c.get("lr", lim.lr)),
-        )  # fmt: skip
+        )
     except (InputError, TypeError, ValueError, OverflowError) as err:
-        raise gr.Error(f"config: {err if isinstance(err, InputError) else 'a value cannot be used'}",
-                       print_exception=False) from None  # fmt: skip
+        raise gr.Error(
+            f"config: {err if isinstance(err, InputError) else 'a value cannot be used'}", print_exception=False
+        ) from None
     level = values["level_slider"]
     values["sr_factor"] = int(level) if spec.level.choices else 4
     if spec.level.slider is None:

@@ -27,7 +27,8 @@ DEFAULT_EXAMPLE = ASSETS / EXAMPLES[0][0]
 
 
 def zone_plate(size: int = 256, top: float = 0.22) -> np.ndarray:
-    """size×size grayscale zone plate in [0, 1]: cos(π·k·r²) with local frequency rising to ``top`` cycles/px at r = size/2."""
+    """size×size grayscale zone plate in [0, 1]: cos(π·k·r²) with local frequency rising to ``top`` cycles/px at
+    r = size/2."""
     c = (size - 1) / 2
     y, x = np.mgrid[:size, :size] - c
     r2 = x**2 + y**2

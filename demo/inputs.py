@@ -71,7 +71,8 @@ def _decoded(path: str, real: str, size: int, mtime_ns: int, max_side: int) -> t
 
 def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
     """Load an uploaded image (file path, PIL image or array) downscaled to ``max_side``; ``InputError`` if bad.
-    A file path is decoded once per change (a bounded cache) and a fresh copy returned; arrays and PIL images are not."""
+    A file path is decoded once per change (a bounded cache) and a fresh copy returned; arrays and PIL images are
+    not."""
     if path is None or (isinstance(path, str) and not path):
         raise InputError("upload an image or pick an example first")
     if isinstance(path, (str, os.PathLike)):
@@ -141,8 +142,9 @@ def parse_request(
     if auto_stop == "discrepancy" and level is not None:
         noise_sigma(task, level)  # a one-line error unless the task has a known noise level
     compare = flag("compare", compare)
-    max_side = number("max_side", limits.max_side if max_side is None else max_side, MIN_SIDE, limits.max_side_cap,
-                      True)  # fmt: skip
+    max_side = number(
+        "max_side", limits.max_side if max_side is None else max_side, MIN_SIDE, limits.max_side_cap, True
+    )
     width = RunConfig.check("width", limits.width if width is None else width, limits.width_cap)
     lr = RunConfig.check("lr", limits.lr if lr is None else lr)
 

@@ -52,8 +52,17 @@ def _cell(row: int, col: int) -> tuple[list[float], list[float]]:
 
 def _title(text: str, row: int, col: int) -> dict:
     xd, yd = _cell(row, col)
-    return dict(text=f"<b>{text}</b>", x=sum(xd) / 2, y=yd[1] + 0.01, xref="paper", yref="paper", showarrow=False,
-                xanchor="center", yanchor="bottom", font=dict(size=13))  # fmt: skip
+    return dict(
+        text=f"<b>{text}</b>",
+        x=sum(xd) / 2,
+        y=yd[1] + 0.01,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        xanchor="center",
+        yanchor="bottom",
+        font=dict(size=13),
+    )
 
 
 def _base_layout(height: int) -> dict:
@@ -94,16 +103,23 @@ def curves_figure(
     if compare:
         fbc_titles = [f"FBC per band: {t.label.split(' (')[0]}" for t in tracks]
     else:
-        fbc_titles = ["FBC per band vs the observation",
-                      "FBC per band vs the clean image" if has_clean and clean_bands else ""]  # fmt: skip
+        fbc_titles = [
+            "FBC per band vs the observation",
+            "FBC per band vs the clean image" if has_clean and clean_bands else "",
+        ]
     layout = _base_layout(560)
     x_range = [0, max(1, iterations)]
     for n, (row, col) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
         xd, yd = _cell(row, col)
         suffix = "" if n == 1 else str(n)
-        layout[f"xaxis{suffix}"] = _axis(**GRID, domain=xd, anchor=f"y{suffix}", range=x_range,
-                                         matches=None if n == 1 else "x",
-                                         title=dict(text="iteration", standoff=4) if row == 2 else None)  # fmt: skip
+        layout[f"xaxis{suffix}"] = _axis(
+            **GRID,
+            domain=xd,
+            anchor=f"y{suffix}",
+            range=x_range,
+            matches=None if n == 1 else "x",
+            title=dict(text="iteration", standoff=4) if row == 2 else None,
+        )
         layout[f"yaxis{suffix}"] = dict(GRID, domain=yd, anchor=f"x{suffix}", tickformat=".3~g")
     for n in (3, 4):
         layout[f"yaxis{n}"]["range"] = [0, 1.02]
@@ -119,7 +135,7 @@ def curves_figure(
             showgrid=False,
             tickformat=".1f",
             tickfont=dict(size=10),
-        )  # fmt: skip (SSIM)
+        )  # SSIM
     else:
         layout["yaxis"]["type"] = "log"
     second = (
@@ -129,16 +145,40 @@ def curves_figure(
     layout["annotations"] += [_title(t, 2, c + 1) for c, t in enumerate(fbc_titles) if t]
     data = []
     if signal == "loss":  # a trace, not a shape: shapes and annotations on a log axis want log10 coordinates
-        data.append(dict(type="scatter", mode="lines+text", x=x_range, y=[noise_energy] * 2, xaxis="x2", yaxis="y2",
-                         name="noise level", showlegend=False, text=["", "noise level"], textposition="top left",
-                         textfont=dict(color="#555", size=11), line=dict(color="#555", dash="dash", width=1.5),
-                         hovertemplate="noise level %{y:.3~g}<extra></extra>"))  # fmt: skip
+        data.append(
+            dict(
+                type="scatter",
+                mode="lines+text",
+                x=x_range,
+                y=[noise_energy] * 2,
+                xaxis="x2",
+                yaxis="y2",
+                name="noise level",
+                showlegend=False,
+                text=["", "noise level"],
+                textposition="top left",
+                textfont=dict(color="#555", size=11),
+                line=dict(color="#555", dash="dash", width=1.5),
+                hovertemplate="noise level %{y:.3~g}<extra></extra>",
+            )
+        )
     if has_clean and baseline_psnr is not None and np.isfinite(baseline_psnr):
-        data.append(dict(type="scatter", mode="lines+text", x=x_range, y=[float(baseline_psnr)] * 2, name=BASELINE_NAME,
-                         showlegend=True, text=["", f"OpenCV {baseline_psnr:.1f} dB"], textposition="bottom left",
-                         textfont=dict(color=BASELINE_COLOR, size=11), cliponaxis=False,
-                         line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
-                         hovertemplate="classical baseline %{y:.2f} dB<extra></extra>"))  # fmt: skip
+        data.append(
+            dict(
+                type="scatter",
+                mode="lines+text",
+                x=x_range,
+                y=[float(baseline_psnr)] * 2,
+                name=BASELINE_NAME,
+                showlegend=True,
+                text=["", f"OpenCV {baseline_psnr:.1f} dB"],
+                textposition="bottom left",
+                textfont=dict(color=BASELINE_COLOR, size=11),
+                cliponaxis=False,
+                line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
+                hovertemplate="classical baseline %{y:.2f} dB<extra></extra>",
+            )
+        )
     for t in tracks:
         color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
         x, short = t.column("iter"), t.label.split(" (")[0]
@@ -146,22 +186,70 @@ def curves_figure(
         key = "psnr" if has_clean else "loss"
         data.append(dict(line, y=_list(t.column(key)), name=short, line=dict(color=color, width=2.5)))
         if has_clean:
-            data.append(dict(line, y=_list(t.column("ssim")), name=f"{short} SSIM", showlegend=False, yaxis="y5",
-                             line=dict(color=color, width=1.5, dash="dot")))  # fmt: skip
+            data.append(
+                dict(
+                    line,
+                    y=_list(t.column("ssim")),
+                    name=f"{short} SSIM",
+                    showlegend=False,
+                    yaxis="y5",
+                    line=dict(color=color, width=1.5, dash="dot"),
+                )
+            )
             s = t.last
             if s is not None and s.best_iter is not None:
-                data.append(dict(type="scatter", mode="markers+text", x=[s.best_iter], y=[s.best_psnr],
-                                 name=f"{short} best", showlegend=False, text=[f"★ best {s.best_psnr:.1f}"],
-                                 textposition="top center", textfont=dict(color=color, size=11), cliponaxis=False,
-                                 marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1))))  # fmt: skip
-        data.append(dict(line, y=_list(t.column(signal)), name=f"{short} {signal}", showlegend=False,
-                         xaxis="x2", yaxis="y2", line=dict(color=color, width=2)))  # fmt: skip
+                data.append(
+                    dict(
+                        type="scatter",
+                        mode="markers+text",
+                        x=[s.best_iter],
+                        y=[s.best_psnr],
+                        name=f"{short} best",
+                        showlegend=False,
+                        text=[f"★ best {s.best_psnr:.1f}"],
+                        textposition="top center",
+                        textfont=dict(color=color, size=11),
+                        cliponaxis=False,
+                        marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1)),
+                    )
+                )
+        data.append(
+            dict(
+                line,
+                y=_list(t.column(signal)),
+                name=f"{short} {signal}",
+                showlegend=False,
+                xaxis="x2",
+                yaxis="y2",
+                line=dict(color=color, width=2),
+            )
+        )
         if t.last is not None and t.last.stopped:
-            layout["shapes"].append(dict(type="line", x0=t.last.stop_iter, x1=t.last.stop_iter, y0=0, y1=1, xref="x2",
-                                         yref="y2 domain", line=dict(color=color, dash="dash", width=1.5)))  # fmt: skip
-            layout["annotations"].append(dict(text=f"auto-stop {t.last.stop_iter}", x=t.last.stop_iter, y=1, xref="x2",
-                                              yref="y2 domain", showarrow=False, xanchor="left", yanchor="top",
-                                              font=dict(color=color, size=11)))  # fmt: skip
+            layout["shapes"].append(
+                dict(
+                    type="line",
+                    x0=t.last.stop_iter,
+                    x1=t.last.stop_iter,
+                    y0=0,
+                    y1=1,
+                    xref="x2",
+                    yref="y2 domain",
+                    line=dict(color=color, dash="dash", width=1.5),
+                )
+            )
+            layout["annotations"].append(
+                dict(
+                    text=f"auto-stop {t.last.stop_iter}",
+                    x=t.last.stop_iter,
+                    y=1,
+                    xref="x2",
+                    yref="y2 domain",
+                    showarrow=False,
+                    xanchor="left",
+                    yanchor="top",
+                    font=dict(color=color, size=11),
+                )
+            )
     panels = [(t, "fbc", 3 + i) for i, t in enumerate(tracks)] if compare else [(t, "fbc", 3) for t in tracks]
     if not compare and has_clean and clean_bands:
         panels += [(t, "fbc_clean", 4) for t in tracks]
@@ -170,9 +258,20 @@ def curves_figure(
         values = np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
         for k in range(len(BAND_EDGES)):
             name = f"band {k + 1}" + (" (low)" if k == 0 else " (high)" if k == len(BAND_EDGES) - 1 else "")
-            data.append(dict(type="scatter", mode="lines", x=t.column("iter"), y=_list(values[:, k]), name=name,
-                             legendgroup=f"band{k}", showlegend=n == 0, xaxis=f"x{axis}", yaxis=f"y{axis}",
-                             line=dict(color=BAND_COLORS[k], width=2)))  # fmt: skip
+            data.append(
+                dict(
+                    type="scatter",
+                    mode="lines",
+                    x=t.column("iter"),
+                    y=_list(values[:, k]),
+                    name=name,
+                    legendgroup=f"band{k}",
+                    showlegend=n == 0,
+                    xaxis=f"x{axis}",
+                    yaxis=f"y{axis}",
+                    line=dict(color=BAND_COLORS[k], width=2),
+                )
+            )
     mark_events(layout, events, cursor)
     return as_figure(dict(data=data, layout=layout))
 
@@ -181,16 +280,46 @@ def mark_events(layout: dict, events: Sequence[Event], cursor: int | None) -> No
     """Lesson events as dotted lines on the four panels, numbered ①②… above the first row; the cursor solid."""
     for n, e in enumerate(events, start=1):
         for axis in ("x", "x2", "x3", "x4"):
-            layout["shapes"].append(dict(type="line", x0=e.iter, x1=e.iter, y0=0, y1=1, xref=axis,
-                                         yref=f"y{axis[1:]} domain", layer="below",
-                                         line=dict(color=EVENT_COLOR, dash="dot", width=1)))  # fmt: skip
-        layout["annotations"].append(dict(text=f"<b>{event_mark(n)}</b>", x=e.iter, y=1, xref="x", yref="y domain",
-                                          showarrow=False, yanchor="top", font=dict(color=EVENT_COLOR, size=14),
-                                          hovertext=f"{e.title}: iteration {e.iter}"))  # fmt: skip
+            layout["shapes"].append(
+                dict(
+                    type="line",
+                    x0=e.iter,
+                    x1=e.iter,
+                    y0=0,
+                    y1=1,
+                    xref=axis,
+                    yref=f"y{axis[1:]} domain",
+                    layer="below",
+                    line=dict(color=EVENT_COLOR, dash="dot", width=1),
+                )
+            )
+        layout["annotations"].append(
+            dict(
+                text=f"<b>{event_mark(n)}</b>",
+                x=e.iter,
+                y=1,
+                xref="x",
+                yref="y domain",
+                showarrow=False,
+                yanchor="top",
+                font=dict(color=EVENT_COLOR, size=14),
+                hovertext=f"{e.title}: iteration {e.iter}",
+            )
+        )
     if cursor is not None:
         for axis in ("x", "x2", "x3", "x4"):
-            layout["shapes"].append(dict(type="line", x0=cursor, x1=cursor, y0=0, y1=1, xref=axis,
-                                         yref=f"y{axis[1:]} domain", line=dict(color="#111", width=1.5)))  # fmt: skip
+            layout["shapes"].append(
+                dict(
+                    type="line",
+                    x0=cursor,
+                    x1=cursor,
+                    y0=0,
+                    y1=1,
+                    xref=axis,
+                    yref=f"y{axis[1:]} domain",
+                    line=dict(color="#111", width=1.5),
+                )
+            )
 
 
 def event_mark(n: int) -> str:
@@ -224,17 +353,49 @@ def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
         axis = dict(showgrid=False, zeroline=False, range=[-0.5, 0.5], ticks="outside", tickvals=[-0.5, 0, 0.5])
         title = dict(text="horizontal frequency (cycles/px)", standoff=2) if i == n - 1 else None
         layout[f"xaxis{sfx}"] = _axis(**axis, domain=[0, 1], anchor=f"y{sfx}", title=title)
-        layout[f"yaxis{sfx}"] = dict(axis, domain=[y0, y0 + h], anchor=f"x{sfx}", scaleanchor=f"x{sfx}",
-                                     range=[-0.5, 0.5], constrain="domain")  # fmt: skip
-        layout["annotations"].append(dict(text=label.split(" (")[0], x=0.5, y=y0 + h, xref="paper", yref="paper",
-                                          showarrow=False, yanchor="bottom", font=dict(size=12)))  # fmt: skip
-        data.append(dict(type="heatmap", z=np.round(ratio, 3).tolist(), x=np.linspace(-0.5, 0.5, rw).tolist(),
-                         y=np.linspace(-0.5, 0.5, rh).tolist(), zmin=0, zmax=1, colorscale="Viridis",
-                         showscale=i == 0, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
-                         colorbar=dict(thickness=10, len=0.5, y=1, yanchor="top", title=dict(text="ratio")),
-                         hovertemplate="fx %{x:.2f}, fy %{y:.2f}: %{z:.2f}<extra></extra>"))  # fmt: skip
+        layout[f"yaxis{sfx}"] = dict(
+            axis, domain=[y0, y0 + h], anchor=f"x{sfx}", scaleanchor=f"x{sfx}", range=[-0.5, 0.5], constrain="domain"
+        )
+        layout["annotations"].append(
+            dict(
+                text=label.split(" (")[0],
+                x=0.5,
+                y=y0 + h,
+                xref="paper",
+                yref="paper",
+                showarrow=False,
+                yanchor="bottom",
+                font=dict(size=12),
+            )
+        )
+        data.append(
+            dict(
+                type="heatmap",
+                z=np.round(ratio, 3).tolist(),
+                x=np.linspace(-0.5, 0.5, rw).tolist(),
+                y=np.linspace(-0.5, 0.5, rh).tolist(),
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=i == 0,
+                xaxis=f"x{sfx}",
+                yaxis=f"y{sfx}",
+                colorbar=dict(thickness=10, len=0.5, y=1, yanchor="top", title=dict(text="ratio")),
+                hovertemplate="fx %{x:.2f}, fy %{y:.2f}: %{z:.2f}<extra></extra>",
+            )
+        )
         for edge in BAND_EDGES:  # the engine's bands: radii (W/2)·k/5 in pixel units, i.e. 0.5·k/5 cycles/px in x
             r = 0.5 * edge
-            layout["shapes"].append(dict(type="circle", x0=-r, x1=r, y0=-r * aspect, y1=r * aspect, xref=f"x{sfx}",
-                                         yref=f"y{sfx}", line=dict(color="white", width=1, dash="dot")))  # fmt: skip
+            layout["shapes"].append(
+                dict(
+                    type="circle",
+                    x0=-r,
+                    x1=r,
+                    y0=-r * aspect,
+                    y1=r * aspect,
+                    xref=f"x{sfx}",
+                    yref=f"y{sfx}",
+                    line=dict(color="white", width=1, dash="dot"),
+                )
+            )
     return as_figure(dict(data=data, layout=layout))

@@ -51,9 +51,11 @@ def scale_note() -> str:
         return f"No replays in {ROOT}: build them with `python -m benchmarks.replays --data DATA --out {ROOT}`."
     s = r.manifest["scale"]
     scale = "the paper's scale" if s["preset"] == "cuda" else "this CPU demo's scale, not the paper's"
-    return (f"Precomputed at {scale}: images at most {s['max_side']} px, network width {s['width']}, "
-            f"Adam lr {s['lr']:g}, {s['iterations']} steps, seed {s['seed']} ({s['device']}, {s['machine']}, "
-            f"{s['date']}). The paper: 512 px, width 128, 10,000 steps. Rebuilt by: `{r.manifest['command']}`")  # fmt: skip
+    return (
+        f"Precomputed at {scale}: images at most {s['max_side']} px, network width {s['width']}, "
+        f"Adam lr {s['lr']:g}, {s['iterations']} steps, seed {s['seed']} ({s['device']}, {s['machine']}, "
+        f"{s['date']}). The paper: 512 px, width 128, 10,000 steps. Rebuilt by: `{r.manifest['command']}`"
+    )
 
 
 @dataclass
@@ -75,8 +77,9 @@ def check(experiment: str, lane: str, other: str) -> tuple[Replays, Run, Run | N
     if r is None:
         raise gr.Error(scale_note(), print_exception=False)
     if experiment not in r.experiments:
-        raise gr.Error(f"unknown experiment {experiment!r}; choose one of {', '.join(r.experiments)}",
-                       print_exception=False)  # fmt: skip
+        raise gr.Error(
+            f"unknown experiment {experiment!r}; choose one of {', '.join(r.experiments)}", print_exception=False
+        )
     names = [lane["name"] for lane in r.lanes(experiment)]
     for value, empty_ok in ((lane, False), (other, True)):
         if not (value in names or (empty_ok and not value)):
@@ -155,8 +158,13 @@ def last_iteration(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LAN
     return 0 if r is None else r.run(experiment, lane).frame_iters[-1]
 
 
-def show_replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other: str = DEFAULT_OTHER,
-                iteration: float | None = None, current: int | None = None) -> dict:  # fmt: skip
+def show_replay(
+    experiment: str = DEFAULT_EXPERIMENT,
+    lane: str = DEFAULT_LANE,
+    other: str = DEFAULT_OTHER,
+    iteration: float | None = None,
+    current: int | None = None,
+) -> dict:
     """Everything the tab shows at one iteration of a lane (and optionally a second lane), by name."""
     r, a, b = check(experiment, lane, other)
     it = a.frame_iters[-1] if iteration is None else int(iteration)
@@ -164,15 +172,24 @@ def show_replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, 
     exp = r.experiments[experiment]
     has_clean = r.image(experiment, "clean") is not None
     names = labels(experiment)
-    curves = plots.curves_figure(tracks(experiment, lane, other), a.frame_iters[-1], has_clean,
-                                 baseline_psnr=exp["baseline"]["psnr"], events=events, cursor=it,
-                                 clean_bands=False)  # fmt: skip
+    curves = plots.curves_figure(
+        tracks(experiment, lane, other),
+        a.frame_iters[-1],
+        has_clean,
+        baseline_psnr=exp["baseline"]["psnr"],
+        events=events,
+        cursor=it,
+        clean_bands=False,
+    )
     spectra = [(names[n], run.spectrum(it)) for run, n in ((b, other), (a, lane)) if run is not None]
     return dict(
         observed=gr.update(value=str(r.image(experiment, "observed")), label=f"Observation · {exp['label']}"),
         lane_image=gr.update(value=str(a.frame_path(it)), label=image_label(a, names[lane], it)),
-        other_image=gr.update(value=None if b is None else str(b.frame_path(it)), visible=b is not None,
-                              label=image_label(b, names[other], it) if b is not None else "Left lane: none"),
+        other_image=gr.update(
+            value=None if b is None else str(b.frame_path(it)),
+            visible=b is not None,
+            label=image_label(b, names[other], it) if b is not None else "Left lane: none",
+        ),
         clean=gr.update(value=str(r.image(experiment, "clean")) if has_clean else None, visible=has_clean),
         curves=curves,
         spectrum=plots.spectrum_figure(spectra),
@@ -181,8 +198,12 @@ def show_replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, 
     )
 
 
-def replay(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other: str = DEFAULT_OTHER,
-           iteration: float | None = None) -> tuple:  # fmt: skip
+def replay(
+    experiment: str = DEFAULT_EXPERIMENT,
+    lane: str = DEFAULT_LANE,
+    other: str = DEFAULT_OTHER,
+    iteration: float | None = None,
+) -> tuple:
     """The ``replay`` endpoint and the tab's scrubbing: REPLAY_OUTPUTS at ``iteration`` (default: the last)."""
     out = show_replay(experiment, lane, other, iteration)
     return tuple(out[k] for k in REPLAY_OUTPUTS)

@@ -138,8 +138,13 @@ class LabRun:
     """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed;
     ``stream()`` yields what they reached as plain records (demo.records.RunData)."""
 
-    def __init__(self, request: RunRequest, stop: Callable[[], bool] | None = None, limits: Limits = LIMITS,
-                 gpu_seconds: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        request: RunRequest,
+        stop: Callable[[], bool] | None = None,
+        limits: Limits = LIMITS,
+        gpu_seconds: float | None = None,
+    ) -> None:
         """``gpu_seconds``: the GPU time the call asked for (ZeroGPU cuts it off there); the run ends just before.
         Without it the run ends at the device's time limit (``limits.run_seconds``)."""
         self.created = time.perf_counter()

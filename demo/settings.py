@@ -73,11 +73,37 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         base = preset("cuda")
         side, width = GPU_DEFAULT["max_side"], GPU_DEFAULT["width"]
         cap = budget.max_iterations(side, width, runs=1) if zero_gpu else 20_000
-        return Limits("cuda", "cuda", side, 1024, GPU_DEFAULT["iterations"], cap, width, 256, GPU_DEFAULT["lr"],
-                      base.every, 0.5, stacked=stacked_pair(True), run_seconds=RUN_SECONDS)  # fmt: skip
+        return Limits(
+            "cuda",
+            "cuda",
+            side,
+            1024,
+            GPU_DEFAULT["iterations"],
+            cap,
+            width,
+            256,
+            GPU_DEFAULT["lr"],
+            base.every,
+            0.5,
+            stacked=stacked_pair(True),
+            run_seconds=RUN_SECONDS,
+        )
     base = preset("cpu", **CPU_DEMO_OVERRIDES)
-    return Limits("cpu", "cpu", 128, 256, CPU_ITERATIONS, 5000, base.width, 64, base.lr, base.every, 0.5,
-                  stacked=stacked_pair(False), run_seconds=RUN_SECONDS)  # fmt: skip
+    return Limits(
+        "cpu",
+        "cpu",
+        128,
+        256,
+        CPU_ITERATIONS,
+        5000,
+        base.width,
+        64,
+        base.lr,
+        base.every,
+        0.5,
+        stacked=stacked_pair(False),
+        run_seconds=RUN_SECONDS,
+    )
 
 
 def stacked_pair(default: bool) -> bool:

@@ -48,10 +48,13 @@ MAX_BACKLOG = 3
 ABANDON_S = 6.0
 
 BUSY = "a run of yours is already {what}: press Stop to end it (or wait for it) before starting another"
-ADDRESS_FULL = ("your network address already has {runs} waiting or running, its share of the queue: "
-                "wait for one of them to end")  # fmt: skip
-LIVE_FULL = ("the live queue is full ({n} runs waiting): try again in a few minutes; the Paper experiments tab "
-             "replays the paper's runs meanwhile")  # fmt: skip
+ADDRESS_FULL = (
+    "your network address already has {runs} waiting or running, its share of the queue: wait for one of them to end"
+)
+LIVE_FULL = (
+    "the live queue is full ({n} runs waiting): try again in a few minutes; the Paper experiments tab "
+    "replays the paper's runs meanwhile"
+)
 OTHER_FULL = "too many requests from you are waiting: wait for them to finish"
 SERVER_BUSY = "the server is busy: try again in a minute"
 
@@ -85,8 +88,15 @@ def request_address(request: Any, hops: int | None = None) -> str:
 class Turns:
     """The admission rules of one app's queue (see the module's docstring); ``install`` puts them in front of it."""
 
-    def __init__(self, blocks: gr.Blocks, live: tuple[str, ...] = ("run",), waiting: int = LIVE_WAITING,
-                 share: int = ADDRESS_SHARE, per_session: int = PER_SESSION, hops: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        blocks: gr.Blocks,
+        live: tuple[str, ...] = ("run",),
+        waiting: int = LIVE_WAITING,
+        share: int = ADDRESS_SHARE,
+        per_session: int = PER_SESSION,
+        hops: int | None = None,
+    ) -> None:
         self.blocks, self.live_names = blocks, live
         self.waiting, self.share, self.per_session = waiting, share, per_session
         self.hops = proxy_hops() if hops is None else hops
@@ -127,7 +137,9 @@ class Turns:
 
     def refusal(self, live: bool, session: str, address: str) -> str | None:
         """Why an event of this kind, session and address may not join now (None: it may)."""
-        held = [(lv, running, e.session_hash, request_address(e.request, self.hops)) for lv, running, e in self.events()]
+        held = [
+            (lv, running, e.session_hash, request_address(e.request, self.hops)) for lv, running, e in self.events()
+        ]
         held += [(lv, False, s, a) for lv, s, a in self.joining]
         if live:
             mine = [running for lv, running, s, _ in held if lv and s == session]

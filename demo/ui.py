@@ -40,8 +40,8 @@ HELP = """**Images.** The observation is what the networks are fitted to; in com
 controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.15 dB over
 1500 steps on House, Peppers, F16 and kodim03) but learns more slowly, and peaks up to 1.7 dB lower than vanilla on
 some images; λ = 1.4 peaks higher but still loses up to 1 dB (benchmarks/reports/live_default). ★ marks the best so
-far; the status line gives each run's drop from it (−). The numbered marks ①②… are the lessons as they happen (the
-*Paper experiments* tab explains them).
+far; the status line gives each run's drop from it (−). The numbered marks ①②… are the lessons as they happen
+(the *Paper experiments* tab explains them).
 
 **FBC per band**: how much of each frequency band of the observation the output reproduces (band 1 = lowest,
 band 5 = highest, 1 = all of it). Low bands are fitted first (spectral bias); in vanilla DIP the high bands
@@ -71,7 +71,8 @@ CSS = """
 }
 .caption, .caption:disabled {background: none !important; border: none !important; box-shadow: none !important;
   opacity: 1 !important; cursor: default !important; white-space: normal !important; text-align: left !important;
-  justify-content: flex-start !important; height: auto !important; min-height: 0 !important; padding: 2px 6px !important;
+  justify-content: flex-start !important; height: auto !important; min-height: 0 !important;
+  padding: 2px 6px !important;
   font-size: var(--block-label-text-size) !important; font-weight: var(--block-label-text-weight) !important;
   color: var(--block-label-text-color) !important}
 #examples button {font-size: 12px}
@@ -144,8 +145,11 @@ def guard_inputs(demo: gr.Blocks) -> None:
         public = fn.api_name in ("run", "replay") and len(params) == len(fn.inputs)
         for i, component in enumerate(fn.inputs):
             if component._id not in names and hasattr(component, "preprocess"):
-                names[component._id] = params[i] if public else (
-                    component.elem_id or str(component.label or type(component).__name__).lower())
+                names[component._id] = (
+                    params[i]
+                    if public
+                    else (component.elem_id or str(component.label or type(component).__name__).lower())
+                )
     for fn in demo.fns.values():
         for component in fn.inputs:
             name = names.pop(component._id, None)
@@ -187,20 +191,31 @@ def _replay_tab() -> dict:
     last = replays.last_iteration()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
-            r["experiment"] = gr.Dropdown(replays.experiment_choices(), value=replays.DEFAULT_EXPERIMENT,
-                                          label="Experiment", elem_id="replay_experiment")  # fmt: skip
+            r["experiment"] = gr.Dropdown(
+                replays.experiment_choices(),
+                value=replays.DEFAULT_EXPERIMENT,
+                label="Experiment",
+                elem_id="replay_experiment",
+            )
             # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
-            r["other"] = gr.Dropdown(replays.lane_choices(none=True), value=replays.DEFAULT_OTHER,
-                                     label="Left image: lane (or none)", elem_id="replay_other")  # fmt: skip
-            r["lane"] = gr.Dropdown(replays.lane_choices(), value=replays.DEFAULT_LANE, label="Right image: lane",
-                                    elem_id="replay_lane")  # fmt: skip
-            r["iteration"] = gr.Slider(0, max(1, last), value=last, step=replays.frame_step(), label="Iteration",
-                                       elem_id="replay_iteration")  # fmt: skip
+            r["other"] = gr.Dropdown(
+                replays.lane_choices(none=True),
+                value=replays.DEFAULT_OTHER,
+                label="Left image: lane (or none)",
+                elem_id="replay_other",
+            )
+            r["lane"] = gr.Dropdown(
+                replays.lane_choices(), value=replays.DEFAULT_LANE, label="Right image: lane", elem_id="replay_lane"
+            )
+            r["iteration"] = gr.Slider(
+                0, max(1, last), value=last, step=replays.frame_step(), label="Iteration", elem_id="replay_iteration"
+            )
             with gr.Row():
                 r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
                 r["pause"] = gr.Button("❚❚ Pause", elem_id="replay_pause", size="sm")
                 r["next"] = gr.Button("Next lesson →", variant="secondary", elem_id="replay_next", size="sm")
-            # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a heartbeat open)
+            # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a
+            # heartbeat open)
             r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
             r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
             gr.Markdown(replays.scale_note(), elem_id="replay_scale")
@@ -218,10 +233,12 @@ def _replay_tab() -> dict:
                             start.setdefault("label", label)
                             r[name] = gr.Image(**start, elem_id=f"replay_{name}", height=height, **kw)
             with gr.Row():
-                r["curves"] = gr.Plot(first and first["curves"], label="Curves", elem_id="replay_curves", scale=2,
-                                      show_label=False)  # fmt: skip
-                r["spectrum"] = gr.Plot(first and first["spectrum"], label="Spectrum", elem_id="replay_spectrum",
-                                        scale=1, show_label=False)  # fmt: skip
+                r["curves"] = gr.Plot(
+                    first and first["curves"], label="Curves", elem_id="replay_curves", scale=2, show_label=False
+                )
+                r["spectrum"] = gr.Plot(
+                    first and first["spectrum"], label="Spectrum", elem_id="replay_spectrum", scale=1, show_label=False
+                )
             r["lesson"] = gr.Markdown(first and first["lesson"], label="Lesson", elem_id="replay_lesson")
     return r
 
@@ -237,10 +254,20 @@ def _wire_replays(r: dict) -> None:
     r["iteration"].input(g(replays.replay), view, shown_, api_visibility="private", trigger_mode="always_last", **now)
     for name in ("lane", "other"):
         r[name].input(g(replays.replay), view, shown_, api_visibility="private", **now)
-    r["experiment"].input(g(replays.on_experiment_change), view[:3], [r["iteration"], r["current"], *shown_],
-                          api_visibility="private", **now)  # fmt: skip
-    r["next"].click(g(replays.next_lesson), [*view[:3], r["current"]], [r["current"], r["iteration"], *shown_],
-                    api_visibility="private", **now)  # fmt: skip
+    r["experiment"].input(
+        g(replays.on_experiment_change),
+        view[:3],
+        [r["iteration"], r["current"], *shown_],
+        api_visibility="private",
+        **now,
+    )
+    r["next"].click(
+        g(replays.next_lesson),
+        [*view[:3], r["current"]],
+        [r["current"], r["iteration"], *shown_],
+        api_visibility="private",
+        **now,
+    )
     playing = r["play"].click(g(replays.play), view, [r["iteration"], *shown_], api_visibility="private", **now)
     r["pause"].click(None, None, None, cancels=[playing], api_visibility="private")
 
@@ -251,21 +278,30 @@ def _controls() -> dict:
     w["image"] = image_input(label="Image", elem_id="image", height=210, sources=["upload", "clipboard"])
     w["notice"] = gr.Markdown(elem_id="notice")
     later = dict(render=False)  # created first for the examples, shown below them
-    w["observed"] = gr.Checkbox(False, label="The image is already degraded (no ground truth)", elem_id="observed",
-                                **later)  # fmt: skip
+    w["observed"] = gr.Checkbox(
+        False, label="The image is already degraded (no ground truth)", elem_id="observed", **later
+    )
     first = next(iter(TASKS.values()))
     w["task"] = gr.Dropdown(task_choices(), value=first.name, label="Task", elem_id="task", **later)
     lo, hi, step = first.level.slider
-    w["level_slider"] = gr.Slider(lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(),
-                                  elem_id="level", **later)  # fmt: skip
+    w["level_slider"] = gr.Slider(
+        lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(), elem_id="level", **later
+    )
     control = default_control(first.name)
-    w["lipschitz"] = gr.Slider(0, lim.lipschitz_cap, value=control["lipschitz"], step=0.05,
-                               label="Lipschitz bound λ (0 = off)", elem_id="lipschitz", **later)  # fmt: skip
+    w["lipschitz"] = gr.Slider(
+        0,
+        lim.lipschitz_cap,
+        value=control["lipschitz"],
+        step=0.05,
+        label="Lipschitz bound λ (0 = off)",
+        elem_id="lipschitz",
+        **later,
+    )
     gr.Examples(
         [
             [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, default_control(t)["lipschitz"]]
             for f, t, kind, _ in EXAMPLES
-        ],  # fmt: skip
+        ],
         inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"]],
         label="Examples (click one, then Run)",
         elem_id="examples",
@@ -275,34 +311,66 @@ def _controls() -> dict:
     for name in ("observed", "task", "level_slider"):
         w[name].render()
     sr = next(spec for spec in TASKS.values() if spec.level.choices)  # the one task whose level is a radio
-    w["sr_factor"] = gr.Radio(list(sr.level.choices), value=int(sr.level.default), label=sr.level.short.capitalize(),
-                              visible=False)  # fmt: skip
+    w["sr_factor"] = gr.Radio(
+        list(sr.level.choices), value=int(sr.level.default), label=sr.level.short.capitalize(), visible=False
+    )
     with gr.Group(visible=False) as w["mask_box"]:
-        w["mask_mode"] = gr.Radio([("random pixels (keep ratio)", "random"), ("drawn", "drawn")], value="random",
-                                  label="Mask")  # fmt: skip
-        w["editor"] = gr.ImageEditor(type="numpy", label="Paint over the pixels to remove", sources=(), transforms=(),
-                                     layers=False, height=280, elem_id="editor",
-                                     brush=gr.Brush(colors=["#ff2d95"], color_mode="fixed", default_size=10))  # fmt: skip
+        w["mask_mode"] = gr.Radio(
+            [("random pixels (keep ratio)", "random"), ("drawn", "drawn")], value="random", label="Mask"
+        )
+        w["editor"] = gr.ImageEditor(
+            type="numpy",
+            label="Paint over the pixels to remove",
+            sources=(),
+            transforms=(),
+            layers=False,
+            height=280,
+            elem_id="editor",
+            brush=gr.Brush(colors=["#ff2d95"], color_mode="fixed", default_size=10),
+        )
     w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
-        w["upsample"] = gr.Radio([(v, k) for k, v in UPSAMPLE_LABELS.items()], value=control["upsample"],
-                                 label="Upsampling", elem_id="upsample")  # fmt: skip
-        w["gaussian_sigma"] = gr.Slider(0, lim.sigma_cap, value=control["gaussian_sigma"], step=0.05, label="Gaussian σ",
-                                        visible=control["upsample"] == "gaussian", elem_id="sigma")  # fmt: skip
+        w["upsample"] = gr.Radio(
+            [(v, k) for k, v in UPSAMPLE_LABELS.items()],
+            value=control["upsample"],
+            label="Upsampling",
+            elem_id="upsample",
+        )
+        w["gaussian_sigma"] = gr.Slider(
+            0,
+            lim.sigma_cap,
+            value=control["gaussian_sigma"],
+            step=0.05,
+            label="Gaussian σ",
+            visible=control["upsample"] == "gaussian",
+            elem_id="sigma",
+        )
     with gr.Accordion("Run settings", open=False):
-        w["iterations"] = gr.Slider(10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations",
-                                    elem_id="iterations")  # fmt: skip
+        w["iterations"] = gr.Slider(
+            10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations", elem_id="iterations"
+        )
         w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits("seed")[1], elem_id="seed")
-        w["auto_stop"] = gr.Radio([(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")], value="off",
-                                  elem_id="auto_stop",
-                                  label="Auto-stop (controlled network)")  # fmt: skip
-        w["max_side"] = gr.Slider(32, lim.max_side_cap, value=lim.max_side, step=16, elem_id="max_side",
-                                  label="Maximum image side (px); larger images are downscaled")  # fmt: skip
-        w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)",
-                               elem_id="width")  # fmt: skip
-        w["lr"] = gr.Number(lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1],
-                            elem_id="lr")  # fmt: skip
+        w["auto_stop"] = gr.Radio(
+            [(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")],
+            value="off",
+            elem_id="auto_stop",
+            label="Auto-stop (controlled network)",
+        )
+        w["max_side"] = gr.Slider(
+            32,
+            lim.max_side_cap,
+            value=lim.max_side,
+            step=16,
+            elem_id="max_side",
+            label="Maximum image side (px); larger images are downscaled",
+        )
+        w["width"] = gr.Slider(
+            8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)", elem_id="width"
+        )
+        w["lr"] = gr.Number(
+            lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1], elem_id="lr"
+        )
     with gr.Row():
         w["run"] = gr.Button("Run", variant="primary", elem_id="run")
         w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -318,8 +386,16 @@ def caption(text: str, elem_id: str) -> gr.Button:
 
 def _views() -> dict:
     """The right column: status, images, curves and spectrum, downloads, how to read them."""
-    o = {"status": gr.Textbox(label="Status", value="Pick an image and press Run.", interactive=False,
-                              elem_id="status", lines=1, max_lines=2)}  # fmt: skip
+    o = {
+        "status": gr.Textbox(
+            label="Status",
+            value="Pick an image and press Run.",
+            interactive=False,
+            elem_id="status",
+            lines=1,
+            max_lines=2,
+        )
+    }
     kw = dict(type="numpy", format="png", interactive=False, buttons=["download"], min_width=0)
     with gr.Column(elem_id="images"):
         # the two runs side by side (on a phone too), each named in full by the caption under it
@@ -336,8 +412,13 @@ def _views() -> dict:
     with gr.Row():
         o["curves"] = gr.Plot(label="Curves", elem_id="curves", scale=2, show_label=False)
         o["spectrum"] = gr.Plot(label="Spectrum", elem_id="spectrum", scale=1, show_label=False)
-    o["files"] = gr.File(label="Downloads: result, baseline, log (CSV, JSON), config (JSON), animation (GIF)",
-                         file_count="multiple", elem_id="downloads", interactive=False, height=190)  # fmt: skip
+    o["files"] = gr.File(
+        label="Downloads: result, baseline, log (CSV, JSON), config (JSON), animation (GIF)",
+        file_count="multiple",
+        elem_id="downloads",
+        interactive=False,
+        height=190,
+    )
     with gr.Accordion("How to read this", open=True):
         gr.Markdown(HELP)
     return o
@@ -348,8 +429,7 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     private, g = dict(api_visibility="private"), events.guarded
     for trigger in (w["image"].change, w["max_side"].release):
         trigger(g(events.describe_image), [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
-    w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]],
-                     **private)  # fmt: skip
+    w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
     w["task"].input(g(events.on_task_input), w["task"], [w["level_slider"], w["lipschitz"]], **private)
     w["upsample"].change(g(events.on_upsample_change), w["upsample"], w["gaussian_sigma"], **private)
     compared = [o["vanilla"], o["result"], o["vanilla_caption"]]
@@ -357,9 +437,13 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
     shown = events.RUN_OUTPUTS + events.CAPTION_OUTPUTS  # the captions last: API clients do not receive them
     w["run"].click(g(events.prepare_inputs), prepare, [w["level"], w["mask"]], **private).success(
-        g(events.run_lab), [w[k] for k in events.RUN_INPUTS], [o[k] for k in shown], api_name="run",
-        concurrency_limit=1, show_progress="hidden",
-    )  # fmt: skip
+        g(events.run_lab),
+        [w[k] for k in events.RUN_INPUTS],
+        [o[k] for k in shown],
+        api_name="run",
+        concurrency_limit=1,
+        show_progress="hidden",
+    )
     # Stop sets the run's flag (a file too, for ZeroGPU's worker process): the run ends and keeps its downloads
     w["stop"].click(g(events.request_stop), None, None, api_name="stop", queue=False)
     w["load"].upload(g(events.load_config), w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
@@ -368,5 +452,6 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
 
 def launch_options() -> dict:
     """Keyword arguments of ``demo.launch`` shared by app.py and the tests."""
-    return dict(css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True,
-                max_file_size=MAX_UPLOAD)  # fmt: skip
+    return dict(
+        css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True, max_file_size=MAX_UPLOAD
+    )

@@ -53,9 +53,19 @@ def cache_key(task: Task, config: RunConfig) -> str:
     (image area in half-octave buckets, so that nearby sizes share one measurement)."""
     h, w = task.out_size
     area = round(2 * math.log2(max(1, h * w))) / 2
-    parts = [cpu_model(), torch.__version__, torch.backends.cpu.get_cpu_capability(), os.environ.get(
-        "ONEDNN_MAX_CPU_ISA", ""), f"threads={torch.get_num_threads()}", f"c={task.channels}", f"width={config.width}",
-        f"depth={config.depth}", f"area=2^{area:g}", config.padding, config.precision]  # fmt: skip
+    parts = [
+        cpu_model(),
+        torch.__version__,
+        torch.backends.cpu.get_cpu_capability(),
+        os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        f"threads={torch.get_num_threads()}",
+        f"c={task.channels}",
+        f"width={config.width}",
+        f"depth={config.depth}",
+        f"area=2^{area:g}",
+        config.padding,
+        config.precision,
+    ]
     return "|".join(parts)
 
 
@@ -84,8 +94,15 @@ def measure(task: Task, config: RunConfig) -> dict[str, float]:
     stamps: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     gens = {}
     for name, settings in CANDIDATES.items():
-        trial = replace(config, **settings, iterations=MAX_ITERATIONS, every=CHUNK, auto_stop="off",
-                        measure_every_step=False, device="cpu")  # fmt: skip
+        trial = replace(
+            config,
+            **settings,
+            iterations=MAX_ITERATIONS,
+            every=CHUNK,
+            auto_stop="off",
+            measure_every_step=False,
+            device="cpu",
+        )
         gens[name] = run(task, trial, cancel=_stamper(stamps[name]))
     samples: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     try:
@@ -143,5 +160,7 @@ def resolve(task: Task, config: RunConfig) -> RunConfig:
 
 def describe(config: RunConfig) -> str:
     """The convolution path of a resolved config, as ``auto`` names it."""
-    return next((n for n, s in CANDIDATES.items() if all(getattr(config, k) == v for k, v in s.items())),
-                f"{config.conv_algo}{'+channels_last' if config.channels_last else ''}")  # fmt: skip
+    return next(
+        (n for n, s in CANDIDATES.items() if all(getattr(config, k) == v for k, v in s.items())),
+        f"{config.conv_algo}{'+channels_last' if config.channels_last else ''}",
+    )

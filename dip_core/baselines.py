@@ -21,13 +21,31 @@ NLM_SLOPE = {"colour": 0.6, "grey": 0.95}
 #: JPEG: per fitted quality, the best filter on the fitting images: ("bilateral", d, σ colour) or None = the JPEG
 #: itself; a quality uses the rule of the nearest fitted one (the lower on a tie).
 JPEG_RULE: dict[str, dict[int, tuple[str, int, float] | None]] = {
-    "colour": {10: ("bilateral", 13, 40.0), 20: ("bilateral", 13, 30.0), 30: ("bilateral", 11, 30.0),
-               40: ("bilateral", 13, 20.0), 50: ("bilateral", 11, 20.0), 60: ("bilateral", 5, 30.0),
-               70: ("bilateral", 5, 30.0), 80: ("bilateral", 5, 20.0), 90: ("bilateral", 3, 20.0), 95: None},
-    "grey": {10: ("bilateral", 11, 20.0), 20: ("bilateral", 13, 10.0), 30: ("bilateral", 7, 10.0),
-             40: ("bilateral", 7, 10.0), 50: ("bilateral", 7, 10.0), 60: ("bilateral", 5, 10.0),
-             70: ("bilateral", 3, 10.0), 80: ("bilateral", 3, 10.0), 90: ("bilateral", 3, 10.0), 95: None},
-}  # fmt: skip
+    "colour": {
+        10: ("bilateral", 13, 40.0),
+        20: ("bilateral", 13, 30.0),
+        30: ("bilateral", 11, 30.0),
+        40: ("bilateral", 13, 20.0),
+        50: ("bilateral", 11, 20.0),
+        60: ("bilateral", 5, 30.0),
+        70: ("bilateral", 5, 30.0),
+        80: ("bilateral", 5, 20.0),
+        90: ("bilateral", 3, 20.0),
+        95: None,
+    },
+    "grey": {
+        10: ("bilateral", 11, 20.0),
+        20: ("bilateral", 13, 10.0),
+        30: ("bilateral", 7, 10.0),
+        40: ("bilateral", 7, 10.0),
+        50: ("bilateral", 7, 10.0),
+        60: ("bilateral", 5, 10.0),
+        70: ("bilateral", 3, 10.0),
+        80: ("bilateral", 3, 10.0),
+        90: ("bilateral", 3, 10.0),
+        95: None,
+    },
+}
 #: inpainting: cv2.inpaint method and radius (chosen on two images, never per image).
 INPAINT_RULE = ("ns", 1)
 #: super-resolution: the cv2.resize interpolation reported as the baseline ("bicubic" or "lanczos").

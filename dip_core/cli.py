@@ -59,14 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--level", type=float, help="σ (0-255), JPEG quality, keep ratio, SR factor or gain")
     r.add_argument("--mask", help="inpainting mask image, white = known pixel")
     r.add_argument("--observed", action="store_true", help="the image is already degraded (no PSNR)")
-    r.add_argument("--preset", default="auto", choices=PRESET_NAMES, help="auto (cuda on a GPU, else cpu), cpu, cuda, paper")
+    r.add_argument(
+        "--preset", default="auto", choices=PRESET_NAMES, help="auto (cuda on a GPU, else cpu), cpu, cuda, paper"
+    )
     control = r.add_mutually_exclusive_group()
-    control.add_argument("--lipschitz", type=setting("lipschitz"),
-                         help=f"λ bound of the controlled network (0 = vanilla DIP). Default: the controlled network, "
-                              f"with the paper's λ for the task on the paper/cuda presets, and on the cpu preset "
-                              f"{control_label(PRESETS['cpu'])} (chosen at that scale)")  # fmt: skip
+    control.add_argument(
+        "--lipschitz",
+        type=setting("lipschitz"),
+        help=f"λ bound of the controlled network (0 = vanilla DIP). Default: the controlled network, "
+        f"with the paper's λ for the task on the paper/cuda presets, and on the cpu preset "
+        f"{control_label(PRESETS['cpu'])} (chosen at that scale)",
+    )
     control.add_argument("--controlled", action="store_true", help="the paper's λ for the task, on any preset")
-    control.add_argument("--vanilla", action="store_true", help="vanilla DIP: λ = 0 and bilinear upsampling (it decays)")
+    control.add_argument(
+        "--vanilla", action="store_true", help="vanilla DIP: λ = 0 and bilinear upsampling (it decays)"
+    )
     r.add_argument("--upsample", choices=choices("upsample"))
     r.add_argument("--gaussian-sigma", type=setting("gaussian_sigma"), help="σ of every Gaussian upsampling layer")
     r.add_argument("--width", type=setting("width"))
@@ -78,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="paper",
         choices=choices("auto_stop"),
-        help="off (the default); paper: the authors' rule; relative: ours for short budgets; discrepancy: ours, denoising (needs σ)",
+        help="off (the default); paper: the authors' rule; relative: ours for short budgets; "
+        "discrepancy: ours, denoising (needs σ)",
     )
     r.add_argument("--seed", type=setting("seed"), default=0)
     r.add_argument("--max-side", type=int, default=None, help="downscale larger images to this side")
@@ -90,10 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--images", required=True, help="an image file or a folder of clean images")
     w.add_argument("--out", required=True, help="folder for results.jsonl, curves and summary.md")
     w.add_argument("--level", type=float)
-    w.add_argument("--lipschitz", type=setting("lipschitz"), nargs="+", default=None,
-                   help="λ values (0 = vanilla DIP); default: the preset's controlled network's")  # fmt: skip
-    w.add_argument("--gaussian-sigma", type=sigma_or_none, nargs="+", default=None,
-                   help="σ values for Gaussian upsampling, 'none' = bilinear; default: the preset's")  # fmt: skip
+    w.add_argument(
+        "--lipschitz",
+        type=setting("lipschitz"),
+        nargs="+",
+        default=None,
+        help="λ values (0 = vanilla DIP); default: the preset's controlled network's",
+    )
+    w.add_argument(
+        "--gaussian-sigma",
+        type=sigma_or_none,
+        nargs="+",
+        default=None,
+        help="σ values for Gaussian upsampling, 'none' = bilinear; default: the preset's",
+    )
     w.add_argument("--seeds", type=int, default=1)
     w.add_argument("--preset", default="auto", choices=PRESET_NAMES)
     w.add_argument("--width", type=setting("width"))
@@ -104,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="auto", choices=choices("device"))
     w.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
     w.add_argument("--no-ray", action="store_true", help="run in this process (or --jobs local processes)")
-    w.add_argument("--jobs", type=int, default=1, help="without Ray: runs at once, in local processes (one thread each)")
+    w.add_argument(
+        "--jobs", type=int, default=1, help="without Ray: runs at once, in local processes (one thread each)"
+    )
     w.add_argument("--cpus-per-run", type=int, default=1)
     w.add_argument("--gpus-per-run", type=float, default=0)
     w.add_argument("--stop-rule", default="paper", choices=[r for r in choices("auto_stop") if r != "off"])

@@ -18,8 +18,16 @@ from .stopping import STOP_RULES
 MAX_ITERATIONS = 100_000
 
 
-def setting(default: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-            choices: Sequence[str] = (), per_layer: bool = False, help: str = "") -> Any:  # fmt: skip
+def setting(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    integer: bool = False,
+    choices: Sequence[str] = (),
+    per_layer: bool = False,
+    help: str = "",
+) -> Any:
     """A RunConfig field with its ``Range`` [lo, hi] (or ``choices``); ``per_layer``: a list of such numbers is
     accepted too (one per layer)."""
     accepted = Range(lo, hi, integer) if lo is not None and hi is not None else None
@@ -47,8 +55,9 @@ class RunConfig:
     depth: int = setting(5, 1, 7, integer=True, help="upsampling stages")
     upsample: str = setting("bilinear", choices=UPSAMPLE_MODES)
     lipschitz: float | Sequence[float] = setting(0.0, 0, 100, per_layer=True, help="λ bound (0 = vanilla DIP)")
-    gaussian_sigma: float | Sequence[float] | None = setting(None, 0, 10, per_layer=True,
-                                                             help="σ of Gaussian upsampling (None: the code's per stage)")  # fmt: skip
+    gaussian_sigma: float | Sequence[float] | None = setting(
+        None, 0, 10, per_layer=True, help="σ of Gaussian upsampling (None: the code's per stage)"
+    )
     padding: str = setting("reflect", choices=("reflect", "zeros"))
     sn_method: str = setting("svd", choices=("svd", "power"), help="σ(W) by exact SVD or power iteration")
     power_iters: int = setting(2, 1, 100, integer=True)
@@ -72,12 +81,15 @@ class RunConfig:
                 if isinstance(value, str) and not f.metadata["choices"]:
                     raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted at the edges
                 object.__setattr__(self, f.name, self.check(f.name, value))
-        for name, n, what in (("lipschitz", convs(self.depth), "3×3 convolution"), ("gaussian_sigma", self.depth,
-                                                                                       "upsampling stage")):  # fmt: skip
+        for name, n, what in (
+            ("lipschitz", convs(self.depth), "3×3 convolution"),
+            ("gaussian_sigma", self.depth, "upsampling stage"),
+        ):
             value = getattr(self, name)
             if isinstance(value, tuple) and len(value) not in (1, n):
-                raise InputError(f"{name} takes one value or {n} (one per {what} at depth {self.depth}), "
-                                 f"got {len(value)}")  # fmt: skip
+                raise InputError(
+                    f"{name} takes one value or {n} (one per {what} at depth {self.depth}), got {len(value)}"
+                )
 
     @classmethod
     def check(cls, name: str, value: Any, hi: float | None = None) -> Any:
@@ -137,8 +149,9 @@ CPU_CONTROL = dict(lipschitz=1.0, upsample="bilinear", gaussian_sigma=None)
 #: Each is a controlled network: on the paper's scale the paper's λ (1.4: denoising and deblocking; the CLI uses the
 #: task's own), on the CPU preset's scale the control chosen by benchmarks/live_default.py (its report says why).
 PRESETS: dict[str, dict] = {
-    "paper": dict(width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50,
-                  lipschitz=1.4),  # fmt: skip
+    "paper": dict(
+        width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50, lipschitz=1.4
+    ),
     "cpu": dict(
         **CPU_CONTROL,
         width=48,  # width and lr chosen by benchmarks.time_to_quality on 2 cores (benchmarks/RESULTS.md)

@@ -25,8 +25,19 @@ from .nets import Decoder, fourier_input
 from .stopping import StopRule, stop_for
 from .tasks import PAPER_LIPSCHITZ, Task, to_image
 
-__all__ = ["MAX_ITERATIONS", "PAPER_LIPSCHITZ", "PRESETS", "RunConfig", "Snapshot", "build", "check_resolved", "preset",
-           "resolve_device", "run", "run_to_end"]  # fmt: skip
+__all__ = [
+    "MAX_ITERATIONS",
+    "PAPER_LIPSCHITZ",
+    "PRESETS",
+    "RunConfig",
+    "Snapshot",
+    "build",
+    "check_resolved",
+    "preset",
+    "resolve_device",
+    "run",
+    "run_to_end",
+]
 
 #: Backtracking restores the last saved weights when the loss grows by more than this factor (5 dB).
 BACKTRACK_FACTOR = 10**0.5
@@ -93,10 +104,19 @@ def build(task: Task, config: RunConfig) -> RunState:
     """Build the decoder (weights drawn from a generator seeded with ``config.seed``, not the global RNG) and
     its input for ``task`` on the configured device."""
     device = resolve_device(check_resolved(config).device)
-    net = Decoder(task.channels, width=config.width, depth=config.depth, upsample=config.upsample,
-                  lipschitz=config.lipschitz, gaussian_sigma=config.gaussian_sigma, padding=config.padding,
-                  sn_method=config.sn_method, power_iters=config.power_iters, conv_algo=config.conv_algo,
-                  generator=torch.Generator().manual_seed(config.seed))  # fmt: skip
+    net = Decoder(
+        task.channels,
+        width=config.width,
+        depth=config.depth,
+        upsample=config.upsample,
+        lipschitz=config.lipschitz,
+        gaussian_sigma=config.gaussian_sigma,
+        padding=config.padding,
+        sn_method=config.sn_method,
+        power_iters=config.power_iters,
+        conv_algo=config.conv_algo,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
     m = net.multiple
     h, w = task.out_size
     # at least a 2×2 input grid: reflection padding needs more than one pixel at the coarsest level
@@ -275,9 +295,20 @@ class Meter:
         if psnr is not None and psnr > self.best_psnr:
             self.best_psnr, self.best_iter = psnr, t
         best = None if self.best_iter is None else self.best_psnr
-        return Snapshot(iter=t, image=image, loss=host[0], fbc=host[n : n + 5], ratio=host[1], seconds=seconds,
-                        fbc_clean=host[n + 5 :] if clean is not None else None, psnr=psnr, ssim=ssim,
-                        best_psnr=best, best_iter=self.best_iter, fit=fit)  # fmt: skip
+        return Snapshot(
+            iter=t,
+            image=image,
+            loss=host[0],
+            fbc=host[n : n + 5],
+            ratio=host[1],
+            seconds=seconds,
+            fbc_clean=host[n + 5 :] if clean is not None else None,
+            psnr=psnr,
+            ssim=ssim,
+            best_psnr=best,
+            best_iter=self.best_iter,
+            fit=fit,
+        )
 
 
 class Recorder:
@@ -357,11 +388,13 @@ class Watch:
         self.done = True
         if not snap.finite:  # a new snapshot: the last good one was already yielded with its per-step values
             message = f"stopped at iteration {t}: the loss became non-finite"
-            return replace(self.last_good or snap, done=True, message=message, step_ratios=[], step_psnrs=[],
-                           step_losses=[])  # fmt: skip
+            return replace(
+                self.last_good or snap, done=True, message=message, step_ratios=[], step_psnrs=[], step_losses=[]
+            )
         stopped = fired is not None
-        snap = self.last_good = replace(snap, **self.recorder.take(), stopped=stopped, stop_iter=fired,
-                                        done=stopped or last or cancelled)  # fmt: skip
+        snap = self.last_good = replace(
+            snap, **self.recorder.take(), stopped=stopped, stop_iter=fired, done=stopped or last or cancelled
+        )
         self.done = snap.done
         return snap
 

@@ -275,7 +275,8 @@ def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
 
 def load_mask(source: str | os.PathLike | bytes | Image.Image, size: tuple[int, int]) -> np.ndarray:
     """A mask at ``size`` = (H, W): as loaded when it has that size, else its channel mean resized by nearest
-    neighbour to H×W×1; a mask ≥ 2·PRE_MARGIN × the size is sampled band by band, never made float at full size."""
+    neighbour to H×W×1; a mask ≥ 2·PRE_MARGIN × the size is sampled band by band, never made float at full
+    size."""
 
     def body(im: Image.Image, _ours: bool) -> np.ndarray:
         if max(im.size) < 2 * PRE_MARGIN * max(size):
@@ -326,8 +327,10 @@ def resize_max_side(img: np.ndarray, max_side: int, min_side: int = 1) -> tuple[
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A mask (H×W×C in [0, 1]) resized to ``shape`` (h, w) by nearest neighbour, so it stays two-valued."""
     h, w = shape
-    chans = [np.asarray(Image.fromarray(mask[:, :, c].astype(np.float32), mode="F").resize((w, h), Image.NEAREST))
-             for c in range(mask.shape[2])]  # fmt: skip
+    chans = [
+        np.asarray(Image.fromarray(mask[:, :, c].astype(np.float32), mode="F").resize((w, h), Image.NEAREST))
+        for c in range(mask.shape[2])
+    ]
     return np.stack(chans, axis=2)
 
 

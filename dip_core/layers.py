@@ -63,11 +63,12 @@ def power_iterations(power_iters: int, updates: int) -> int:
 
 
 @torch.no_grad()
-def spectral_norm(mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, method: str, iters: int,
-                  update: bool) -> torch.Tensor:  # fmt: skip
+def spectral_norm(
+    mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, method: str, iters: int, update: bool
+) -> torch.Tensor:
     """σ(M) as a 0-d tensor: exact (``method="svd"``), or ``iters`` power-iteration steps warm-started from the
-    singular vectors (u, v): v ← Mᵀu / ‖Mᵀu‖, u ← Mv / ‖Mv‖, σ ≈ uᵀMv; ``update`` writes the new u, v back in place.
-    The one power iteration of LipschitzConv2d and of a stack's grouped conv (dip_core.stacked)."""
+    singular vectors (u, v): v ← Mᵀu / ‖Mᵀu‖, u ← Mv / ‖Mv‖, σ ≈ uᵀMv; ``update`` writes the new u, v back
+    in place. The one power iteration of LipschitzConv2d and of a stack's grouped conv (dip_core.stacked)."""
     if method == "svd":
         return torch.linalg.matrix_norm(mat, ord=2)
     u_new, v_new = u, v
@@ -142,8 +143,14 @@ class LipschitzConv2d(nn.Conv2d):
     def sigma(self) -> torch.Tensor:
         """σ(W) as a 0-d tensor: exact SVD, or ``power_iters`` warm-started power-iteration steps."""
         mat = self.weight.detach().reshape(self.weight.shape[0], -1)
-        sigma = spectral_norm(mat, self._u, self._v, self.sn_method, power_iterations(self.power_iters, self._updates),
-                              update=self.training)  # fmt: skip
+        sigma = spectral_norm(
+            mat,
+            self._u,
+            self._v,
+            self.sn_method,
+            power_iterations(self.power_iters, self._updates),
+            update=self.training,
+        )
         if self.training and self.sn_method == "power":
             self._updates += 1
         return sigma
@@ -183,7 +190,8 @@ class LipschitzConv2d(nn.Conv2d):
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """The 5×5 kernel K(i,j) ∝ exp(−(d_i² + d_j²)/(2σ²)), d_i = (i − 3)/2, summing to 1; σ → 0 is a delta."""
+    """The 5×5 kernel K(i,j) ∝ exp(−(d_i² + d_j²)/(2σ²)), d_i = (i − 3)/2, summing to 1; σ → 0 is a
+    delta."""
     d = (torch.arange(5, dtype=torch.float64) - 2) / 2
     if sigma <= 0:
         k1 = (d == 0).double()

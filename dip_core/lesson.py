@@ -71,25 +71,43 @@ def lane_events(curve: Mapping[str, Sequence], lane: str, label: str, done: bool
     events = []
     for i in range(len(iters)):
         if fbc[i, 0] >= LOW_FITTED and fbc[i, 4] < HIGH_UNFITTED:
-            events.append(Event("low_first", iters[i], lane,
-                                f"{label}, iteration {iters[i]}: band 1 (the lowest frequencies) is "
-                                f"{fbc[i, 0]:.0%} reproduced, band 5 (the highest) {fbc[i, 4]:.0%}. "
-                                "The network learns the coarse image first."))  # fmt: skip
+            events.append(
+                Event(
+                    "low_first",
+                    iters[i],
+                    lane,
+                    f"{label}, iteration {iters[i]}: band 1 (the lowest frequencies) is "
+                    f"{fbc[i, 0]:.0%} reproduced, band 5 (the highest) {fbc[i, 4]:.0%}. "
+                    "The network learns the coarse image first.",
+                )
+            )
             break
     top = peak(curve, done)
     if top is None:
         return events
     i, best = top
-    events.append(Event("best", iters[i], lane,
-                        f"{label}, iteration {iters[i]}: the best image, {best:.2f} dB (smoothed PSNR). "
-                        "Stopped here, DIP restores the image."))  # fmt: skip
+    events.append(
+        Event(
+            "best",
+            iters[i],
+            lane,
+            f"{label}, iteration {iters[i]}: the best image, {best:.2f} dB (smoothed PSNR). "
+            "Stopped here, DIP restores the image.",
+        )
+    )
     s = smoothed_psnr(curve)
     for j in range(i + 1, len(iters)):
         if fbc[j, 4] >= fbc[i, 4] + NOISE_RISE and s[j] <= best - NOISE_DROP_DB:
-            events.append(Event("noise", iters[j], lane,
-                                f"{label}, iteration {iters[j]}: band 5 has risen from {fbc[i, 4]:.2f} at the peak to "
-                                f"{fbc[j, 4]:.2f} while PSNR fell {best - s[j]:.1f} dB. What is left to fit is the "
-                                "noise, and the network fits it."))  # fmt: skip
+            events.append(
+                Event(
+                    "noise",
+                    iters[j],
+                    lane,
+                    f"{label}, iteration {iters[j]}: band 5 has risen from {fbc[i, 4]:.2f} at the peak to "
+                    f"{fbc[j, 4]:.2f} while PSNR fell {best - s[j]:.1f} dB. What is left to fit is the "
+                    "noise, and the network fits it.",
+                )
+            )
             break
     return events
 
@@ -102,9 +120,10 @@ def drop(curve: Mapping[str, Sequence]) -> tuple[float, float] | None:
     return float(s.max()), float(s.max() - s[-1])
 
 
-def control_event(vanilla: Mapping[str, Sequence], controlled: Mapping[str, Sequence], label: str,
-                  lane: str) -> Event | None:  # fmt: skip
-    """"The control holds", at the end of the shorter run: vanilla lost ≥ DECAY_DB from its peak and the
+def control_event(
+    vanilla: Mapping[str, Sequence], controlled: Mapping[str, Sequence], label: str, lane: str
+) -> Event | None:
+    """ "The control holds", at the end of the shorter run: vanilla lost ≥ DECAY_DB from its peak and the
     controlled network at most HOLD_SHARE of that (None when it did not, or PSNR is unknown)."""
     n = min(len(vanilla["iter"]), len(controlled["iter"]))
     cut = lambda c: {k: list(v)[:n] for k, v in c.items()}  # noqa: E731 - the same steps for both
@@ -112,13 +131,18 @@ def control_event(vanilla: Mapping[str, Sequence], controlled: Mapping[str, Sequ
     if v is None or c is None or v[1] < DECAY_DB or c[1] > HOLD_SHARE * v[1]:
         return None
     end = list(controlled["iter"])[n - 1]
-    return Event("control", end, lane,
-                 f"By iteration {end} vanilla DIP has lost {v[1]:.1f} dB from its peak ({v[0]:.2f} dB); {label} "
-                 f"lost {c[1]:.1f} dB from its own ({c[0]:.2f} dB). The control holds the image.")  # fmt: skip
+    return Event(
+        "control",
+        end,
+        lane,
+        f"By iteration {end} vanilla DIP has lost {v[1]:.1f} dB from its peak ({v[0]:.2f} dB); {label} "
+        f"lost {c[1]:.1f} dB from its own ({c[0]:.2f} dB). The control holds the image.",
+    )
 
 
-def lesson(curves: Mapping[str, Mapping[str, Sequence]], labels: Mapping[str, str], vanilla: str = "vanilla",
-           done: bool = True) -> list[Event]:  # fmt: skip
+def lesson(
+    curves: Mapping[str, Mapping[str, Sequence]], labels: Mapping[str, str], vanilla: str = "vanilla", done: bool = True
+) -> list[Event]:
     """Every event of one or more lanes (``curves`` by lane name), by iteration; the control event compares each
     other lane with ``vanilla`` when it is among them."""
     events = [e for name, c in curves.items() for e in lane_events(c, name, labels[name], done)]

@@ -96,8 +96,9 @@ class Decoder(nn.Module):
             )
         else:
             sigmas = per_layer(gaussian_sigma, depth, "gaussian_sigma")
-        conv_kw = dict(padding_mode=padding, sn_method=sn_method, power_iters=power_iters, conv_algo=conv_algo,
-                       generator=generator)  # fmt: skip
+        conv_kw = dict(
+            padding_mode=padding, sn_method=sn_method, power_iters=power_iters, conv_algo=conv_algo, generator=generator
+        )
         blocks: list[nn.Module] = [ConvBlock(in_channels, width, lams[0:2], **conv_kw)]
         for i in range(depth):
             up = GaussianUpsample(width, sigmas[i]) if upsample == "gaussian" else Upsample2x(upsample)

@@ -62,10 +62,22 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("denoise_peppers", "Denoising σ 25 · Peppers", "denoise", 25, "denoising/image_Peppers512rgb.png"),
     Experiment("denoise_f16", "Denoising σ 25 · F16", "denoise", 25, "denoising/image_F16_512rgb.png"),
     Experiment("jpeg_monarch", "JPEG quality 10 · Monarch (LIVE1)", "jpeg", 10, "deblocking/LIVE1/monarch.png"),
-    Experiment("inpaint_barbara", "Inpainting 50 % random pixels · Barbara", "inpaint", 0.5,
-               "inpainting/bernoulli/img/barbara.png", "inpainting/bernoulli/mask/barbara.png"),  # fmt: skip
-    Experiment("inpaint_vase", "Inpainting a region · Vase", "inpaint", 0.5, "inpainting/region/vase.png",
-               "inpainting/region/vase_mask.png"),  # fmt: skip
+    Experiment(
+        "inpaint_barbara",
+        "Inpainting 50 % random pixels · Barbara",
+        "inpaint",
+        0.5,
+        "inpainting/bernoulli/img/barbara.png",
+        "inpainting/bernoulli/mask/barbara.png",
+    ),
+    Experiment(
+        "inpaint_vase",
+        "Inpainting a region · Vase",
+        "inpaint",
+        0.5,
+        "inpainting/region/vase.png",
+        "inpainting/region/vase_mask.png",
+    ),
     Experiment("sr_zebra", "Super-resolution ×4 · Zebra", "sr", 4, "super_resolution/zebra_GT.png"),
     Experiment("enhance_tulips", "Detail enhancement · Tulips", "enhance", 1, "enhancement/tulips.png"),
 )

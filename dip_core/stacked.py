@@ -80,16 +80,24 @@ class StackedConv(nn.Module):
         """σ(W_i) of group i, as LipschitzConv2d.sigma computes it (a few ops on a 128×1152 matrix: a CUDA
         graph makes their launches free, and keeping them per group keeps σ bit-identical)."""
         mat = self.weight.detach()[i * self.out_per : (i + 1) * self.out_per].reshape(self.out_per, -1)
-        return spectral_norm(mat, self._u[i], self._v[i], self.sn_method,
-                             power_iterations(self.power_iters, self._updates), update=self.training)  # fmt: skip
+        return spectral_norm(
+            mat,
+            self._u[i],
+            self._v[i],
+            self.sn_method,
+            power_iterations(self.power_iters, self._updates),
+            update=self.training,
+        )
 
     def effective_weight(self) -> torch.Tensor:
         """Every group's W / max(1, σ/λ) (an uncontrolled group as it is)."""
         if not any(lam > 0 for lam in self.lipschitz):
             return self.weight
         parts = self.weight.split(self.out_per)
-        out = [w / torch.clamp(self.sigma(i) / lam, min=1.0) if lam > 0 else w
-               for i, (w, lam) in enumerate(zip(parts, self.lipschitz))]  # fmt: skip
+        out = [
+            w / torch.clamp(self.sigma(i) / lam, min=1.0) if lam > 0 else w
+            for i, (w, lam) in enumerate(zip(parts, self.lipschitz))
+        ]
         if self.training:
             self._updates += 1
         return torch.cat(out)
@@ -198,8 +206,10 @@ def run_stacked(
         last = t == configs[0].iterations
         out, _ = step(t, last)
         cancelled = cancel is not None and cancel()
-        snaps = [None if w.done else w(t, stacked.part(out, i), view.parts[i].detach(), last, cancelled)
-                 for i, w in enumerate(watches)]  # fmt: skip
+        snaps = [
+            None if w.done else w(t, stacked.part(out, i), view.parts[i].detach(), last, cancelled)
+            for i, w in enumerate(watches)
+        ]
         if any(s is not None for s in snaps):
             yield snaps
         if all(w.done for w in watches):

@@ -140,7 +140,9 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     config = resolve(task, config_of(spec))  # the device and convolution path, chosen once for this machine
     frames = None
     if spec.frames and curve_dir:
-        frames = FrameWriter(task, Path(curve_dir) / spec.key, frame_every(config.iterations, config.every, spec.frames))
+        frames = FrameWriter(
+            task, Path(curve_dir) / spec.key, frame_every(config.iterations, config.every, spec.frames)
+        )
         write_images(task, Path(curve_dir) / spec.key)
     records = []
     # the discrepancy rule's threshold (denoising only), kept in the curve so a report can evaluate it later
@@ -304,7 +306,8 @@ def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
         return f"{k} ({scored[k]:.2f} dB)"
 
     lines = [
-        f"| image | OpenCV baseline | best by final PSNR | best by peak PSNR | best by PSNR at the {stop_rule} stop | runs |",
+        "| image | OpenCV baseline | best by final PSNR | best by peak PSNR | "
+        f"best by PSNR at the {stop_rule} stop | runs |",
         "|---|---|---|---|---|---|",
     ]
     for image, cfgs in sorted(by_image.items()):
@@ -318,14 +321,23 @@ def summary_table(rows: list[dict], stop_rule: str = "paper") -> str:
         }
         n = sum(len(v) for v in cfgs.values())
         lines.append(f"| {image} | {base_cell} | {best(final)} | {best(peak)} | {best(at_stop)} | {n} |")
-    lines += ["", f"| image | config | seeds | final PSNR | peak PSNR (iter) | {stop_rule} stop (iter / PSNR) | seconds |"]
+    lines += [
+        "",
+        f"| image | config | seeds | final PSNR | peak PSNR (iter) | {stop_rule} stop (iter / PSNR) | seconds |",
+    ]
     lines.append("|---|---|---|---|---|---|---|")
     fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
     for image, cfgs in sorted(by_image.items()):
         for k, v in sorted(cfgs.items()):
             fired = [r for r in v if r[f"stop_{stop_rule}_iter"]]
-            stop = "—" if not fired else (f"{spread([r[f'stop_{stop_rule}_iter'] for r in fired])} / "
-                                          f"{fmt(mean([r[f'stop_{stop_rule}_psnr'] for r in fired]))}")  # fmt: skip
+            stop = (
+                "—"
+                if not fired
+                else (
+                    f"{spread([r[f'stop_{stop_rule}_iter'] for r in fired])} / "
+                    f"{fmt(mean([r[f'stop_{stop_rule}_psnr'] for r in fired]))}"
+                )
+            )
             if fired and len(fired) < len(v):
                 stop += f" ({len(fired)} of {len(v)} seeds)"
             lines.append(

@@ -18,8 +18,17 @@ from demo.settings import default_control
 from dip_core.io import save_png, to_uint8
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 pytestmark = [
@@ -151,7 +160,8 @@ def test_upload_run_and_screenshot(page, house64, tmp_path):
     # side, at 1400 px and on a 390 px phone (where the tab's images once stacked into a long scroll)
     psnr = r"PSNR \d+\.\d\d dB at iteration 30\s*$"
     expect(page.locator("#vanilla_caption")).to_have_text(re.compile(r"^\s*Vanilla DIP \(λ 0, bilinear\) · " + psnr))
-    expect(page.locator("#result_caption")).to_have_text(re.compile(r"^\s*Controlled \(λ [\d.]+, bilinear\) · " + psnr))
+    controlled = re.compile(r"^\s*Controlled \(λ [\d.]+, bilinear\) · " + psnr)
+    expect(page.locator("#result_caption")).to_have_text(controlled)
     labels = [f"#{k} [data-testid=block-label]" for k in ("observation", "baseline", "clean")]
     for width, height in ((1400, 1000), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
@@ -204,8 +214,9 @@ def test_noise_level_auto_stop_in_the_browser(page):
     page.locator("#auto_stop").get_by_text("noise level (ours, denoising)").click()
     page.locator("#compare input[type=checkbox]").uncheck()  # alone, so the whole run ends at the stop
     page.locator("#run").click()
-    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: auto-stop at iteration \d+"),
-                                                           timeout=120_000)  # fmt: skip
+    expect(page.locator("#status textarea")).to_have_value(
+        re.compile(r"^Done: auto-stop at iteration \d+"), timeout=120_000
+    )
     expect(page.locator("#curves")).to_contain_text("Loss and noise level")
     expect(page.locator("#curves")).to_contain_text("noise level")
     page.locator("#compare input[type=checkbox]").check()

@@ -60,8 +60,17 @@ def test_the_opencv_baseline_comes_last_and_is_drawn_on_the_psnr_plot(client, ti
     assert f"{line['y'][0]:.2f} dB" in panel["label"]
     grey = tmp_path / "grey.png"
     Image.open(tiny_png).convert("L").save(grey)
-    first, *_ = list(client.submit(image=handle_file(str(grey)), task="jpeg", observed=True, iterations=10,
-                                   compare=False, api_name="/run", **TINY))  # fmt: skip
+    first, *_ = list(
+        client.submit(
+            image=handle_file(str(grey)),
+            task="jpeg",
+            observed=True,
+            iterations=10,
+            compare=False,
+            api_name="/run",
+            **TINY,
+        )
+    )
     assert first[8]["label"] == "Baseline bilateral filter"  # no clean image: no dB
     assert Image.open(first[8]["value"]).mode == "L"
 
@@ -114,9 +123,14 @@ def test_stop_endpoint_keeps_the_result(client, tiny_png):
 def test_noise_level_auto_stop_through_the_api(client, tiny_png):
     budget = threshold("app_discrepancy", "stop_iter")
     final = client.predict(
-        image=handle_file(tiny_png), iterations=budget, auto_stop="discrepancy", compare=False, api_name="/run",
-        lipschitz=APP_LAMBDA, **TINY,
-    )  # fmt: skip
+        image=handle_file(tiny_png),
+        iterations=budget,
+        auto_stop="discrepancy",
+        compare=False,
+        api_name="/run",
+        lipschitz=APP_LAMBDA,
+        **TINY,
+    )
     assert final[6].startswith("Done: auto-stop at iteration") and f"{budget} iterations" not in final[6]
     assert any(t.get("name") == "noise level" for t in json.loads(final[4]["plot"])["data"])
 
@@ -150,8 +164,23 @@ def raw_run(app_url: str, image: str, values: dict[int, object]) -> str:
     """Call /run over plain HTTP (positional data, ``values`` replacing some) and return its event stream."""
     with open(image, "rb") as fh:
         path = httpx.post(f"{app_url}gradio_api/upload", files={"files": fh}).json()[0]
-    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "denoise", None, 1.4, "bilinear", 0.5, 20, 0, "off",
-            True, False, None, 32, 8, 0.01]  # fmt: skip
+    data = [
+        {"path": path, "meta": {"_type": "gradio.FileData"}},
+        "denoise",
+        None,
+        1.4,
+        "bilinear",
+        0.5,
+        20,
+        0,
+        "off",
+        True,
+        False,
+        None,
+        32,
+        8,
+        0.01,
+    ]
     for field, value in values.items():
         data[field] = value
     body = json.dumps({"data": data})  # allow_nan: a literal NaN goes on the wire
@@ -181,24 +210,36 @@ APP_FILES = [
     app_file_case("text file named .png", lambda: b"hello, this is text", "not a readable image file"),
     app_file_case("empty file", lambda: b"", "the file is empty"),
     app_file_case("1×1 image", lambda: png(photo(1, 1)), "image is 1×1 pixels; the smallest supported side is 16"),
-    app_file_case("image smaller than the network minimum (e.g. 10×12)", lambda: png(photo(10, 12)),
-                  "image is 10×12 pixels; the smallest supported side is 16"),  # fmt: skip
+    app_file_case(
+        "image smaller than the network minimum (e.g. 10×12)",
+        lambda: png(photo(10, 12)),
+        "image is 10×12 pixels; the smallest supported side is 16",
+    ),
     app_file_case("huge image (20000×20000)", lambda: declared_png(20000, 20000), "too large"),
     app_file_case("decompression bomb (declared 60000×60000)", lambda: declared_png(60000, 60000), "too large"),
     app_file_case("RGBA", lambda: png(photo().convert("RGBA")), EXPECT_RGB),
     app_file_case("LA", lambda: png(photo().convert("LA")), EXPECT_GREY),
     app_file_case("palette (P)", lambda: png(photo().convert("P")), EXPECT_RGB),
     app_file_case("CMYK", lambda: png(photo().convert("CMYK"), "TIFF"), EXPECT_RGB),
-    app_file_case("16-bit grayscale", lambda: png(Image.fromarray(np.asarray(photo().convert("L")).astype(np.uint16)
-                                                                * 257)), EXPECT_GREY),  # fmt: skip
-    app_file_case("float TIFF", lambda: png(Image.fromarray(np.asarray(photo().convert("L"), np.float32) / 255),
-                                            "TIFF"), EXPECT_GREY),  # fmt: skip
+    app_file_case(
+        "16-bit grayscale",
+        lambda: png(Image.fromarray(np.asarray(photo().convert("L")).astype(np.uint16) * 257)),
+        EXPECT_GREY,
+    ),
+    app_file_case(
+        "float TIFF",
+        lambda: png(Image.fromarray(np.asarray(photo().convert("L"), np.float32) / 255), "TIFF"),
+        EXPECT_GREY,
+    ),
     app_file_case("grayscale (L)", lambda: png(photo().convert("L")), EXPECT_GREY),
     app_file_case("EXIF-rotated JPEG", exif_rotated, (48, 32, 3)),
     app_file_case("animated GIF", animated, (32, 32, 3)),  # a GIF frame is a palette image: RGB
     app_file_case("long thin image (300×17)", lambda: png(photo(300, 17)), (16, 282, 3)),
-    app_file_case("NaN in the image data", lambda: png(Image.fromarray(np.full((32, 48), np.nan, np.float32)), "TIFF"),
-                  "image contains NaN or infinite"),  # fmt: skip
+    app_file_case(
+        "NaN in the image data",
+        lambda: png(Image.fromarray(np.full((32, 48), np.nan, np.float32)), "TIFF"),
+        "image contains NaN or infinite",
+    ),
 ]
 APP_FAST = dict(max_side=48, width=8, lr=0.01, iterations=10)  # the slider's minimum
 SUFFIX = {b"II*\x00": ".tif", b"\xff\xd8\xff": ".jpg", b"GIF8": ".gif"}
@@ -243,20 +284,32 @@ def test_every_image_the_cli_takes_runs_in_the_app(client, tmp_path, row, make, 
 
 def test_a_grey_observed_image_runs_in_the_app(client, tmp_path):
     grey = photo().convert("L")
-    final = client.predict(image=handle_file(upload_file(tmp_path, png(grey))), observed=True, api_name="/run",
-                           **APP_FAST)  # fmt: skip
+    final = client.predict(
+        image=handle_file(upload_file(tmp_path, png(grey))), observed=True, api_name="/run", **APP_FAST
+    )
     assert final[6].startswith("Done") and np.asarray(Image.open(final[2])).shape == EXPECT_GREY
 
 
 @pytest.mark.parametrize(
     ("row", "kwargs", "expected"),
     [
-        ("negative level", dict(task="jpeg", level=-5), "JPEG quality (1-100) must be a number between 1 and 100, got -5"),
-        ("negative Gaussian σ", dict(upsample="gaussian", gaussian_sigma=-1.0), "gaussian_sigma must be a number between 0 and 3, got -1"),
+        (
+            "negative level",
+            dict(task="jpeg", level=-5),
+            "JPEG quality (1-100) must be a number between 1 and 100, got -5",
+        ),
+        (
+            "negative Gaussian σ",
+            dict(upsample="gaussian", gaussian_sigma=-1.0),
+            "gaussian_sigma must be a number between 0 and 3, got -1",
+        ),
         ("absurd iterations (10⁹)", dict(iterations=10**9), "iterations must be a number between 10 and 5000"),
         ("negative seed", dict(seed=-3), "seed must be a number between 0 and"),
-        ("noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
-         dict(task="sr", auto_stop="discrepancy"), "needs a known noise level"),  # fmt: skip
+        (
+            "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
+            dict(task="sr", auto_stop="discrepancy"),
+            "needs a known noise level",
+        ),
     ],
 )
 def test_parameter_rows_are_app_errors(client, tiny_png, row, kwargs, expected):
@@ -267,9 +320,11 @@ def test_parameter_rows_are_app_errors(client, tiny_png, row, kwargs, expected):
 
 @pytest.mark.parametrize(
     ("row", "field", "value", "expected"),
-    [("NaN level", 2, math.nan, "must be a number between 0 and 255, got nan"),
-     ("infinite λ", 3, math.inf, "lipschitz must be a number between 0 and 5, got inf")],
-)  # fmt: skip
+    [
+        ("NaN level", 2, math.nan, "must be a number between 0 and 255, got nan"),
+        ("infinite λ", 3, math.inf, "lipschitz must be a number between 0 and 5, got inf"),
+    ],
+)
 def test_non_finite_rows_through_the_rest_api(app_url, tiny_png, row, field, value, expected):
     stream = raw_run(app_url, tiny_png, {field: value})
     assert "event: error" in stream and expected in stream, stream[-300:]
@@ -283,8 +338,13 @@ def test_mask_rows_in_the_app(client, tmp_path, tiny_png, row):
         mask[5:10, 5:10] = 0
     else:
         mask = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
-    final = client.predict(image=handle_file(tiny_png), task="inpaint", mask=handle_file(
-        upload_file(tmp_path, png(Image.fromarray(mask)), "mask")), api_name="/run", **{**TINY, "iterations": 10})  # fmt: skip
+    final = client.predict(
+        image=handle_file(tiny_png),
+        task="inpaint",
+        mask=handle_file(upload_file(tmp_path, png(Image.fromarray(mask)), "mask")),
+        api_name="/run",
+        **{**TINY, "iterations": 10},
+    )
     assert final[6].startswith("Done: 10 iterations") and "drawn mask" not in final[6]
 
 
@@ -292,9 +352,17 @@ def test_a_stated_sigma_far_from_the_noise_is_a_warning_in_the_app(client, tmp_p
     from dip_core import make_task
     from dip_core.tasks import to_image
 
-    noisy = upload_file(tmp_path, png(Image.fromarray(to_uint8(to_image(make_task("denoise", house64, 25).observation)))))
-    job = client.submit(image=handle_file(noisy), observed=True, level=60, compare=False, api_name="/run",
-                        **{**TINY, "max_side": 64, "iterations": 10})  # fmt: skip
+    noisy = upload_file(
+        tmp_path, png(Image.fromarray(to_uint8(to_image(make_task("denoise", house64, 25).observation))))
+    )
+    job = client.submit(
+        image=handle_file(noisy),
+        observed=True,
+        level=60,
+        compare=False,
+        api_name="/run",
+        **{**TINY, "max_side": 64, "iterations": 10},
+    )
     assert job.result(timeout=60)[6].startswith("Done")
     updates, logs = job.communicator.updates, []  # not iterated: every status update, with gr.Warning's logs
     while not updates.empty():
@@ -322,8 +390,9 @@ def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
 
 def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(client, tiny_png, monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # the server runs in this process: import cv2 now fails there
-    first, *_, final = list(client.submit(image=handle_file(tiny_png), iterations=10, compare=False, api_name="/run",
-                                          **TINY))  # fmt: skip
+    first, *_, final = list(
+        client.submit(image=handle_file(tiny_png), iterations=10, compare=False, api_name="/run", **TINY)
+    )
     assert final[6].startswith("Done: 10 iterations")
     assert first[8]["visible"] is False and first[8]["label"] == "Baseline unavailable"
     assert not any(t.get("name") == "classical baseline (OpenCV)" for t in json.loads(final[4]["plot"])["data"])
@@ -336,12 +405,19 @@ def test_every_row_of_the_doc_table_has_an_app_case():
     rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
     rows = [r for r in rows if r not in ("input", "---")]
     covered = {c[0] for c in APP_FILES} | {
-        "negative level", "negative Gaussian σ", "absurd iterations (10⁹)", "negative seed",
+        "negative level",
+        "negative Gaussian σ",
+        "absurd iterations (10⁹)",
+        "negative seed",
         "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
-        "NaN level", "infinite λ", "mask of the wrong size", "mask that is not binary",
+        "NaN level",
+        "infinite λ",
+        "mask of the wrong size",
+        "mask that is not binary",
         "already-noisy image whose stated σ is far from its noise (e.g. σ 60 set, 25 present)",
-        "loss becomes NaN or infinite mid-run", "OpenCV not installed (the classical baseline cannot run)",
+        "loss becomes NaN or infinite mid-run",
+        "OpenCV not installed (the classical baseline cannot run)",
         *BAD_REPLAY_ROWS,  # the replay endpoint's rows: tests/test_replays.py
         *PUBLIC_ROWS,  # the public Space's rows: tests/test_public_space.py
-    }  # fmt: skip
+    }
     assert sorted(rows) == sorted(covered)

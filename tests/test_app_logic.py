@@ -154,20 +154,31 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert panel["visible"] and baseline == gr.skip()
     (line,) = [t for t in curves.data if t.name == "classical baseline (OpenCV)"]
     assert f"{line.y[0]:.2f} dB" in panel["label"]
-    assert names == {"result.png", "result_vanilla.png", "observation.png", "baseline.png", "log.csv", "log.json",
-                     "config.json", "evolution.gif"}  # fmt: skip
+    assert names == {
+        "result.png",
+        "result_vanilla.png",
+        "observation.png",
+        "baseline.png",
+        "log.csv",
+        "log.json",
+        "config.json",
+        "evolution.gif",
+    }
     folder = Path(files[0]).parent
     rows = list(csv.DictReader(open(folder / "log.csv")))
     assert {r["run"] for r in rows} == {"vanilla", "controlled"} and rows[-1]["iter"] == "30"
     assert "fbc_5" in rows[0] and "fbc_clean_1" in rows[0]
     config = json.loads((folder / "config.json").read_text())
-    assert RunConfig.from_dict(config).lipschitz == default_control("denoise")["lipschitz"] and config["task"] == "denoise"
+    assert (
+        RunConfig.from_dict(config).lipschitz == default_control("denoise")["lipschitz"] and config["task"] == "denoise"
+    )
     gif = Image.open(folder / "evolution.gif")
     assert gif.n_frames >= 3
     log = json.loads((folder / "log.json").read_text())
     assert log["controlled"]["records"][-1]["iter"] == 30
     assert log["baseline"]["method"].startswith("OpenCV NL-means") and log["baseline"]["psnr"] == pytest.approx(
-        float(panel["label"].split("· ")[1].split(" dB")[0]), abs=0.01)  # fmt: skip
+        float(panel["label"].split("· ")[1].split(" dB")[0]), abs=0.01
+    )
     assert np.array_equal(pixels(folder / "baseline.png"), pixels(panel["value"]))
 
 
@@ -315,8 +326,16 @@ def test_prepare_inputs_from_the_editor():
 
 
 def test_config_round_trip(tmp_path, tiny_png):
-    outs = run_all(image=tiny_png, task="jpeg", level=30, iterations=3, lipschitz=2, upsample="gaussian",
-                   gaussian_sigma=0.7, seed=5)  # fmt: skip
+    outs = run_all(
+        image=tiny_png,
+        task="jpeg",
+        level=30,
+        iterations=3,
+        lipschitz=2,
+        upsample="gaussian",
+        gaussian_sigma=0.7,
+        seed=5,
+    )
     config = next(f for f in outs[-1][7] if f.endswith("config.json"))
     task, level, sr, lam, up, sigma, iters, seed, stop, compare, observed, side, width, lr = events.load_config(config)
     assert (task, level, lam, up, sigma, iters, seed, stop) == ("jpeg", 30, 2, "gaussian", 0.7, 3, 5, "off")
@@ -414,7 +433,9 @@ def test_a_per_layer_lambda_list_runs_and_names_its_layers(tiny_png):
     lams, sigmas = [1.0] * (convs(c.depth) - 1) + [1.5], [0.5] * c.depth
     req.configs["controlled"] = replace(c, lipschitz=lams, upsample="gaussian", gaussian_sigma=sigmas)
     lab = LabRun(req)
-    label = "Controlled (λ " + "/".join(["1"] * (len(lams) - 1) + ["1.5"]) + ", Gaussian σ " + "/".join(["0.5"] * c.depth)
+    label = (
+        "Controlled (λ " + "/".join(["1"] * (len(lams) - 1) + ["1.5"]) + ", Gaussian σ " + "/".join(["0.5"] * c.depth)
+    )
     assert lab.tracks["controlled"].label == label + ")"
     *_, last = frames.stream(lab.stream())
     assert last.done and last.captions["controlled"].startswith(label + ") · PSNR ")
@@ -443,9 +464,12 @@ def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
     first, last = dict(zip(events.CAPTION_OUTPUTS, outs[0][n:])), dict(zip(events.CAPTION_OUTPUTS, outs[-1][n:]))
     assert all(len(o) == n + len(events.CAPTION_OUTPUTS) for o in outs)
     assert first["vanilla_caption"]["visible"] and first["vanilla_caption"]["value"].startswith(
-        "Vanilla DIP (λ 0, bilinear) · PSNR ")
+        "Vanilla DIP (λ 0, bilinear) · PSNR "
+    )
     lam = default_control("denoise")["lipschitz"]
-    assert re.fullmatch(rf"Controlled \(λ {lam:g}, bilinear\) · PSNR \d+\.\d\d dB at iteration 20", last["result_caption"])
+    assert re.fullmatch(
+        rf"Controlled \(λ {lam:g}, bilinear\) · PSNR \d+\.\d\d dB at iteration 20", last["result_caption"]
+    )
     psnr = float(last["vanilla_caption"].split("PSNR ")[1].split(" dB")[0])
     assert f"vanilla {psnr:.2f} dB" in outs[-1][events.RUN_OUTPUTS.index("status")]  # the status line agrees
     single = run_all(image=tiny_png, iterations=10, compare=False, observed=True)

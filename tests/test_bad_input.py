@@ -89,7 +89,9 @@ def without_opencv(action: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
-NO_OPENCV = "classical baseline unavailable: OpenCV is missing: pip install opencv-python-headless (see requirements.txt)"
+NO_OPENCV = (
+    "classical baseline unavailable: OpenCV is missing: pip install opencv-python-headless (see requirements.txt)"
+)
 
 
 def load(data: bytes) -> Callable[[], object]:

@@ -188,8 +188,10 @@ def test_cli_without_opencv_reports_the_baseline_unavailable_and_runs(tmp_path, 
     res = cli("run", "--task", "sr", "--level", "2", "--image", str(image64), "--out", str(out), *FAST, prelude=NO_CV2)
     assert res.returncode == 0, res.stderr
     notes = [line for line in res.stderr.splitlines() if "baseline" in line]
-    assert notes == ["note: classical baseline unavailable: OpenCV is missing: pip install opencv-python-headless "
-                     "(see requirements.txt)"]  # fmt: skip
+    assert notes == [
+        "note: classical baseline unavailable: OpenCV is missing: pip install opencv-python-headless "
+        "(see requirements.txt)"
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["baseline"]["psnr"] is None and "OpenCV is missing" in summary["baseline"]["unavailable"]
     assert (out / "result.png").is_file() and not (out / "baseline.png").exists()
@@ -202,8 +204,24 @@ def test_quality_benchmark_writes_a_table_and_resumes(tmp_path, image64):
     from benchmarks import quality
 
     out = tmp_path / "q"
-    args = ["--images", str(image64), "--task", "denoise", "--level", "25", "--out", str(out), "--max-side", "32",
-            "--width", "8", "--iters", "20", "--every", "5"]  # fmt: skip
+    args = [
+        "--images",
+        str(image64),
+        "--task",
+        "denoise",
+        "--level",
+        "25",
+        "--out",
+        str(out),
+        "--max-side",
+        "32",
+        "--width",
+        "8",
+        "--iters",
+        "20",
+        "--every",
+        "5",
+    ]
     assert quality.main(args) == 0
     (row,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert row["opencv"]["psnr"] > row["observation"]["psnr"] + 1

@@ -58,8 +58,26 @@ def test_step_benchmark_runs_tiny(capsys):
 
 
 def test_pair_step_benchmark_runs_tiny(capsys):
-    argv = ["--device", "cpu", "--size", "64", "--width", "8", "--chunk", "3", "--rounds", "2", "--warmup", "3",
-            "--ref-steps", "2", "--variants", "threads", "separate", "stacked"]  # fmt: skip
+    argv = [
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--width",
+        "8",
+        "--chunk",
+        "3",
+        "--rounds",
+        "2",
+        "--warmup",
+        "3",
+        "--ref-steps",
+        "2",
+        "--variants",
+        "threads",
+        "separate",
+        "stacked",
+    ]
     r = _json(capsys, pair_step.main, argv)
     assert set(r["pair_steps_per_s"]) == {"threads", "separate", "stacked"} and r["reference_ms_per_step"] > 0
     for v, ms in r["ms_per_pair_step"].items():
@@ -74,22 +92,57 @@ def test_baseline_speed_times_every_task_in_colour_and_grey(capsys):
 
     r = _json(capsys, baseline_speed.main, ["--size", "48", "--repeats", "1"])
     assert {(row["task"], row["image"]) for row in r["rows"]} == {(t, k) for t in TASKS for k in ("colour", "grey")}
-    assert all(row["with_scoring_s"] + 1e-4 >= row["seconds"] >= 0 and row["method"].startswith("OpenCV") for row in r["rows"])
+    assert all(
+        row["with_scoring_s"] + 1e-4 >= row["seconds"] >= 0 and row["method"].startswith("OpenCV") for row in r["rows"]
+    )
 
 
 def test_curves_compares_a_stacked_pair_with_separate_runs(capsys):
-    argv = ["--pair", "--device", "cpu", "--size", "32", "--width", "8", "--steps", "60", "--set", "conv_algo=direct",
-            "--reference", "separate", "--variants", "stacked:stacked=1"]  # fmt: skip
+    argv = [
+        "--pair",
+        "--device",
+        "cpu",
+        "--size",
+        "32",
+        "--width",
+        "8",
+        "--steps",
+        "60",
+        "--set",
+        "conv_algo=direct",
+        "--reference",
+        "separate",
+        "--variants",
+        "stacked:stacked=1",
+    ]
     r = _json(capsys, curves_command.main, argv)
     nets = r["variants"]["stacked"]
     assert r["ok"] and nets["ok"] and nets["settings"] == {"stacked": True} and not nets["fell_back"]
-    assert all(0 <= nets[n]["mean_abs_gap_db"] <= 0.3 and 15 < nets[n]["peak_ma_a"] < 40 for n in ("vanilla", "controlled"))
+    assert all(
+        0 <= nets[n]["mean_abs_gap_db"] <= 0.3 and 15 < nets[n]["peak_ma_a"] < 40 for n in ("vanilla", "controlled")
+    )
     assert nets["median_step_ms"] > 0 and r["machine"]["cpu_count"] >= 1
 
 
 def test_curves_compares_two_precisions_of_one_network(capsys):
-    argv = ["--preset", "cpu", "--device", "cpu", "--size", "32", "--width", "8", "--steps", "30",
-            "--reference", "fp32:precision=fp32", "--variants", "bf16:precision=bf16", "--tol", "100"]  # fmt: skip
+    argv = [
+        "--preset",
+        "cpu",
+        "--device",
+        "cpu",
+        "--size",
+        "32",
+        "--width",
+        "8",
+        "--steps",
+        "30",
+        "--reference",
+        "fp32:precision=fp32",
+        "--variants",
+        "bf16:precision=bf16",
+        "--tol",
+        "100",
+    ]
     r = _json(capsys, curves_command.main, argv)
     lane = r["variants"]["bf16"]
     assert set(lane) >= {"network", "median_step_ms", "speedup", "ok"} and lane["settings"] == {"precision": "bf16"}

@@ -155,8 +155,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, image64, args, match):
         ([], None),  # the preset's controlled network
         (["--vanilla"], dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)),
         (["--lipschitz", "0"], dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)),
-        (["--lipschitz", "2", "--upsample", "gaussian", "--gaussian-sigma", "1"],
-         dict(lipschitz=2.0, upsample="gaussian", gaussian_sigma=1.0)),  # fmt: skip
+        (
+            ["--lipschitz", "2", "--upsample", "gaussian", "--gaussian-sigma", "1"],
+            dict(lipschitz=2.0, upsample="gaussian", gaussian_sigma=1.0),
+        ),
         (["--controlled", "--task", "inpaint"], dict(lipschitz=1.6, upsample="bilinear", gaussian_sigma=None)),
     ],
 )
@@ -174,8 +176,19 @@ def test_the_default_is_the_controlled_network_and_vanilla_is_one_flag_away(tmp_
 
 
 def test_vanilla_and_a_lambda_together_are_a_usage_error(tmp_path, image64):
-    res = cli("run", "--task", "denoise", "--image", str(image64), "--out", str(tmp_path), "--vanilla",
-              "--lipschitz", "1", *FAST)  # fmt: skip
+    res = cli(
+        "run",
+        "--task",
+        "denoise",
+        "--image",
+        str(image64),
+        "--out",
+        str(tmp_path),
+        "--vanilla",
+        "--lipschitz",
+        "1",
+        *FAST,
+    )
     assert res.returncode == 2 and "not allowed with argument" in res.stderr and len(res.stderr.splitlines()) == 1
     help_text = cli("run", "--help").stdout
     assert "--vanilla" in help_text and "vanilla DIP" in help_text and "controlled network" in help_text

@@ -225,7 +225,9 @@ def test_a_config_is_checked_once_when_made_and_stays_valid():
     assert cfg.lipschitz == (1.0, 2.0) * 6 and cfg.to_dict()["lipschitz"] == [1.0, 2.0] * 6
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.width = 10_000  # type: ignore[misc]
-    with pytest.raises(InputError, match=r"^lipschitz takes one value or 12 \(one per 3×3 convolution at depth 5\), got 3$"):
+    with pytest.raises(
+        InputError, match=r"^lipschitz takes one value or 12 \(one per 3×3 convolution at depth 5\), got 3$"
+    ):
         RunConfig(lipschitz=[1.0, 1.0, 1.0])
     with pytest.raises(InputError, match=r"^gaussian_sigma takes one value or 3 .* got 2$"):
         RunConfig(depth=3, gaussian_sigma=[0.5, 0.5])

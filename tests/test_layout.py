@@ -65,8 +65,25 @@ def test_a_new_task_is_one_module(toy_task, tmp_path, house64):
 
     Image.fromarray((house64 * 255).astype(np.uint8)).save(png)
     out = tmp_path / "cli"
-    args = ["run", "--task", "dim", "--image", str(png), "--out", str(out), "--iters", "5", "--width", "8",
-            "--preset", "paper", "--controlled", "--quiet", "--device", "cpu"]  # fmt: skip
+    args = [
+        "run",
+        "--task",
+        "dim",
+        "--image",
+        str(png),
+        "--out",
+        str(out),
+        "--iters",
+        "5",
+        "--width",
+        "8",
+        "--preset",
+        "paper",
+        "--controlled",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "dim" and summary["config"]["lipschitz"] == 1.4
@@ -103,8 +120,14 @@ def test_no_task_names_outside_the_task_modules():
 def test_every_cited_file_exists():
     """README, docs and docstrings name only files that are in the repository."""
     cited = re.compile(r"\b((?:dip_core|demo|benchmarks|tests|docs|assets)/[\w/.-]*\w\.(?:py|md|json|png|sh|txt))")
-    sources = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("dip_core/**/*.py"), *ROOT.glob("demo/*.py"),
-               *ROOT.glob("benchmarks/*.py"), *ROOT.glob("tests/*.py")]  # fmt: skip
+    sources = [
+        ROOT / "README.md",
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("dip_core/**/*.py"),
+        *ROOT.glob("demo/*.py"),
+        *ROOT.glob("benchmarks/*.py"),
+        *ROOT.glob("tests/*.py"),
+    ]
     missing = set()
     for src in sources:
         for ref in cited.findall(src.read_text()):
@@ -170,8 +193,13 @@ def opened_limits():
 
     from demo.settings import LIMITS
 
-    return replace(LIMITS, iterations_cap=MAX_ITERATIONS, width_cap=limits("width")[1],
-                   lipschitz_cap=limits("lipschitz")[1], sigma_cap=limits("gaussian_sigma")[1])  # fmt: skip
+    return replace(
+        LIMITS,
+        iterations_cap=MAX_ITERATIONS,
+        width_cap=limits("width")[1],
+        lipschitz_cap=limits("lipschitz")[1],
+        sigma_cap=limits("gaussian_sigma")[1],
+    )
 
 
 @pytest.mark.parametrize("field", list(PROBES))
@@ -213,8 +241,26 @@ def test_every_front_end_takes_the_task_levels_the_spec_takes(task, house64, tmp
             api_ok = True
         except InputError:
             api_ok = False
-        args = ["run", "--task", task, "--image", str(png), "--out", str(tmp_path / "o"), "--level", str(value),
-                "--iters", "1", "--width", "4", "--preset", "paper", "--quiet", "--device", "cpu"]  # fmt: skip
+        args = [
+            "run",
+            "--task",
+            task,
+            "--image",
+            str(png),
+            "--out",
+            str(tmp_path / "o"),
+            "--level",
+            str(value),
+            "--iters",
+            "1",
+            "--width",
+            "4",
+            "--preset",
+            "paper",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
         assert (main(args) == 0) == spec_ok == api_ok, (task, value)
     if level.slider is not None:
         lo, hi, _ = level.slider
@@ -230,8 +276,14 @@ def test_the_ui_widgets_stay_within_the_engine_ranges():
 
     demo = ui.build_demo()
     by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
-    caps = {"iterations": LIMITS.iterations_cap, "width": LIMITS.width_cap, "lipschitz": LIMITS.lipschitz_cap,
-            "sigma": LIMITS.sigma_cap, "seed": limits("seed")[1], "lr": limits("lr")[1]}  # fmt: skip
+    caps = {
+        "iterations": LIMITS.iterations_cap,
+        "width": LIMITS.width_cap,
+        "lipschitz": LIMITS.lipschitz_cap,
+        "sigma": LIMITS.sigma_cap,
+        "seed": limits("seed")[1],
+        "lr": limits("lr")[1],
+    }
     for elem, cap in caps.items():
         widget = by_id[elem]
         field = "gaussian_sigma" if elem == "sigma" else elem

@@ -24,8 +24,19 @@ from demo.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 # not source (environments, caches, outputs): the copy the wheel is built from leaves them out
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
-                                    ".hypothesis", "test-artifacts", "out", "runs")  # fmt: skip
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+    "test-artifacts",
+    "out",
+    "runs",
+)
 #: in requirements.txt but imported nowhere in dip_core/ or demo/, so not a dependency of the package (none now:
 #: imageio, listed once for nothing, was dropped)
 UNUSED: set[str] = set()
@@ -44,8 +55,22 @@ def wheel(tmp_path_factory) -> Path:
     """The wheel built from a copy of the checkout (setuptools writes build/ and *.egg-info beside the sources)."""
     tmp = tmp_path_factory.mktemp("wheel")
     shutil.copytree(ROOT, tmp / "src", ignore=NOT_SOURCE)
-    _run([sys.executable, "-m", "pip", "wheel", tmp / "src", "--no-deps", "--no-build-isolation",
-          "--disable-pip-version-check", "-q", "-w", tmp / "dist"], cwd=tmp)  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            tmp / "src",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            tmp / "dist",
+        ],
+        cwd=tmp,
+    )
     (whl,) = (tmp / "dist").glob("spectral_bias_lab-*.whl")
     return whl
 
@@ -57,14 +82,28 @@ def installed(wheel, tmp_path_factory) -> dict[str, Path]:
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(env_dir)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    paths = json.loads(_run([python, "-c", "import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"],
-                            cwd=tmp).stdout)  # fmt: skip
+    paths = json.loads(
+        _run([python, "-c", "import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"], cwd=tmp).stdout
+    )
     # --system-site-packages would give the base interpreter's packages, not this venv's: point at them instead.
     # Lines of a .pth go after the new venv's own site-packages, so the installed copy wins over anything here.
     Path(paths["purelib"], "_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     # --force-reinstall: an install of this version seen through the .pth (say, an editable one) would make pip skip
-    _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall",
-          "--disable-pip-version-check", "-q", wheel], cwd=tmp)  # fmt: skip
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--force-reinstall",
+            "--disable-pip-version-check",
+            "-q",
+            wheel,
+        ],
+        cwd=tmp,
+    )
     work = tmp / "work"  # the commands run here, outside the checkout
     work.mkdir()
     assert ROOT not in work.resolve().parents
@@ -77,7 +116,9 @@ def test_wheel_holds_the_packages_and_the_examples_only(wheel):
         assert module in names
     for file, *_ in EXAMPLES:
         assert f"demo/assets/{file}" in names
-    replays = [p.relative_to(ROOT / "assets").as_posix() for p in (ROOT / "assets" / "replays").rglob("*") if p.is_file()]
+    replays = [
+        p.relative_to(ROOT / "assets").as_posix() for p in (ROOT / "assets" / "replays").rglob("*") if p.is_file()
+    ]
     assert "replays/manifest.json" in replays and {f"demo/assets/{f}" for f in replays} <= names  # every replay file
     tops = {n.split("/")[0] for n in names}
     assert all(t in ("dip_core", "demo") or t.endswith(".dist-info") for t in tops), tops
@@ -144,8 +185,28 @@ def test_installed_commands_run_outside_the_checkout(installed):
     work, scripts = installed["work"], installed["scripts"]
     image = work / "tiny.png"
     Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(image)
-    _run([scripts / "dip-core", "run", "--task", "denoise", "--image", image, "--out", work / "out",
-          "--iters", 5, "--every", 5, "--preset", "cpu", "--width", 8, "--quiet"], cwd=work)  # fmt: skip
+    _run(
+        [
+            scripts / "dip-core",
+            "run",
+            "--task",
+            "denoise",
+            "--image",
+            image,
+            "--out",
+            work / "out",
+            "--iters",
+            5,
+            "--every",
+            5,
+            "--preset",
+            "cpu",
+            "--width",
+            8,
+            "--quiet",
+        ],
+        cwd=work,
+    )
     for name in ("result.png", "metrics.jsonl", "summary.json"):
         assert (work / "out" / name).is_file(), name
     assert json.loads((work / "out" / "summary.json").read_text())["iterations"] == 5

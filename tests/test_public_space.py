@@ -79,7 +79,10 @@ def test_a_visitor_holds_one_live_run_and_an_address_half_the_queue(space, tiny_
         with pytest.raises(AppError, match="a run of yours is already running: press Stop"):
             first.predict(image=handle_file(tiny_png), iterations=10, **TINY, api_name="/run")
         for client in (same_address, spoofing):
-            with pytest.raises(AppError, match=r"^your network address already has 1 live run waiting or running, its share of the queue"):
+            with pytest.raises(
+                AppError,
+                match=r"^your network address already has 1 live run waiting or running, its share of the queue",
+            ):
                 client.predict(image=handle_file(tiny_png), iterations=10, **TINY, api_name="/run")
         assert time.perf_counter() - t0 < 10  # refused at once, not after waiting
         # replays and every other event are never refused by live runs
@@ -135,8 +138,12 @@ def test_session_hashes_never_become_file_names(space):
     before = sorted(STOP_DIR.glob("*")) if STOP_DIR.is_dir() else []
     for i in range(20):
         body = {"data": [], "fn_index": raw.fn["stop"], "session_hash": f"{i}-" + "a" * 300}
-        r = load.httpx.post(url + "gradio_api/run/predict", content=json.dumps(body),
-                            headers={**raw.headers, "content-type": "application/json"}, timeout=30)  # fmt: skip
+        r = load.httpx.post(
+            url + "gradio_api/run/predict",
+            content=json.dumps(body),
+            headers={**raw.headers, "content-type": "application/json"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text[:300]
     assert (sorted(STOP_DIR.glob("*")) if STOP_DIR.is_dir() else []) == before  # no run: no file
     assert len(STOPS.path("a" * 300).name) == 40
@@ -191,8 +198,12 @@ def test_a_hostile_crowd_does_not_deny_the_space_to_others():
 
 
 def test_every_refusal_and_error_is_one_line_of_ours():
-    for message in (turns.BUSY.format(what="running"), turns.ADDRESS_FULL.format(runs="4 live runs"),
-                    turns.LIVE_FULL.format(n=8), events.INTERNAL.format(kind="KeyError")):  # fmt: skip
+    for message in (
+        turns.BUSY.format(what="running"),
+        turns.ADDRESS_FULL.format(runs="4 live runs"),
+        turns.LIVE_FULL.format(n=8),
+        events.INTERNAL.format(kind="KeyError"),
+    ):
         assert load.leaked(message) is None and "\n" not in message
     assert load.leaked("Traceback (most recent call last):") and load.leaked("[Errno 36] File name too long")
 
@@ -233,8 +244,9 @@ def error_of(final: dict) -> str:
 def test_values_no_float_holds_are_one_line_through_run(space, tiny_png, kwargs, expected):
     _, url = space
     raw = load.Raw(url, f"198.51.100.{20 + len(str(kwargs)) % 50}")
-    final = raw.result("run", load.run_data(raw.upload(tiny_png), **{**TINY, "iterations": 10, **kwargs}),
-                       f"row-{sorted(kwargs)[0]}")  # fmt: skip
+    final = raw.result(
+        "run", load.run_data(raw.upload(tiny_png), **{**TINY, "iterations": 10, **kwargs}), f"row-{sorted(kwargs)[0]}"
+    )
     assert re.match(expected, error_of(final)), error_of(final)
 
 

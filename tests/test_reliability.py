@@ -138,8 +138,23 @@ def test_two_users_never_see_each_others_results(app_url, tmp_path, house64):
 def test_paths_outside_the_upload_folder_are_refused(app_url):
     """An API call naming a server file it did not upload is refused; the file's content never comes back."""
     secret = Path(__file__).resolve().parent / "data" / "reference_values" / "values.json"
-    data = [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "denoise", None, 1.4, "bilinear", 0.5, 5, 0,
-            "off", True, False, None, 32, 8, 0.01]  # fmt: skip
+    data = [
+        {"path": str(secret), "meta": {"_type": "gradio.FileData"}},
+        "denoise",
+        None,
+        1.4,
+        "bilinear",
+        0.5,
+        5,
+        0,
+        "off",
+        True,
+        False,
+        None,
+        32,
+        8,
+        0.01,
+    ]
     event = httpx.post(f"{app_url}gradio_api/call/run", json={"data": data})
     if event.status_code == 200:
         stream = httpx.get(f"{app_url}gradio_api/call/run/{event.json()['event_id']}", timeout=60).text

@@ -13,7 +13,9 @@ from demo import replays as tab
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
+    ),
 ]
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

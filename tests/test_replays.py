@@ -37,7 +37,10 @@ def test_committed_replays_cover_the_issue_and_match_their_manifest(committed):
     assert [e["name"] for e in m["experiments"]] == [e.name for e in EXPERIMENTS]
     assert {e["task"] for e in m["experiments"]} == {"denoise", "jpeg", "inpaint", "sr", "enhance"}
     scale = m["scale"]
-    assert m["command"].startswith(("python -m benchmarks replays", "python -m benchmarks.replays")) and scale["iterations"] > 0
+    assert (
+        m["command"].startswith(("python -m benchmarks replays", "python -m benchmarks.replays"))
+        and scale["iterations"] > 0
+    )
     for exp in m["experiments"]:
         assert [lane["name"] for lane in exp["lanes"]] == [lane.name for lane in LANES]
         assert committed.image(exp["name"], "observed") is not None
@@ -85,8 +88,9 @@ def test_the_builder_writes_a_replay_the_tab_plays(tmp_path, house):
             Image.fromarray(mask).save(data / exp.mask)
     out = tmp_path / "replays"
     names = [EXPERIMENTS[0].name, next(e for e in EXPERIMENTS if e.mask).name]
-    builder.main(["--data", str(data), "--out", str(out), "--smoke", "--work", str(tmp_path / "work"),
-                  "--experiments", *names])  # fmt: skip
+    builder.main(
+        ["--data", str(data), "--out", str(out), "--smoke", "--work", str(tmp_path / "work"), "--experiments", *names]
+    )
     r = Replays(out)
     assert [e["name"] for e in r.manifest["experiments"]] == names
     lanes = [lane["name"] for lane in r.lanes(names[1])]
@@ -97,8 +101,9 @@ def test_the_builder_writes_a_replay_the_tab_plays(tmp_path, house):
     # resumable: a second call finds every run done and rebuilds the same folder
     before = json.loads((out / names[0] / lanes[0] / "curves.json").read_text())
     shutil.rmtree(out)
-    builder.main(["--data", str(data), "--out", str(out), "--smoke", "--work", str(tmp_path / "work"),
-                  "--experiments", *names])  # fmt: skip
+    builder.main(
+        ["--data", str(data), "--out", str(out), "--smoke", "--work", str(tmp_path / "work"), "--experiments", *names]
+    )
     assert json.loads((out / names[0] / lanes[0] / "curves.json").read_text()) == before
 
 
@@ -197,8 +202,10 @@ def test_the_replay_endpoint_through_gradio_client(app_url, tmp_path):
         assert len(default) == len(tab.REPLAY_OUTPUTS)
         out = dict(zip(tab.REPLAY_OUTPUTS, default))
         lane = tab.labels(tab.DEFAULT_EXPERIMENT)[tab.DEFAULT_LANE]
-        assert re.fullmatch(rf"Controlled DIP \({re.escape(lane)}\) · PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}",
-                            out["lane_image"]["label"])  # the lane, its λ, and its PSNR at the frame shown
+        assert re.fullmatch(
+            rf"Controlled DIP \({re.escape(lane)}\) · PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}",
+            out["lane_image"]["label"],
+        )  # the lane, its λ, and its PSNR at the frame shown
         with Image.open(out["lane_image"]["value"]) as a, Image.open(out["clean"]["value"]) as b:
             assert a.size == b.size  # an image the client downloaded
         traces = json.loads(out["curves"]["plot"])["data"]

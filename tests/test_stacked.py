@@ -48,8 +48,10 @@ def values(snaps) -> np.ndarray:
 PAIRS = {
     "vanilla and λ 1.4": [BASE, replace(BASE, lipschitz=1.4)],
     "bilinear and Gaussian": [BASE, replace(BASE, lipschitz=1.8, upsample="gaussian", gaussian_sigma=0.5, seed=3)],
-    "zero padding, per-layer λ": [replace(BASE, padding="zeros"),
-                                  replace(BASE, padding="zeros", lipschitz=[2.0] * 6 + [1.0] * 6)],  # fmt: skip
+    "zero padding, per-layer λ": [
+        replace(BASE, padding="zeros"),
+        replace(BASE, padding="zeros", lipschitz=[2.0] * 6 + [1.0] * 6),
+    ],
 }
 
 
@@ -96,8 +98,10 @@ def test_a_network_that_stops_ends_its_stream_and_the_other_goes_on(house, one_t
     """An auto-stop ends one network's snapshots where its separate run ends; the other runs to its end."""
     # the noise-level rule at σ 100 fires early and steadily: at step 80-90 over seeds 0-2 and 1-2 threads
     task = make_task("denoise", resize_max_side(house, 32)[0], 100, seed=0)
-    configs = [replace(BASE, iterations=250, every=10),
-               replace(BASE, iterations=250, every=10, lipschitz=1.4, auto_stop="discrepancy")]  # fmt: skip
+    configs = [
+        replace(BASE, iterations=250, every=10),
+        replace(BASE, iterations=250, every=10, lipschitz=1.4, auto_stop="discrepancy"),
+    ]
     separate = [list(run(task, c)) for c in configs]
     stacked = streams(task, configs, grouped=False)
     assert separate[1][-1].stopped and separate[1][-1].iter < 250, "the test needs a stop that fires"
@@ -116,8 +120,11 @@ def test_a_network_that_stops_ends_its_stream_and_the_other_goes_on(house, one_t
     ],
 )
 def test_runs_that_cannot_be_stacked_say_why(task32, change, reason):
-    configs = [BASE, replace(BASE, **change)] if "lr" in change or "width" in change else [
-        replace(BASE, **change), replace(BASE, lipschitz=1.4, **change)]  # fmt: skip
+    configs = (
+        [BASE, replace(BASE, **change)]
+        if "lr" in change or "width" in change
+        else [replace(BASE, **change), replace(BASE, lipschitz=1.4, **change)]
+    )
     assert reason in unstackable(configs)
     with pytest.raises(ValueError, match=reason):
         next(run_stacked(task32, configs))

@@ -73,7 +73,9 @@ def test_rule_is_refused_without_a_known_noise_level(task, level):
 @pytest.mark.outcome
 def test_a_real_denoising_run_stops_where_the_rule_says(house64):
     task = make_task("denoise", house64, 25)
-    snaps = run_to_end(task, small(iterations=threshold("engine_discrepancy", "stop_iter"), every=25, auto_stop="discrepancy"))
+    snaps = run_to_end(
+        task, small(iterations=threshold("engine_discrepancy", "stop_iter"), every=25, auto_stop="discrepancy")
+    )
     last = snaps[-1]
     assert last.stopped and last.done and last.stop_iter is not None
     assert last.iter < threshold("engine_discrepancy", "stop_iter")

@@ -212,8 +212,26 @@ def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path)
     """Every σ is checked by the parser and every spec before the first run (once only the first spec was)."""
     from dip_core import cli
 
-    args = ["sweep", "--task", "denoise", "--images", str(images / "a.png"), "--out", str(tmp_path), "--no-ray",
-            "--preset", "cpu", "--width", "8", "--iters", "2", "--every", "1", "--device", "cpu"]  # fmt: skip
+    args = [
+        "sweep",
+        "--task",
+        "denoise",
+        "--images",
+        str(images / "a.png"),
+        "--out",
+        str(tmp_path),
+        "--no-ray",
+        "--preset",
+        "cpu",
+        "--width",
+        "8",
+        "--iters",
+        "2",
+        "--every",
+        "1",
+        "--device",
+        "cpu",
+    ]
     for sigmas in (["0.5", "99"], ["none", "nan"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main([*args, "--gaussian-sigma", *sigmas])
@@ -245,8 +263,26 @@ def test_sweep_cli_uses_the_tasks_lambda_on_the_paper_preset(images, tmp_path):
     from dip_core import cli
     from dip_core.tasks import TASKS
 
-    args = ["sweep", "--task", "inpaint", "--images", str(images / "a.png"), "--out", str(tmp_path), "--no-ray",
-            "--preset", "paper", "--width", "8", "--iters", "2", "--every", "1", "--device", "cpu"]  # fmt: skip
+    args = [
+        "sweep",
+        "--task",
+        "inpaint",
+        "--images",
+        str(images / "a.png"),
+        "--out",
+        str(tmp_path),
+        "--no-ray",
+        "--preset",
+        "paper",
+        "--width",
+        "8",
+        "--iters",
+        "2",
+        "--every",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert cli.main(args) == 0
     assert [r["spec"]["lipschitz"] for r in sweep.load_rows(tmp_path)] == [TASKS["inpaint"].paper_lipschitz]
 
@@ -257,9 +293,18 @@ def test_the_summary_names_the_stop_rule_it_reads_and_iterations_over_seeds():
 
     def row(seed, best_iter, relative):
         spec = dict(image="x/a.png", variant="lam1", seed=seed)
-        return dict(key=f"a{seed}", spec=spec, final_psnr=20.0 + seed, best_psnr=25.0 + seed, best_iter=best_iter,
-                    seconds=1.0, stop_paper_iter=None, stop_paper_psnr=None, stop_relative_iter=relative,
-                    stop_relative_psnr=None if relative is None else 24.0 + seed)  # fmt: skip
+        return dict(
+            key=f"a{seed}",
+            spec=spec,
+            final_psnr=20.0 + seed,
+            best_psnr=25.0 + seed,
+            best_iter=best_iter,
+            seconds=1.0,
+            stop_paper_iter=None,
+            stop_paper_psnr=None,
+            stop_relative_iter=relative,
+            stop_relative_psnr=None if relative is None else 24.0 + seed,
+        )
 
     table = sweep.summary_table([row(0, 100, 80), row(1, 140, 90), row(2, 120, None)], "relative")
     assert "relative stop (iter / PSNR)" in table and "paper stop" not in table

@@ -38,6 +38,7 @@ def same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     if isinstance(a, go.Figure):
+
         def norm(f: go.Figure) -> dict:
             return json.loads(go.Figure(f.to_dict()).to_json())
 
@@ -65,7 +66,8 @@ def test_the_duration_callable_takes_the_apis_arguments(tiny_png):
     # the GPU function takes the endpoint's inputs, in its order and with its defaults, after its stop key
     endpoint = inspect.signature(events.run_lab).parameters
     assert [(p.name, p.default) for p in list(api.values())[1:]] == [
-        (p.name, p.default) for p in endpoint.values() if p.name != "request"]
+        (p.name, p.default) for p in endpoint.values() if p.name != "request"
+    ]
     positional = [tiny_png, "denoise", None, 1.4, "bilinear", 0.5, 100, 0, "off", True, False, None, 32, 8, 0.01]
     assert len(positional) == len(events.RUN_INPUTS)
     seconds = events.gpu_duration("key", *positional)  # as run_lab calls it
@@ -99,8 +101,9 @@ def test_the_default_gpu_run_asks_for_at_most_30_seconds():
     assert seconds <= 30
     assert lim.iterations_cap == budget.max_iterations(lim.max_side, lim.width, runs=1)
     # measured GPUs cost less than unmeasured ones; a larger image or a wider network costs more
-    assert budget.run_seconds(256**2, 128, 500, 2, gpu=budget.REFERENCE.gpu) < budget.run_seconds(256**2, 128, 500, 2,
-                                                                                                 gpu="other")  # fmt: skip
+    assert budget.run_seconds(256**2, 128, 500, 2, gpu=budget.REFERENCE.gpu) < budget.run_seconds(
+        256**2, 128, 500, 2, gpu="other"
+    )
     assert budget.run_seconds(512**2, 128, 500, 2) > budget.run_seconds(256**2, 128, 500, 2)
     assert budget.run_seconds(256**2, 128, 500, 2) > budget.run_seconds(256**2, 64, 500, 2)
 
@@ -135,8 +138,9 @@ def test_the_default_gpu_run_leaves_an_anonymous_visitor_three_runs_a_day(house)
     lim = limits_for("cuda", zero_gpu=True)
     declared = math.ceil(budget.run_seconds(lim.max_side**2, lim.width, lim.iterations, runs=2))
     assert declared <= 26 and budget.runs_per_day(declared) >= 3
-    req = parse_request(house, iterations=lim.iterations, max_side=lim.max_side, width=lim.width, compare=True,
-                        limits=lim)  # fmt: skip
+    req = parse_request(
+        house, iterations=lim.iterations, max_side=lim.max_side, width=lim.width, compare=True, limits=lim
+    )
     assert events.request_seconds(req) == declared  # what spaces.GPU is asked for: House is 256²
     assert budget.quota_note(26) == "quota 39 s of the visitor's 120 s a day (26 s × 1.5)"
     assert budget.quota_note(25.5) == "quota 38.2 s of the visitor's 120 s a day (25.5 s × 1.5)"
@@ -153,7 +157,9 @@ def test_deploy_writes_a_zerogpu_space(tmp_path):
     front = readme.split("---")[1]
     assert "sdk: gradio" in front and f'python_version: "{SPACE_PYTHON}"' in front and "app_file: app.py" in front
     assert "suggested_hardware" not in front
-    gradio_pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio=="))
+    gradio_pin = next(
+        line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio==")
+    )
     assert f"sdk_version: {gradio_pin.split('==')[1]}" in front
     reqs = (out / "requirements.txt").read_text().splitlines()
     assert f"torch=={SPACE_TORCH}" in reqs and any(r.startswith("spaces==") for r in reqs)
@@ -163,8 +169,14 @@ def test_deploy_writes_a_zerogpu_space(tmp_path):
     assert not list(out.rglob("__pycache__"))
     # the Space's app imports from its own folder
     code = "import app, demo.examples as e; print(e.ASSETS)"
-    p = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(out)})  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(out)},
+    )
     assert p.returncode == 0, p.stderr
     assert Path(p.stdout.strip()) == out / "assets"
     with pytest.raises(SystemExit, match="not empty"):
@@ -209,8 +221,9 @@ demo.close()
 
 def test_the_app_imports_and_serves_when_cuda_looks_available_without_a_device():
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "GRADIO_ANALYTICS_ENABLED": "False"}
-    p = subprocess.run([sys.executable, "-c", CUDA_LOOKS_AVAILABLE], cwd=ROOT, capture_output=True, text=True,
-                       timeout=180, env=env)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-c", CUDA_LOOKS_AVAILABLE], cwd=ROOT, capture_output=True, text=True, timeout=180, env=env
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     line = next(line for line in p.stdout.splitlines() if line.startswith("RESULT"))
     device, side, iterations, status = line.split()[1:]

@@ -31,8 +31,9 @@ from .jpeg import jpeg_compress
 
 #: Every task by name, in the order the CLI and the UI list them.
 def _discover() -> dict[str, TaskSpec]:
-    specs = [importlib.import_module(f"{__name__}.{m.name}").SPEC for m in pkgutil.iter_modules(__path__)
-             if m.name != "base"]  # fmt: skip
+    specs = [
+        importlib.import_module(f"{__name__}.{m.name}").SPEC for m in pkgutil.iter_modules(__path__) if m.name != "base"
+    ]
     return {s.name: s for s in sorted(specs, key=lambda s: (s.order, s.name))}
 
 

@@ -25,7 +25,8 @@ class Denoise(TaskSpec):
             task.notes.append(f"noise σ estimated from the image: {task.level:g} (Immerkær's estimate)")
         elif abs(estimate - task.level) > max(3.0, 0.3 * task.level):
             task.notes.append(
-                f"the image's noise looks like σ ≈ {estimate:.0f} (Immerkær's estimate), not the {task.level:g} set; "
+                f"the image's noise looks like σ ≈ {estimate:.0f} (Immerkær's estimate), "
+                f"not the {task.level:g} set; "
                 "only the noise-level auto-stop uses σ"
             )
         return task
