@@ -98,7 +98,7 @@ def test_the_rendered_page_points_inside_the_repository():
     config = demo.config or demo.get_config_file()
     texts = _texts(config)
     assert any("Rebuilt by" in t for t in texts)  # the replay tab's scale note is in what was read
-    assert any("Precomputed at" in t and "benchmarks.replays" in t for t in texts)
+    assert any("Precomputed at" in t and "benchmarks replays" in t for t in texts)
     offenders = [hit for t in texts for hit in outside(t)]
     assert not offenders, "\n".join(offenders)
 
