@@ -2,9 +2,10 @@
 # The CPU reproduction reports in benchmarks/reports/*_cpu: the paper's network and numerics (reflection
 # padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
 # (one process and one torch thread each). About 2 h 15 min on 2 cores.
-#   DATA=../shared/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
-# DATA is the paper's benchmark data (see README, Data). Each run is python -m benchmarks report (benchmarks/reproduce.py). Runs already in OUT/<report>/results.jsonl are
-# skipped, so delete a report folder (or set OUT to an empty one) to redo it.
+#   DATA=path/to/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
+# DATA is the paper's benchmark data (see docs/reproducing.md). Each run is python -m benchmarks report
+# (benchmarks/reproduce.py). Runs already in OUT/<report>/results.jsonl are skipped, so delete a report folder
+# (or set OUT to an empty one) to redo it.
 set -eu
 DATA=${DATA:?set DATA to the benchmark data folder}
 PY=${PYTHON:-python3}

@@ -159,7 +159,7 @@ def test_a_cpu_run_ends_at_its_time_limit_and_keeps_its_downloads(tiny_png, tmp_
     assert any("(it ends at the 2 s limit, near iteration " in f.status for f in frames[:-1])  # told before it ends
     files = write_downloads(frames[-1].run, tmp_path, frames[-1].animation)
     assert {os.path.basename(f) for f in files} >= {"result.png", "result_vanilla.png", "log.json", "config.json"}
-    assert LIMITS.run_seconds == 300  # the stated limit (README, section The app)
+    assert LIMITS.run_seconds == 300  # the stated limit (docs/app.md)
 
 
 def test_config_uploads_are_bounded(tmp_path):

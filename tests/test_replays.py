@@ -93,6 +93,8 @@ def test_the_builder_writes_a_replay_the_tab_plays(tmp_path, house):
     )
     r = Replays(out)
     assert [e["name"] for e in r.manifest["experiments"]] == names
+    assert r.manifest["command"].startswith("python -m benchmarks replays --data DATA --out ")  # the app shows it:
+    assert str(data) not in r.manifest["command"]  # never this machine's data folder
     lanes = [lane["name"] for lane in r.lanes(names[1])]
     run = r.run(names[1], lanes[1])
     assert run.frame_iters[0] == 1 and run.frame_iters[-1] == builder.SCALES["smoke"]["iterations"]
