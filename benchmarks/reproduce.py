@@ -23,6 +23,7 @@ from dip_core import make_task, preset
 from dip_core.baselines import baseline
 from dip_core.config import RunConfig
 from dip_core.curves import smoothed_summary
+from dip_core.errors import InputError
 from dip_core.io import load_image, resize_max_side
 from dip_core.machine import cpu
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
@@ -370,15 +371,19 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     start = time.perf_counter()
-    execute(
-        specs,
-        out,
-        use_ray=args.ray,
-        ray_address=args.ray_address,
-        cpus_per_run=args.cpus_per_run,
-        gpus_per_run=args.gpus_per_run,
-        on_row=progress,
-    )
+    try:
+        execute(
+            specs,
+            out,
+            use_ray=args.ray,
+            ray_address=args.ray_address,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            on_row=progress,
+        )
+    except InputError as err:  # an unreachable Ray cluster, a refused token, runs lost: one line, as the CLI's
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     write_report(args, base, rows_from_logs(out, base), out, time.perf_counter() - start)
     print(f"report: {out / 'report.md'}")
     return 0

@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--every", type=setting("every"))
     w.add_argument("--max-side", type=int, default=None)
     w.add_argument("--device", default="auto", choices=choices("device"))
-    w.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
+    w.add_argument(
+        "--ray-address",
+        default=None,
+        help="a Ray cluster's head, HOST:PORT (see docs/cli.md: token, workers); default: a local Ray instance",
+    )
     w.add_argument("--no-ray", action="store_true", help="run in this process (or --jobs local processes)")
     w.add_argument(
         "--jobs", type=int, default=1, help="without Ray: runs at once, in local processes (one thread each)"
@@ -253,13 +257,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     for spec in specs:
         sweep.config_of(spec)  # every spec's settings checked before the first run starts
+    if args.ray_address and args.no_ray:
+        raise InputError("--ray-address runs the sweep on a Ray cluster, --no-ray without Ray: give one of them")
+    if args.ray_address and not sweep.ray_available():
+        raise InputError(f"--ray-address {args.ray_address} needs Ray here too: pip install -r requirements-sweep.txt")
     use_ray = not args.no_ray and sweep.ray_available()
     if not args.no_ray and not use_ray:
         print(
             "note: ray is not installed (pip install -r requirements-sweep.txt): running sequentially", file=sys.stderr
         )
     done = len(sweep.done_keys(Path(args.out) / "results.jsonl") & {s.key for s in specs})
-    how = "ray" if use_ray else f"{args.jobs} local processes" if args.jobs > 1 else "sequential"
+    if args.ray_address and done < len(specs):
+        sweep.connect_ray(args.ray_address)  # a head that does not answer or refuses us: one line, before any other
+    if args.ray_address:
+        how = f"ray cluster {args.ray_address}"
+    else:
+        how = "ray" if use_ray else f"{args.jobs} local processes" if args.jobs > 1 else "sequential"
     print(f"{len(specs)} runs, {done} already done, {how}", file=sys.stderr)
 
     def progress(row: dict) -> None:

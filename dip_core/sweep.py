@@ -7,10 +7,17 @@ with ``use_ray=False``) the same specs run one after another in this process.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import ipaddress
 import json
+import logging
 import os
+import socket
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +26,7 @@ from .baselines import baseline
 from .config import PRESETS, RunConfig, preset
 from .curves import run_stats
 from .engine import run
-from .errors import InputError
+from .errors import InputError, shown
 from .io import load_image, resize_mask, resize_max_side
 from .replay import FrameWriter, frame_every, write_images
 from .stopping import task_noise_energy
@@ -191,12 +198,135 @@ def done_keys(results: Path) -> set[str]:
 
 
 def ray_available() -> bool:
-    """True when the optional ``ray`` package can be imported."""
+    """True when the optional ``ray`` package is installed (found, not imported: see ``connect_ray``)."""
+    return importlib.util.find_spec("ray") is not None
+
+
+#: How long a driver tries a head that does not answer or refuses it (Ray's defaults: 20 s to minutes of retries):
+#: seconds for a refused token, about 25 s for a port where something else listens. Read when Ray is imported or
+#: connects; a value the user set in the environment wins.
+RAY_CONNECT_LIMITS = {
+    "RAY_gcs_server_port_wait_time_s": "2",  # attempts, about a second apart
+    "RAY_gcs_rpc_server_connect_timeout_s": "3",  # each attempt's wait for a connection
+    "RAY_py_gcs_connect_timeout_s": "5",  # and for the head's answer (not a limit once connected)
+}
+#: A run whose worker process dies (killed, out of memory, a lost node) starts again on another worker, this many times.
+RAY_TASK_RETRIES = 3
+TOKEN_HELP = "`ray get-auth-token` on the head prints it"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """HOST and PORT of a Ray address: ``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``."""
+    host, sep, port = address.strip().removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"the Ray address {shown(address)} is not HOST:PORT (the head's address, e.g. 127.0.0.1:6379)")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1)."""
     try:
-        import ray  # noqa: F401
-    except ImportError:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
-    return True
+
+
+@contextlib.contextmanager
+def stderr_to_file() -> Iterator[list[str]]:
+    """Inside the block, file descriptor 2 (Ray's C++ logs too) writes to a temporary file; its text after the block."""
+    text: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            text.append(log.read().decode(errors="replace"))
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    """The first non-empty line of ``text``, cut to ``limit`` characters."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def token_source() -> str:
+    """Where Ray takes this process's token from: RAY_AUTH_TOKEN, else RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    return "RAY_AUTH_TOKEN_PATH" if os.environ.get("RAY_AUTH_TOKEN_PATH") else "~/.ray/auth_token"
+
+
+def connect_error(address: str, err: BaseException, log: str, start: str) -> str:
+    """One line for a failed ``ray.init(address=...)``: a token missing or refused, else a head that did not answer
+    (``start``: the command that starts one)."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    text = "\n".join(f"{type(e).__name__}: {e}" for e in chain) + "\n" + log
+    where = "put the cluster's token in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
+    if "no authentication token was found" in text or "cannot be opened or is empty" in text:
+        found = "RAY_AUTH_TOKEN_PATH names no readable token file" if "cannot be opened" in text else "no token here"
+        return f"RAY_AUTH_MODE=token but {found}: {where} ({TOKEN_HELP})"
+    if any(k in text for k in ("InvalidAuthToken", "AuthenticationError", "Unauthenticated")):
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            return f"the Ray cluster at {address} requires a token: set RAY_AUTH_MODE=token and {where} ({TOKEN_HELP})"
+        return (
+            f"the Ray cluster at {address} refused this driver's token (from {token_source()}): "
+            f"give it the cluster's token ({TOKEN_HELP})"
+        )
+    if "Version mismatch" in text:  # Ray refuses a driver whose Ray or Python version differs from the cluster's
+        here = f"Ray {getattr(sys.modules.get('ray'), '__version__', '?')}, Python {sys.version.split()[0]}"
+        return f"the Ray cluster at {address} runs another Ray or Python than this driver ({here}): install the same"
+    why = "no Ray head answered there"
+    return f"cannot reach the Ray cluster at {address}: {why} (start it with {start}, or check the address)"
+
+
+def connect_ray(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` (``HOST:PORT`` or ``auto``) in seconds, or raise one
+    InputError line: the head unreachable, not a Ray head, or this driver's token missing or refused."""
+    start = "`ray start --head`"
+    if address != "auto":
+        host, port = split_address(address)
+        start = f"`ray start --head --port {port}`"
+        if is_loopback(host):  # else Ray swaps a loopback address for this machine's outward one (read at import)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as err:
+            why = err.strerror or str(err) or type(err).__name__
+            raise InputError(
+                f"cannot reach the Ray cluster at {address}: {why} (start it with {start}, or check the address)"
+            ) from None
+    for name, value in RAY_CONNECT_LIMITS.items():
+        os.environ.setdefault(name, value)
+    import ray
+
+    failure = None
+    with stderr_to_file() as log:  # Ray's retries log a screenful to stderr: the line below says it all
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError, ...
+            failure = err
+    if failure is not None:
+        raise InputError(connect_error(address, failure, log[0], start)) from None
+    sys.stderr.write(log[0])  # connected: Ray's warnings, if any, as Ray wrote them
+
+
+def run_failure(key: str, err: BaseException) -> str:
+    """A run lost on Ray, in a few words: the exception's type and first line, with the next step when known."""
+    cause = getattr(err, "cause", None) or err
+    what = f"{type(cause).__name__}: {first_line(str(cause), 120)}"
+    if isinstance(cause, ModuleNotFoundError) or "No module named" in what:
+        what += " (every node needs this repository: pip install . in the Python that runs Ray)"
+    return f"{key}: {what}"
 
 
 def execute(
@@ -220,7 +350,8 @@ def execute(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    todo = [s for s in specs if s.key not in done_keys(results)]
+    seen = done_keys(results)  # the keys in results.jsonl: each is written once
+    todo = [s for s in specs if s.key not in seen]
     if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
         with open(results, "a") as f:
             f.write("\n")  # end a line torn by a crash, so the next row starts on its own line
@@ -228,6 +359,9 @@ def execute(
     written = []
 
     def record(row: dict) -> None:
+        if row["key"] in seen:  # never twice, whatever ran a run twice (a retry, another sweep into DIR)
+            return
+        seen.add(row["key"])
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
         written.append(row)
@@ -236,19 +370,32 @@ def execute(
 
     if not todo:
         return written
+    if use_ray and ray_address and not ray_available():
+        raise InputError(f"--ray-address {ray_address} needs Ray here too: pip install -r requirements-sweep.txt")
     if use_ray and ray_available():
         import ray
 
         if not ray.is_initialized():
             if ray_address:
-                ray.init(address=ray_address, log_to_driver=False)
+                connect_ray(ray_address)
             else:
                 ray.init(num_cpus=max(cpus_per_run, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(run_spec)
-        pending = [remote.remote(s, curve_dir, cpus_per_run) for s in todo]
+        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_TASK_RETRIES)(run_spec)
+        keys = {remote.remote(s, curve_dir, cpus_per_run): s.key for s in todo}
+        pending, lost = list(keys), []
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            record(ray.get(ready[0]))
+            try:
+                row = ray.get(ready[0])
+            except ray.exceptions.RayError as err:  # lost beyond its retries, or it raised: the others go on
+                lost.append(run_failure(keys[ready[0]], err))
+                continue
+            record(row)
+        if lost:
+            raise InputError(
+                f"{len(lost)} of {len(todo)} runs failed on Ray ({lost[0]}); the other rows are in {results}: "
+                "rerun the same command to run only the missing ones"
+            )
     elif jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
