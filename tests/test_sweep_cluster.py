@@ -258,6 +258,16 @@ def one_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+#: docs/bad-input.md's rows for sweeps on a cluster (the two tests below)
+RAY_ROWS = (
+    "no Ray head at that address",
+    "an address without a port",
+    "`--ray-address` with `--no-ray`",
+    "a cluster that wants a token, and no token",
+    "the wrong token",
+)
+
+
 @pytest.mark.parametrize("token", ["none", "wrong"])
 def test_a_missing_or_wrong_token_is_one_line_and_runs_nothing(head, images, tmp_path, token):
     env = dict(head.env)
