@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("reproduce", "the reproduction report: vanilla against controlled DIP per image and seed"),
     "quality": ("quality", "DIP against CBM3D and the OpenCV baseline on the same observations"),
     "portability": ("portability", "the outcome tests under other CPU code paths, and their spread"),
+    "app-overhead": ("app_overhead", "the live run's own cost: the app's steps/s against the bare pair's"),
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
     "decode-memory": ("decode_memory", "peak memory and time of decoding huge uploads"),
     "replays": ("replays", "build the app's replays of the paper's experiments"),

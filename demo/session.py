@@ -134,6 +134,39 @@ class StopRegistry:
 STOPS = StopRegistry()
 
 
+class Latest:
+    """A one-place slot between the thread that steps a run and the one that shows it: ``put`` replaces what was not
+    taken yet, ``take`` waits for an update (None once closed and empty; raises what the stepping thread raised)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._item: RunData | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def put(self, item: RunData) -> None:
+        with self._ready:
+            self._item = item
+            self._ready.notify()
+
+    def fail(self, error: BaseException) -> None:
+        with self._ready:
+            self._error = error
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def take(self) -> RunData | None:
+        with self._ready:
+            self._ready.wait_for(lambda: self._item is not None or self._closed)
+            item, self._item = self._item, None
+            if item is None and self._error is not None:
+                raise self._error
+            return item
+
+
 class LabRun:
     """A run of one (controlled) or two (vanilla + controlled, lockstep) networks on the same task and seed;
     ``stream()`` yields what they reached as plain records (demo.records.RunData)."""
@@ -164,7 +197,7 @@ class LabRun:
         self.iterations = max(c.iterations for c in request.configs.values())
         self.rounds = 0
         self.started = self.ended = None
-        self.cancelled = self.out_of_time = False
+        self.cancelled = self.out_of_time = self.abandoned = False
 
     def resolved(self, configs: dict[str, RunConfig]) -> dict[str, RunConfig]:
         """The configs with their ``auto`` choices made (the device, the convolution path timed on this machine),
@@ -184,6 +217,8 @@ class LabRun:
     # ------------------------------------------------------------------ stepping
 
     def _cancelled(self) -> bool:
+        if self.abandoned:
+            return True
         if self.stop():
             self.cancelled = True
         elif self.time_limit is not None and time.perf_counter() - self.created > self.time_limit:
@@ -252,14 +287,37 @@ class LabRun:
                 gen.close()
 
     def stream(self) -> Iterator[RunData]:
-        """The run as it goes: the first rounds at once, then at most every ``update_seconds``, and the last."""
-        last = 0.0
-        for rounds in self.steps():
-            done = all(t.done for t in self.tracks.values())
-            now = time.perf_counter()
-            if done or rounds <= 3 or now - last >= self.limits.update_seconds:
-                last = now
-                yield self.data(done)
+        """The run as it goes: the first rounds at once, then at most every ``update_seconds``, and the last.
+
+        The networks step in a thread of their own and leave each update in a one-place slot: while the caller turns
+        an update into pictures and sends it, the steps go on (done in turn, the views held both networks still:
+        a fifth of a default CPU run), and an update the caller had no time for is replaced by the next one, never
+        queued. Closing the stream ends the run at its next step."""
+        slot, threads = Latest(), torch.get_num_threads()
+
+        def produce() -> None:
+            torch.set_num_threads(threads)  # the caller's: a new thread starts with torch's default
+            try:
+                last = 0.0
+                for rounds in self.steps():
+                    done = all(t.done for t in self.tracks.values())
+                    now = time.perf_counter()
+                    if done or rounds <= 3 or now - last >= self.limits.update_seconds:
+                        last = now
+                        slot.put(self.data(done))
+            except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+                slot.fail(err)
+            finally:
+                slot.close()
+
+        worker = threading.Thread(target=produce, name="lab-run-steps", daemon=True)
+        worker.start()
+        try:
+            while (data := slot.take()) is not None:
+                yield data
+        finally:
+            self.abandoned = True  # the caller stopped reading: _cancelled ends the run at its next step
+            worker.join()
 
     # ------------------------------------------------------------------ what it reached
 

@@ -402,7 +402,8 @@ def test_every_row_of_the_doc_table_has_an_app_case():
     from test_bad_input import DOC
     from test_public_space import PUBLIC_ROWS
 
-    rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
+    app_tables = DOC.read_text().split("## Sweeps on a Ray cluster")[0]  # that last table is the CLI's only
+    rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", app_tables, re.M)]
     rows = [r for r in rows if r not in ("input", "---")]
     covered = {c[0] for c in APP_FILES} | {
         "negative level",

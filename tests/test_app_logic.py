@@ -475,3 +475,34 @@ def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
     single = run_all(image=tiny_png, iterations=10, compare=False, observed=True)
     assert single[0][n] == {"__type__": "update", "visible": False}
     assert re.fullmatch(r"Result \(λ [\d.]+, bilinear\) · loss \S+ at iteration 10", single[-1][n + 1])
+
+
+def test_the_networks_step_on_while_the_caller_draws_and_closing_ends_the_run(tiny_png):
+    """LabRun.stream() steps in a thread of its own: while the caller is busy with one update (drawing, sending)
+    the run goes on, updates it had no time for are replaced by the latest, and closing the stream ends the run."""
+    import threading
+    import time
+
+    lab = LabRun(parse_request(tiny_png, iterations=5000, compare=True, **TINY))
+    updates = lab.stream()
+    first = next(updates)
+    time.sleep(2.0)  # the caller busy with the first update: the steps went on (they used to wait for it)
+    assert lab.current_iter > first.iteration
+    second = next(updates)
+    assert second.iteration > first.iteration and lab.rounds > 2  # the rounds in between were not queued
+    updates.close()  # the caller gone: the run ends at its next step, its thread with it
+    assert lab.abandoned and lab.ended is not None and lab.current_iter < 5000
+    assert not [t for t in threading.enumerate() if t.name == "lab-run-steps"]
+
+
+def test_an_error_while_stepping_reaches_the_caller(tiny_png, monkeypatch):
+    """What the stepping thread raises is raised where the stream is read (the event's one-line error path)."""
+    lab = LabRun(parse_request(tiny_png, iterations=50, compare=False, **TINY))
+
+    def broken():
+        raise RuntimeError("the step broke")
+        yield  # a generator, as steps() is
+
+    monkeypatch.setattr(lab, "steps", broken)
+    with pytest.raises(RuntimeError, match="the step broke"):
+        list(lab.stream())

@@ -87,6 +87,16 @@ def test_pair_step_benchmark_runs_tiny(capsys):
         pair_step.main(["--device", "cpu", "--size", "32", "--variants", "stacked+fp8"])
 
 
+def test_app_overhead_runs_tiny(capsys):
+    """Every mode runs the same compare run to its end; figures only, no timing assert."""
+    from benchmarks import app_overhead
+
+    argv = ["--size", "32", "--width", "8", "--steps", "20", "--rounds", "1", "--json"]
+    r = _json(capsys, app_overhead.main, argv)
+    assert set(r["steps_per_s"]) == {"bare", "data", "app"} and all(v > 0 for v in r["steps_per_s"].values())
+    assert r["app_vs_bare"] == pytest.approx(r["steps_per_s"]["app"] / r["steps_per_s"]["bare"], abs=0.01)
+
+
 def test_baseline_speed_times_every_task_in_colour_and_grey(capsys):
     from dip_core.tasks import TASKS
 
