@@ -144,7 +144,7 @@ class ReferenceRun:
     measure: bool = True
 
     def __post_init__(self) -> None:
-        cfg = RunConfig(**REFERENCE, lipschitz=self.lipschitz, seed=self.seed, device=self.device).validate()
+        cfg = RunConfig(**REFERENCE, lipschitz=self.lipschitz, seed=self.seed, device=self.device)
         self.net = Decoder(
             self.task.channels,
             width=cfg.width,

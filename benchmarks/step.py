@@ -72,12 +72,12 @@ def same_config(device: torch.device, **overrides) -> RunConfig:
         auto_stop="off",
         measure_every_step=True,
         **overrides,
-    ).validate()
+    )
 
 
 def preset_config(device: torch.device, **overrides) -> RunConfig:
     """The default preset exactly as the app/CLI build it (``preset("auto")`` on this device)."""
-    return replace(preset(device_preset(device), device=device.type), **overrides).validate()
+    return replace(preset(device_preset(device), device=device.type), **overrides)
 
 
 class EngineRunner:
@@ -195,7 +195,7 @@ def benchmark(
         runners["ours_same"] = EngineRunner(denoise_task(**task_kw), same, chunk, dev)
     if "ours_preset" in configs:
         runners["ours_preset"] = EngineRunner(denoise_task(**task_kw), pre, chunk, dev)
-    variant_configs = {f"variant_{k}": replace(same, **v).validate() for k, v in (variants or {}).items()}
+    variant_configs = {f"variant_{k}": replace(same, **v) for k, v in (variants or {}).items()}
     for name, cfg in variant_configs.items():
         runners[name] = EngineRunner(denoise_task(**task_kw), cfg, chunk, dev)
     measure = MeasureRunner(denoise_task(**task_kw), dev, reps=chunk)

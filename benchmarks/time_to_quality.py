@@ -143,7 +143,7 @@ class LoopLane(Lane):
     def __init__(self, name: str, task, config: RunConfig, budget: int, chunk: int, device: torch.device) -> None:
         super().__init__()
         self.name, self.budget, self.chunk, self.device, self.task = name, budget, chunk, device, task
-        self.config = replace(config, measure_every_step=True).validate()
+        self.config = replace(config, measure_every_step=True)
         resolved = autotune.resolve(task, self.config)  # as ``run``: conv_algo="auto" → this machine's path
         self.state = build(task, resolved)
         self.stepper = Stepper(self.state, resolved, task)
@@ -178,7 +178,7 @@ class EngineLane(Lane):
     def __init__(self, name: str, task, config: RunConfig, budget: int, device: torch.device) -> None:
         super().__init__()
         self.name, self.budget = name, budget
-        self.config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True).validate()
+        self.config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True)
         self.clock = StepClock(device)
         self.gen = run(task, self.config, cancel=self.clock.mark)
 
@@ -243,7 +243,7 @@ def benchmark(
     name = preset_name if preset_name != "auto" else ("cuda" if dev.type == "cuda" else "cpu")
     base = preset(name, device=dev.type, seed=seed, every=chunk, **(overrides or {}))
     if preset_lipschitz is not None:
-        base = replace(base, lipschitz=preset_lipschitz).validate()
+        base = replace(base, lipschitz=preset_lipschitz)
 
     def task():
         return denoise_task(size, sigma, seed, image)

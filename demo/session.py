@@ -9,14 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from dip_core import RunConfig, autotune, run
 from dip_core.baselines import Baseline, baseline
-from dip_core.config import resolve_device
 from dip_core.replay import SpectrumView
 from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy
@@ -209,10 +207,9 @@ class LabRun:
         try:
             if side_by_side:
                 torch.set_num_threads(1)
-            resolved = {n: autotune.resolve(task, c.validate()) for n, c in configs.items()}
+            return {n: autotune.resolve(task, c) for n, c in configs.items()}  # dip_core's one place for it
         finally:
             torch.set_num_threads(threads)
-        return {n: replace(c, device=resolve_device(c.device).type) for n, c in resolved.items()}
 
     # ------------------------------------------------------------------ stepping
 
@@ -230,8 +227,7 @@ class LabRun:
         say so (on a GPU; on CPU two threads were faster) and the two configs allow it."""
         if not self.limits.stacked or len(self.tracks) != 2:
             return False
-        task = self.request.task
-        return unstackable([autotune.resolve(task, t.config.validate()) for t in self.tracks.values()]) is None
+        return unstackable([t.config for t in self.tracks.values()]) is None  # resolved when the tracks were made
 
     def steps(self) -> Iterator[int]:
         """Advance every unfinished run by one snapshot, in lockstep; yields the round number.

@@ -104,10 +104,6 @@ class RunConfig:
             return tuple(cls.check(name, v, hi) for v in value)
         return meta["range"].narrow(hi).check(name, value)
 
-    def validate(self) -> RunConfig:
-        """Itself: a RunConfig is checked when made (kept for scripts that still call it)."""
-        return self
-
     def to_dict(self) -> dict:
         """A JSON-ready dict (re-loadable with ``RunConfig.from_dict``)."""
         d = asdict(self)

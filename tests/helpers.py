@@ -21,7 +21,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 def small(**kw) -> RunConfig:
     """A tiny fast run configuration (CPU, width 16, depth 3, power iteration), overridable."""
     base = dict(width=16, depth=3, iterations=30, every=10, lr=0.01, padding="zeros", sn_method="power", device="cpu")
-    return RunConfig(**{**base, **kw}).validate()
+    return RunConfig(**{**base, **kw})
 
 
 def run_lab_in_child(queue, key: str, kwargs: dict) -> None:

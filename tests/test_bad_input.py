@@ -65,7 +65,7 @@ def animated() -> bytes:
 
 
 def run_config(**kw) -> Callable[[], object]:
-    return lambda: RunConfig(**kw).validate()
+    return lambda: RunConfig(**kw)
 
 
 def task_with_mask(mask: np.ndarray) -> Callable[[], object]:

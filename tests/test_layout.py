@@ -160,7 +160,7 @@ def _value(v):
 
 def engine_accepts(field: str, value) -> bool:
     try:
-        RunConfig(**{field: _value(value)}).validate()
+        RunConfig(**{field: _value(value)})
     except InputError:
         return False
     return True

@@ -45,7 +45,7 @@ def test_any_image_runs_and_metrics_stay_in_range(h, w, mode, task, seed):
     assert img.shape[:2] == (h, w) and img.shape[2] in (1, 3)
     level = {"denoise": 25, "jpeg": 20, "inpaint": 0.5, "sr": 2, "enhance": 1.0}[task]
     t = make_task(task, img, level, seed=seed)
-    snaps = run_to_end(t, RunConfig(**TINY, seed=seed, lipschitz=1.4).validate())
+    snaps = run_to_end(t, RunConfig(**TINY, seed=seed, lipschitz=1.4))
     last = snaps[-1]
     assert math.isfinite(last.loss) and math.isfinite(last.ratio)
     assert all(0 <= v <= 1 for v in last.fbc)
