@@ -208,21 +208,19 @@ def test_killed_ray_sweep_restarts_and_completes_only_missing_rows(images, tmp_p
     assert rows[: len(done_before)] == done_before
 
 
-def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path):
-    """Every σ is checked by the parser and every spec before the first run (once only the first spec was)."""
-    from dip_core import cli
-
-    args = [
+def tiny_sweep_args(task: str, image: Path, out: Path, preset: str) -> list[str]:
+    """``python -m dip_core sweep`` arguments of a 2-step sweep of one image, in this process, on CPU."""
+    return [
         "sweep",
         "--task",
-        "denoise",
+        task,
         "--images",
-        str(images / "a.png"),
+        str(image),
         "--out",
-        str(tmp_path),
+        str(out),
         "--no-ray",
         "--preset",
-        "cpu",
+        preset,
         "--width",
         "8",
         "--iters",
@@ -232,6 +230,13 @@ def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path)
         "--device",
         "cpu",
     ]
+
+
+def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path):
+    """Every σ is checked by the parser and every spec before the first run (once only the first spec was)."""
+    from dip_core import cli
+
+    args = tiny_sweep_args("denoise", images / "a.png", tmp_path, "cpu")
     for sigmas in (["0.5", "99"], ["none", "nan"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main([*args, "--gaussian-sigma", *sigmas])
@@ -263,26 +268,7 @@ def test_sweep_cli_uses_the_tasks_lambda_on_the_paper_preset(images, tmp_path):
     from dip_core import cli
     from dip_core.tasks import TASKS
 
-    args = [
-        "sweep",
-        "--task",
-        "inpaint",
-        "--images",
-        str(images / "a.png"),
-        "--out",
-        str(tmp_path),
-        "--no-ray",
-        "--preset",
-        "paper",
-        "--width",
-        "8",
-        "--iters",
-        "2",
-        "--every",
-        "1",
-        "--device",
-        "cpu",
-    ]
+    args = tiny_sweep_args("inpaint", images / "a.png", tmp_path, "paper")
     assert cli.main(args) == 0
     assert [r["spec"]["lipschitz"] for r in sweep.load_rows(tmp_path)] == [TASKS["inpaint"].paper_lipschitz]
 
