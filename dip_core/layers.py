@@ -72,9 +72,11 @@ def spectral_norm(
     if method == "svd":
         return torch.linalg.matrix_norm(mat, ord=2)
     u_new, v_new = u, v
-    for _ in range(iters):
-        v_new = F.normalize(mat.t() @ u_new, dim=0, eps=1e-12)
-        u_new = F.normalize(mat @ v_new, dim=0, eps=1e-12)
+    for _ in range(iters):  # x / max(‖x‖, 1e-12), as F.normalize computes it, without its Python layers
+        v_new = mat.t() @ u_new
+        v_new = v_new / torch.linalg.vector_norm(v_new, 2, 0, True).clamp_min(1e-12)
+        u_new = mat @ v_new
+        u_new = u_new / torch.linalg.vector_norm(u_new, 2, 0, True).clamp_min(1e-12)
     if update:
         u.copy_(u_new)
         v.copy_(v_new)
@@ -215,12 +217,49 @@ class GaussianUpsample(nn.Module):
         return F.conv_transpose2d(x, self.kernel.to(x.dtype), stride=2, padding=2, output_padding=1, groups=x.shape[1])
 
 
-class MeanOnlyBatchNorm(nn.Module):
-    """y = x − mean_{h,w}(x) + β_c, per sample and channel; no variance, no running statistics."""
+class _CentreAct(torch.autograd.Function):
+    """y = act(x − mean_{h,w}(x) + β), its gradient in three passes over the tensor instead of autograd's six.
 
-    def __init__(self, channels: int) -> None:
+    act is LeakyReLU(slope) (None: identity). The forward runs autograd's own ops; the backward computes what
+    autograd's chain computes, rounding included: g_z = act'(z)·g, ∂β = Σ_{h,w} g_z, ∂x = g_z − Σ_{h,w} g_z / HW
+    (the mean's path, −Σ g_z / HW, is exactly the negated sum's, so the curves are bit-identical)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bias: torch.Tensor, slope: float | None) -> torch.Tensor:
+        z = (x - x.mean(dim=(2, 3), keepdim=True)) + bias.view(1, -1, 1, 1)  # out of place: bf16 + fp32 → fp32
+        if slope is not None:
+            z = F.leaky_relu_(z, slope)  # z is ours: in place, and its result tells act' (slope > 0)
+        ctx.save_for_backward(z)
+        ctx.slope, ctx.x_dtype = slope, x.dtype
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        if ctx.slope is not None:
+            grad = torch.ops.aten.leaky_relu_backward(grad, y, ctx.slope, True)
+        sums = grad.sum(dim=(2, 3), keepdim=True)  # per sample and channel, as autograd reduces them
+        grad_bias = None
+        if ctx.needs_input_grad[1]:  # summed over the batch as well: one reduction over (0, 2, 3), as sum_to does
+            grad_bias = (sums if grad.shape[0] == 1 else grad.sum(dim=(0, 2, 3), keepdim=True)).view(-1)
+        if grad.dtype != ctx.x_dtype:  # bf16 autocast: autograd casts before the mean's path, so do we
+            grad = grad.to(ctx.x_dtype)
+            sums = grad.sum(dim=(2, 3), keepdim=True)
+        return grad - sums / (grad.shape[2] * grad.shape[3]), grad_bias, None
+
+
+class MeanOnlyBatchNorm(nn.Module):
+    """y = x − mean_{h,w}(x) + β_c, per sample and channel; no variance, no running statistics. With
+    ``negative_slope`` the LeakyReLU that follows it in the decoder is fused in: y = LeakyReLU(x − mean + β)."""
+
+    def __init__(self, channels: int, negative_slope: float | None = None) -> None:
         super().__init__()
+        assert negative_slope is None or negative_slope > 0, negative_slope  # act' is read from the output
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.negative_slope = negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - x.mean(dim=(2, 3), keepdim=True) + self.bias.view(1, -1, 1, 1)
+        return _CentreAct.apply(x, self.bias, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"{self.bias.numel()}" + (f", negative_slope={self.negative_slope}" if self.negative_slope else "")

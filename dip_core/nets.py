@@ -33,15 +33,14 @@ def fourier_input(
 
 
 class ConvBlock(nn.Sequential):
-    """[conv3×3 → mean-only BN → LeakyReLU(0.01)] × 2 (the code's "conv2")."""
+    """[conv3×3 → mean-only BN → LeakyReLU(0.01)] × 2 (the code's "conv2"), each BN with its LeakyReLU fused."""
 
     def __init__(self, c_in: int, c_out: int, lipschitz: Sequence[float], **conv_kw) -> None:
         layers: list[nn.Module] = []
         for i, lam in enumerate(lipschitz):
             layers += [
                 LipschitzConv2d(c_in if i == 0 else c_out, c_out, 3, lipschitz=lam, **conv_kw),
-                MeanOnlyBatchNorm(c_out),
-                nn.LeakyReLU(0.01),
+                MeanOnlyBatchNorm(c_out, negative_slope=0.01),
             ]
         super().__init__(*layers)
 

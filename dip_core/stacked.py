@@ -129,7 +129,7 @@ def stacked_layer(layers: Sequence[nn.Module], grouped: bool = True) -> nn.Modul
     if isinstance(first, nn.Conv2d):  # LipschitzConv2d, and the 1×1 head
         return StackedConv(layers, grouped)
     if isinstance(first, MeanOnlyBatchNorm):  # per channel already: one over all the channels
-        norm = MeanOnlyBatchNorm(sum(m.bias.numel() for m in layers))
+        norm = MeanOnlyBatchNorm(sum(m.bias.numel() for m in layers), first.negative_slope)
         norm.bias = nn.Parameter(torch.cat([m.bias.detach() for m in layers]).clone())
         return norm
     if isinstance(first, GaussianUpsample) and all(isinstance(m, GaussianUpsample) for m in layers):
@@ -138,7 +138,7 @@ def stacked_layer(layers: Sequence[nn.Module], grouped: bool = True) -> nn.Modul
         return up
     if isinstance(first, Upsample2x) and all(isinstance(m, Upsample2x) and m.mode == first.mode for m in layers):
         return first
-    if isinstance(first, (nn.LeakyReLU, nn.Sigmoid)):  # elementwise
+    if isinstance(first, nn.Sigmoid):  # elementwise
         return first
     return Split(layers)
 
@@ -164,7 +164,7 @@ def build_stacked(task: Task, configs: Sequence[RunConfig], grouped: bool = True
     if configs[0].channels_last:
         net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
     graphed = configs[0].cuda_graph and states[0].device.type == "cuda"
-    optimizer = torch.optim.Adam(net.parameters(), lr=configs[0].lr, capturable=graphed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=configs[0].lr, capturable=graphed, foreach=True)  # as build
     return StackedState(RunState(net, z, states[0].crop, optimizer, states[0].device), task.channels)
 
 

@@ -137,3 +137,39 @@ def test_decoder_asserts_what_runconfig_checks():
         Decoder(3, width=8, depth=2, lipschitz=[1.0, 2.0])
     with pytest.raises(AssertionError, match="Gaussian"):
         GaussianUpsample(3, float("nan"))
+
+
+@pytest.mark.parametrize("slope", [0.01, None])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "bf16"])
+def test_fused_norm_and_activation_is_autograds_arithmetic(slope, layout):
+    """The fused mean-only BN + LeakyReLU gives autograd's own results, forward and backward, bit for bit: its
+    backward is the same arithmetic in fewer passes (so curves did not change when it came in)."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 6, 9, 7) * 3 + 1
+    grad = torch.randn(2, 6, 9, 7)
+    if layout == "channels_last":
+        x, grad = x.contiguous(memory_format=torch.channels_last), grad.contiguous(memory_format=torch.channels_last)
+    if layout == "bf16":  # as under autocast: a bf16 conv output meets the fp32 bias (the output is fp32)
+        x = x.bfloat16()
+    x.requires_grad_()
+    bn = MeanOnlyBatchNorm(6, negative_slope=slope)
+    with torch.no_grad():
+        bn.bias.copy_(torch.linspace(-1, 1, 6))
+    z = x - x.mean(dim=(2, 3), keepdim=True) + bn.bias.view(1, -1, 1, 1)
+    expected = torch.nn.functional.leaky_relu(z, slope) if slope is not None else z
+    want = torch.autograd.grad(expected, (x, bn.bias), grad)
+    y = bn(x)
+    got = torch.autograd.grad(y, (x, bn.bias), grad)
+    assert y.dtype == expected.dtype and y.stride() == expected.stride()
+    assert torch.equal(y, expected)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[0].dtype == x.dtype and got[0].stride() == x.stride()
+
+
+def test_decoder_blocks_fuse_norm_and_activation():
+    """Each 3×3 conv is followed by one fused BN + LeakyReLU(0.01) module, and no separate activation."""
+    net = Decoder(3, width=8, depth=2)
+    kinds = [type(m).__name__ for m in net.body.modules() if not list(m.children())]
+    assert kinds.count("LipschitzConv2d") == 6 and kinds.count("MeanOnlyBatchNorm") == 6
+    assert "LeakyReLU" not in kinds
+    assert all(m.negative_slope == 0.01 for m in net.modules() if isinstance(m, MeanOnlyBatchNorm))
