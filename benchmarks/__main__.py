@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
     "gpu-defaults": ("gpu_defaults", "the curve of a candidate GPU default through the app's own code"),
     "fit-baselines": ("fit_baselines", "fit the classical baselines' parameter rules"),
+    "auto-lambda": ("auto_lambda", "issue 24: a bound the run sets itself, against vanilla and fixed λ, per image"),
 }
 
 

@@ -340,3 +340,23 @@ def test_portability_runs_a_test_under_another_cpu_code_path():
         "aten-default-2t": {"tests/test_engine.py::test_denoising_raises_psnr_well_above_the_observation": "passed"}
     }
     assert "| pass |" in portability.tests_markdown(table)
+
+
+def test_auto_lambda_compares_a_bound_from_the_run_with_fixed_lambda(tmp_path, capsys):
+    """Issue 24's harness, tiny: every lane runs, the bound is set where the trigger fired (or at the fixed step),
+    rows are kept (a second call runs nothing), and the report has the set's table with the bar per candidate."""
+    from benchmarks import auto_lambda
+
+    argv = ["--sets", "tune", "--images", "astronaut.png", "--steps", "60", "--size", "32", "--width", "4"]
+    argv += ["--lanes", "vanilla", "lam1", "lam1.4", "stop0.7", "at20_0.7", "--workers", "1", "--out", str(tmp_path)]
+    assert auto_lambda.main(argv) == 0
+    rows = auto_lambda.load_rows(tmp_path)
+    assert len(rows) == 10  # astronaut, denoising and JPEG, five lanes
+    at = [r for r in rows if r["lane"] == "at20_0.7"]
+    assert all(r["bound_at"] == 20 and len(r["bounds"]) == 12 for r in at)
+    assert all(r["bound_at"] is None for r in rows if r["lane"] in ("vanilla", "lam1", "lam1.4"))
+    assert all(len(r["psnr"]) == 20 and r["scale"]["steps"] == 60 for r in rows)  # a PSNR every 3 steps
+    assert auto_lambda.main(argv) == 0 and len(auto_lambda.load_rows(tmp_path)) == 10
+    text = (tmp_path / "README.md").read_text()
+    assert "## tune (seed 0): 6 images" not in text and "## tune (seed 0): 2 images with every lane" in text
+    assert "| stop0.7 |" in text and "| at20_0.7 |" in text
