@@ -15,16 +15,14 @@ import torch
 
 from .nets import Decoder
 from .stopping import StopRule, stop_for
-from .tasks import Task
-
-#: The signal each task's bound waits for: the noise-level rule where σ is known, else the budget-scaled ratio rule.
-TRIGGERS = {"denoise": "discrepancy"}
-DEFAULT_TRIGGER = "relative"
+from .tasks import Task, spec_of
 
 
 def trigger_for(task: Task, iterations: int) -> StopRule:
-    """The stop rule whose firing sets the bound, for ``task`` (a fresh one per run)."""
-    rule = stop_for(TRIGGERS.get(task.name, DEFAULT_TRIGGER), iterations, task)
+    """The stop rule whose firing sets the bound (a fresh one per run): the noise-level rule where the task knows its
+    noise σ (denoising at σ > 0), else the budget-scaled ratio rule."""
+    known = spec_of(task.name).noise_sigma(task.level)
+    rule = stop_for("discrepancy" if known else "relative", iterations, task)
     assert rule is not None
     return rule
 

@@ -351,12 +351,12 @@ def test_auto_lambda_compares_a_bound_from_the_run_with_fixed_lambda(tmp_path, c
     argv += ["--lanes", "vanilla", "lam1", "lam1.4", "stop0.7", "at20_0.7", "--workers", "1", "--out", str(tmp_path)]
     assert auto_lambda.main(argv) == 0
     rows = auto_lambda.load_rows(tmp_path)
-    assert len(rows) == 10  # astronaut, denoising and JPEG, five lanes
+    assert len(rows) == 15  # astronaut: denoising, JPEG and inpainting, five lanes
     at = [r for r in rows if r["lane"] == "at20_0.7"]
     assert all(r["bound_at"] == 20 and len(r["bounds"]) == 12 for r in at)
     assert all(r["bound_at"] is None for r in rows if r["lane"] in ("vanilla", "lam1", "lam1.4"))
     assert all(len(r["psnr"]) == 20 and r["scale"]["steps"] == 60 for r in rows)  # a PSNR every 3 steps
-    assert auto_lambda.main(argv) == 0 and len(auto_lambda.load_rows(tmp_path)) == 10
+    assert auto_lambda.main(argv) == 0 and len(auto_lambda.load_rows(tmp_path)) == 15
     text = (tmp_path / "README.md").read_text()
-    assert "## tune (seed 0): 6 images" not in text and "## tune (seed 0): 2 images with every lane" in text
+    assert "## tune (seed 0): 3 images" in text
     assert "| stop0.7 |" in text and "| at20_0.7 |" in text
