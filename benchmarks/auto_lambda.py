@@ -44,7 +44,7 @@ def jobs_of(data: Path | None, sets: list[str], lanes: list[str], seeds: list[in
 
     def add(name: str, image: Path, task: str, level: float, mask: Path | None = None) -> None:
         for lane in lanes:
-            if lane.startswith("fb") and task != "denoise":  # no noise level to feed back: it is stopF (report)
+            if lane.startswith("fb") and not noisy(task, level):  # no noise level to feed back: it is stopF
                 continue
             for seed in seeds:
                 key = f"{name}|{image.name}|{task}|{lane}|{seed}"
@@ -83,6 +83,13 @@ def jobs_of(data: Path | None, sets: list[str], lanes: list[str], seeds: list[in
         else:
             raise SystemExit(f"error: unknown set {name!r} (tune, denoise, jpeg, inpaint)")
     return out
+
+
+def noisy(task: str, level: float) -> bool:
+    """Whether the task knows its noise level at ``level`` (what the feedback and the bound's trigger read)."""
+    from dip_core.tasks import spec_of
+
+    return spec_of(task).noise_sigma(level) is not None
 
 
 def lane_settings(lane: str) -> dict:
@@ -137,7 +144,7 @@ def run_job(job: dict) -> dict:
     rule = trigger_for(task, steps) if lane["trigger"] == "stop" else None
     recorder = Recorder(task, config, rule, Meter(task, state.device)) if rule is not None else None
     iters, psnr, bound_at, bounds = [], [], None, None
-    tighten = Tighten(task_noise_energy(task)) if lane.get("feedback") and task.name == "denoise" else None
+    tighten = Tighten(task_noise_energy(task)) if lane.get("feedback") and noisy(task.name, task.level) else None
     losses = []
     start = time.perf_counter()
     for t in range(1, steps + 1):
@@ -206,9 +213,10 @@ def report(out: Path) -> str:
         by.setdefault((r["set"], r["seed"]), {}).setdefault((r["image"], r["task"]), {})[r["lane"]] = r
     feedback = {r["lane"] for r in rows if r["lane"].startswith("fb")}
     for images in by.values():  # fbF without a noise level to feed back is stopF, the same run
-        for (_, task), per in images.items():
+        for per in images.values():
             for lane in feedback:
-                if task != "denoise" and lane not in per and f"stop{lane[2:]}" in per:
+                first = next(iter(per.values()))
+                if not noisy(first["task"], first["level"]) and lane not in per and f"stop{lane[2:]}" in per:
                     per[lane] = per[f"stop{lane[2:]}"]
     lines = [
         "# Issue 24: the run chooses its own Lipschitz bound, against vanilla DIP and fixed λ",
