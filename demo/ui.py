@@ -37,9 +37,9 @@ HELP = """**Images.** The observation is what the networks are fitted to; in com
 (λ = 0, bilinear) and your *controlled* network start from the same seed and input and advance in lockstep.
 
 **PSNR / SSIM** (when the clean image is known): vanilla DIP peaks, then decays as it fits the noise; the
-controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.15 dB over
-1500 steps on House, Peppers, F16 and kodim03) but learns more slowly, and peaks up to 1.7 dB lower than vanilla on
-some images; λ = 1.4 peaks higher but still loses up to 1 dB (benchmarks/reports/live_default). ★ marks the best so
+controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.1 dB over
+3000 steps on House, Peppers, F16 and kodim03) but learns more slowly: it reaches vanilla's best PSNR late (within
+0.3 dB of it on these four, or above); λ = 1.4 peaks higher but loses up to 2.3 dB (benchmarks/reports/live_default). ★ marks the best so
 far; the status line gives each run's drop from it (−). The numbered marks ①②… are the lessons as they happen
 (the *Paper experiments* tab explains them).
 

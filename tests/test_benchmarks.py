@@ -360,3 +360,38 @@ def test_auto_lambda_compares_a_bound_from_the_run_with_fixed_lambda(tmp_path, c
     text = (tmp_path / "README.md").read_text()
     assert "## tune (seed 0): 3 images" in text
     assert "| stop0.7 |" in text and "| at20_0.7 |" in text
+
+
+def test_live_default_picks_the_lane_that_holds_and_peaks_at_the_longest_budget_that_fits():
+    """The choice from long runs: vanilla peaks at 1000 then falls; `lam1` climbs slowly and holds; `lam1.4` peaks
+    high and falls. With the whole 3000-step runs estimated at 40 s, λ 1 at 3000 steps is chosen; at 100 s only
+    the budgets within the minute are candidates."""
+    from benchmarks import live_default as ld
+
+    its = list(range(10, 3001, 10))
+
+    def curve(f) -> dict:
+        return {"iter": its, "psnr": [f(t) for t in its]}
+
+    vanilla = curve(lambda t: 28 - abs(t - 1000) / 250)  # peak 28 at 1000, 20 at 3000
+    shapes = {
+        "vanilla": vanilla,
+        "lam1": curve(lambda t: 28.2 * min(1.0, t / 2800)),  # still learning until 2800, then flat
+        "lam1.4": curve(lambda t: 29 - max(0, t - 1200) / 600),  # falls 3 dB after its peak
+    }
+    curves_, seconds = {}, {}
+    for e in ld.CHOOSE:
+        for lane in ("vanilla", *(c.name for c in ld.CANDIDATES)):
+            curves_[(e, lane)] = shapes.get(lane, vanilla)
+            seconds[(e, lane)] = 40.0
+    rows = ld.choose(curves_, seconds)
+    assert (rows[0]["lane"], rows[0]["budget"], rows[0]["met"]) == ("lam1", 3000, True)
+    assert rows[0]["est_seconds"] == 40.0
+    assert {r["budget"]: r["met"] for r in rows if r["lane"] == "lam1"} == {
+        1500: False,
+        2000: False,
+        2500: False,
+        3000: True,
+    }
+    slow = ld.choose(curves_, {k: 100.0 for k in seconds})
+    assert slow[0]["est_seconds"] <= ld.SECONDS and slow[0]["budget"] == 1500
