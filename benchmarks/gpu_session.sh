@@ -113,13 +113,14 @@ if [ -n "${REPLAY_EXPERIMENTS:-}" ]; then
     --work "$W/replays" --experiments $REPLAY_EXPERIMENTS "${RPL[@]}"
 fi
 # (7) with AUTO_LAMBDA_IMAGES set (e.g. "image_House256rgb.png"), issue 24's comparison at the paper's scale (width 128,
-# 512 px, 10,000 steps): vanilla, λ 1, λ 1.4 and the bound set from the run (stop0.7, fb0.7), five in parallel, on those
+# 512 px, 10,000 steps): vanilla, λ 1, λ 1.4, the bound set from the run (fb0.7) and the learned bounds (learnT; their α
+# chosen at CPU scale), five in parallel, on those
 # images from GPU_DATA (python -m benchmarks auto-lambda), in the time left
 if [ -n "${AUTO_LAMBDA_IMAGES:-}" ]; then
   if [ "${SMOKE:-0}" = 1 ]; then ALS=(--preset cpu --device cpu --size 32 --steps 40 --width 8)
   else ALS=(--preset cuda --device cuda); fi
   part auto_lambda "$(left)" python3 -m benchmarks auto-lambda --data "$GPU_DATA" --sets denoise --workers 5 \
-    --lanes vanilla lam1 lam1.4 stop0.7 fb0.7 --images $AUTO_LAMBDA_IMAGES "${ALS[@]}" --out "$W/auto_lambda"
+    --lanes vanilla lam1 lam1.4 fb0.7 learnT --images $AUTO_LAMBDA_IMAGES "${ALS[@]}" --out "$W/auto_lambda"
 fi
 (cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
 log "done"

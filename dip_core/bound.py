@@ -6,10 +6,13 @@ no-reference signal fires at step T, then bound every 3×3 conv at a fraction of
 so the network keeps what it has learned (f = 1: nothing changes at T) but its layers cannot grow any further. The
 signal is the task's stop rule (``dip_core.stopping``), which fires where the fit stops gaining: instead of stopping,
 the run goes on under the bound. For denoising ``Tighten`` then keeps the loss at the noise level by tightening the
-bounds whenever it falls below it.
+bounds whenever it falls below it. ``Ramp`` sets the same final bound gradually: from f = 1 at T down to
+f · σ(W_l(T)) over 200 steps, so the layers shrink a little at a time instead of all at once by f.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -60,3 +63,61 @@ class Tighten:
             conv.lipschitz *= self.factor
         self.times += 1
         return True
+
+
+class Ramp:
+    """From the norms themselves (f = 1) at T to f · σ(W_l(T)) over ``steps`` steps, geometrically:
+    λ_l(T + k) = σ(W_l(T)) · f^(min(k, K) / K). A bound set at f all at once scales each layer's output by f and,
+    with mean-only norms, the network's output by about f^L; ramped, each step changes it by f^(L/K) (about 0.98)."""
+
+    def __init__(self, net: Decoder, fraction: float, steps: int = 200) -> None:
+        self.norms = [conv.lipschitz for conv in net.lipschitz_convs()]
+        self.fraction, self.steps = fraction, steps
+
+    def __call__(self, net: Decoder, k: int) -> bool:
+        """Set the bounds for ``k`` steps after T; False once the ramp has ended (k > K: nothing to do)."""
+        if k > self.steps:
+            return False
+        scale = self.fraction ** (k / self.steps)
+        for conv, norm in zip(net.lipschitz_convs(), self.norms, strict=True):
+            conv.lipschitz = norm * scale
+        return True
+
+
+class LearnedBounds:
+    """Per-layer bounds learned with the network (after Untrained-Recon, ECCV 2024): λ_l = exp(ρ_l), warm-started at
+    λ_0, trained by their own Adam on the data loss L plus a penalty on their product,
+
+        L + α · log Π_l λ_l = L + α · Σ_l ρ_l      (``relative``: log L + α · Σ_l ρ_l),
+
+    so a layer's bound grows only while loosening it lowers the loss by more than α per unit of log λ (relative: by
+    more than the fraction α of the loss, the same rule at every loss level: denoising's loss stays near the noise
+    energy, inpainting's goes to 0). Call ``apply`` before each step's forward and ``step`` after its backward."""
+
+    def __init__(self, net: Decoder, start: float, penalty: float, lr: float, relative: bool = False) -> None:
+        n = len(net.lipschitz_convs())
+        self.rho = torch.full((n,), math.log(start), requires_grad=True)
+        self.penalty, self.relative = penalty, relative
+        self.optimizer = torch.optim.Adam([self.rho], lr=lr)
+
+    def apply(self, net: Decoder) -> None:
+        """Give every conv its bound as a tensor of the graph (so the backward reaches ρ)."""
+        lam = self.rho.exp()
+        for i, conv in enumerate(net.lipschitz_convs()):
+            conv.lipschitz = lam[i]
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One Adam step of ρ on the data gradient the backward left plus the penalty's: α, or α · L for the relative
+        penalty (∂/∂ρ of log L + α Σ ρ, times L: the same Adam step up to its ε; no host sync)."""
+        if self.rho.grad is None:
+            self.rho.grad = torch.zeros_like(self.rho)
+        if self.relative:
+            self.rho.grad.add_(self.penalty * loss.detach().float())
+        else:
+            self.rho.grad.add_(self.penalty)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def bounds(self) -> list[float]:
+        """The bounds now, as numbers (a host sync: for reports, not every step)."""
+        return self.rho.detach().exp().tolist()
