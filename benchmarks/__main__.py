@@ -19,10 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
     "decode-memory": ("decode_memory", "peak memory and time of decoding huge uploads"),
     "replays": ("replays", "build the app's replays of the paper's experiments"),
-    "live-default": ("live_default", "choose the live CPU default from the replays, confirm it with runs"),
+    "live-default": ("live_default", "choose the live CPU default from long runs, confirm it with compare runs"),
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
     "gpu-defaults": ("gpu_defaults", "the curve of a candidate GPU default through the app's own code"),
     "fit-baselines": ("fit_baselines", "fit the classical baselines' parameter rules"),
+    "compile-check": ("compile_check", "one network's CPU step eager against torch.compile, each in its own process"),
     "auto-lambda": ("auto_lambda", "issue 24: a bound the run sets itself, against vanilla and fixed λ, per image"),
 }
 

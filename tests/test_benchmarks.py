@@ -395,3 +395,13 @@ def test_live_default_picks_the_lane_that_holds_and_peaks_at_the_longest_budget_
     }
     slow = ld.choose(curves_, {k: 100.0 for k in seconds})
     assert slow[0]["est_seconds"] <= ld.SECONDS and slow[0]["budget"] == 1500
+
+
+def test_compile_check_times_eager_in_a_process_of_its_own(capsys):
+    from benchmarks import compile_check
+
+    args = "--modes eager --size 32 --width 8 --steps 3 --rounds 1 --warmup 2 --json".split()
+    assert compile_check.main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (row,) = out["rows"]
+    assert row["mode"] == "eager" and row["compile_s"] is None and row["median_ms"] > 0
