@@ -272,13 +272,21 @@ def curves_figure(
                     line=dict(color=BAND_COLORS[k], width=2),
                 )
             )
-    mark_events(layout, events, cursor)
+    mark_events(layout, events, cursor, span=x_range[1])
     return as_figure(dict(data=data, layout=layout))
 
 
-def mark_events(layout: dict, events: Sequence[Event], cursor: int | None) -> None:
-    """Lesson events as dotted lines on the four panels, numbered ①②… above the first row; the cursor solid."""
+#: Lesson marks closer than this share of the iteration axis to one already placed go a row lower
+MARK_GAP = 0.05
+
+
+def mark_events(layout: dict, events: Sequence[Event], cursor: int | None, span: float | None = None) -> None:
+    """Lesson events as dotted lines on the four panels, numbered ①②… above the first row (a mark that would overlap
+    the one before it, within ``MARK_GAP`` of the ``span`` of the axis, a row lower); the cursor solid."""
+    placed: list[float] = []  # the last mark's iteration on each row
     for n, e in enumerate(events, start=1):
+        row = next((r for r, x in enumerate(placed) if span is None or e.iter - x >= MARK_GAP * span), len(placed))
+        placed[row : row + 1] = [e.iter]
         for axis in ("x", "x2", "x3", "x4"):
             layout["shapes"].append(
                 dict(
@@ -302,6 +310,7 @@ def mark_events(layout: dict, events: Sequence[Event], cursor: int | None) -> No
                 yref="y domain",
                 showarrow=False,
                 yanchor="top",
+                yshift=-16 * row,
                 font=dict(color=EVENT_COLOR, size=14),
                 hovertext=f"{e.title}: iteration {e.iter}",
             )

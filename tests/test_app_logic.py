@@ -506,3 +506,21 @@ def test_an_error_while_stepping_reaches_the_caller(tiny_png, monkeypatch):
     monkeypatch.setattr(lab, "steps", broken)
     with pytest.raises(RuntimeError, match="the step broke"):
         list(lab.stream())
+
+
+def test_lesson_marks_close_together_go_a_row_lower():
+    """On a 3000-step axis marks at 300 and 330 would overlap: the second goes a row down; one at 900 is back on top."""
+    from dip_core.lesson import Event
+
+    layout = {"shapes": [], "annotations": []}
+    marks = [
+        Event("low_first", 300, "vanilla", "a"),
+        Event("best", 330, "vanilla", "b"),
+        Event("noise", 900, "vanilla", "c"),
+    ]
+    plots.mark_events(layout, marks, None, span=3000)
+    assert [a["yshift"] for a in layout["annotations"]] == [0, -16, 0]
+    layout = {"shapes": [], "annotations": []}
+    crowded = [Event(k, t, "vanilla", "a") for k, t in (("low_first", 300), ("best", 310), ("noise", 320))]
+    plots.mark_events(layout, crowded, None, span=3000)  # three within the gap: three rows
+    assert [a["yshift"] for a in layout["annotations"]] == [0, -16, -32]
