@@ -162,7 +162,7 @@ def run_job(job: dict) -> dict:
     base = replace(base, lipschitz=lam, upsample="bilinear", gaussian_sigma=None, device=sc["device"])
     if sc["preset"] == "cpu":  # one convolution path for every lane (``auto``'s pick for it on a 2-core AMD EPYC)
         base = replace(base, conv_algo="direct", channels_last=True)
-    if lane["trigger"] is not None:  # a CUDA graph would keep replaying the unbounded convs of its capture
+    if lane["trigger"] is not None or lane.get("learn"):  # a CUDA graph would replay the bounds of its capture
         base = replace(base, cuda_graph=False)
     config = resolve(task, base)
     state = build(task, config)

@@ -95,8 +95,8 @@ class LearnedBounds:
     energy, inpainting's goes to 0). Call ``apply`` before each step's forward and ``step`` after its backward."""
 
     def __init__(self, net: Decoder, start: float, penalty: float, lr: float, relative: bool = False) -> None:
-        n = len(net.lipschitz_convs())
-        self.rho = torch.full((n,), math.log(start), requires_grad=True)
+        n, device = len(net.lipschitz_convs()), next(net.parameters()).device
+        self.rho = torch.full((n,), math.log(start), device=device, requires_grad=True)
         self.penalty, self.relative = penalty, relative
         self.optimizer = torch.optim.Adam([self.rho], lr=lr)
 

@@ -158,8 +158,9 @@ class LipschitzConv2d(nn.Conv2d):
         return sigma
 
     def effective_weight(self) -> torch.Tensor:
-        """The weight the conv uses: W / max(1, σ/λ), with σ a constant for backprop."""
-        if self.lipschitz <= 0:
+        """The weight the conv uses: W / max(1, σ/λ), with σ a constant for backprop (λ a number, or a tensor of a
+        graph when the bounds are learned: dip_core.bound.LearnedBounds)."""
+        if not isinstance(self.lipschitz, torch.Tensor) and self.lipschitz <= 0:  # a tensor λ: no host sync
             return self.weight
         scale = torch.clamp(self.sigma() / self.lipschitz, min=1.0)
         return self.weight / scale
