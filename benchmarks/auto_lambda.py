@@ -106,13 +106,19 @@ def noisy(task: str, level: float) -> bool:
     return spec_of(task).noise_sigma(level) is not None
 
 
+def auto_lane(task: str, level: float) -> str:
+    """The lane ``auto`` runs as: the two best rules joined, the noise-level feedback where the task has a noise level,
+    else the learned bounds."""
+    return "fb0.7" if noisy(task, level) else "learnT"
+
+
 def lane_settings(lane: str, task: str | None = None, level: float | None = None) -> dict:
     """λ to build with, and when/how a bound is set: {'lam', 'trigger' ('stop'|int|None), 'fraction'}, and for
     some lanes 'feedback', 'ramp', 'learn' (α, or 'task') and 'relative'. auto depends on the task and level."""
     if lane == "vanilla":
         return dict(lam=0.0, trigger=None, fraction=None)
-    if lane == "auto":  # the two best rules joined: the noise-level feedback where there is a noise level, else learnT
-        return lane_settings("fb0.7" if noisy(task, level) else "learnT")
+    if lane == "auto":
+        return lane_settings(auto_lane(task, level))
     if lane.startswith("lam"):
         return dict(lam=float(lane[3:]), trigger=None, fraction=None)
     if lane.startswith("stop"):
@@ -252,16 +258,16 @@ def report(out: Path) -> str:
         by.setdefault((r["set"], r["seed"]), {}).setdefault((r["image"], r["task"]), {})[r["lane"]] = r
     feedback = {r["lane"] for r in rows if r["lane"].startswith("fb")}
     composed = False  # whether auto's rows on a set are its fb0.7 / learnT runs
-    for images in by.values():  # fbF without a noise level to feed back is stopF, the same run
+    ran_auto = any(r["lane"] == "auto" for r in rows)
+    for images in by.values():
         for per in images.values():
-            for lane in feedback:
-                first = next(iter(per.values()))
-                if not noisy(first["task"], first["level"]) and lane not in per and f"stop{lane[2:]}" in per:
-                    per[lane] = per[f"stop{lane[2:]}"]
-            # ``auto`` is fb0.7 or learnT by the task, the same settings: where it did not run, those runs are it
             first = next(iter(per.values()))
-            source = "fb0.7" if noisy(first["task"], first["level"]) else "learnT"
-            if "auto" not in per and source in per and any("auto" in p for i in by.values() for p in i.values()):
+            known = noisy(first["task"], first["level"])
+            for lane in feedback:  # fbF without a noise level to feed back is stopF, the same run
+                if not known and lane not in per and f"stop{lane[2:]}" in per:
+                    per[lane] = per[f"stop{lane[2:]}"]
+            source = auto_lane(first["task"], first["level"])  # the same settings: where auto did not run, it is this
+            if ran_auto and "auto" not in per and source in per:
                 per["auto"] = per[source]
                 composed = True
     lines = [

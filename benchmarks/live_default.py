@@ -23,12 +23,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dip_core.lesson import drop
 from dip_core.machine import cpu
 from dip_core.replay import EXPERIMENTS, LANES, Lane
 
 from .options import parser
+
+if TYPE_CHECKING:
+    from dip_core.sweep import RunSpec
 
 CHOOSE = ("denoise_house", "denoise_peppers")
 CONFIRM = ("denoising/image_F16_512rgb.png", "denoising/kodim03.png")
@@ -69,38 +73,55 @@ SCALES = {
 SCALE_LANES = ((0.0, "bilinear", None), (1.4, "bilinear", None), (1.8, "gaussian", 0.5))
 
 
+def denoise_spec(
+    data: Path, experiment: str, lane: tuple[float, str, float | None], max_side: int, overrides: dict, variant: str
+) -> RunSpec:
+    """A sweep run of one choice image denoised at σ 25, seed 0, the ``cpu`` preset with ``overrides``;
+    ``lane``: (λ, upsampling, Gaussian σ)."""
+    from dip_core import sweep
+
+    image = next(e for e in EXPERIMENTS if e.name == experiment).image
+    lam, up, sig = lane
+    return sweep.RunSpec(
+        "denoise",
+        str(data / image),
+        lam,
+        up,
+        sig,
+        0,
+        level=25,
+        max_side=max_side,
+        preset="cpu",
+        overrides=dict(overrides, measure_every_step=False),
+        variant=variant,
+    )
+
+
+def run_curve(work: Path, spec: RunSpec) -> dict:
+    """A finished sweep run's PSNR curve, from its metrics file."""
+    recs = [json.loads(line) for line in (work / f"{spec.key}.jsonl").read_text().splitlines()]
+    return {"iter": [r["iter"] for r in recs], "psnr": [r["psnr"] for r in recs]}
+
+
 def scales(data: Path, work: Path, jobs: int = 2) -> list[dict]:
     """Part 0: the other scales' runs (resumable), with the lesson's numbers of each control against vanilla."""
     from dip_core import sweep
 
-    specs = []
-    for name, c in SCALES.items():
-        for exp in CHOOSE:
-            image = next(e for e in EXPERIMENTS if e.name == exp).image
-            for lam, up, sig in SCALE_LANES:
-                specs.append(
-                    sweep.RunSpec(
-                        "denoise",
-                        str(data / image),
-                        lam,
-                        up,
-                        sig,
-                        0,
-                        level=25,
-                        max_side=c["max_side"],
-                        preset="cpu",
-                        overrides=dict(
-                            width=24, lr=c["lr"], iterations=c["iterations"], every=10, measure_every_step=False
-                        ),
-                        variant=f"{name}.{sweep.variant_name(lam, up, sig)}",
-                    )
-                )
+    specs = [
+        denoise_spec(
+            data,
+            exp,
+            lane,
+            c["max_side"],
+            dict(width=24, lr=c["lr"], iterations=c["iterations"], every=10),
+            f"{name}.{sweep.variant_name(*lane)}",
+        )
+        for name, c in SCALES.items()
+        for exp in CHOOSE
+        for lane in SCALE_LANES
+    ]
     sweep.execute(specs, work, use_ray=False, jobs=jobs, cpus_per_run=1)
     rows = {r["key"]: r for r in sweep.load_rows(work)}
-
-    def curve(spec) -> dict:
-        recs = [json.loads(line) for line in (work / f"{spec.key}.jsonl").read_text().splitlines()]
-        return {"iter": [r["iter"] for r in recs], "psnr": [r["psnr"] for r in recs]}
 
     out = []
     for name in SCALES:
@@ -120,7 +141,7 @@ def scales(data: Path, work: Path, jobs: int = 2) -> list[dict]:
                             experiment=exp,
                             lane=sweep.variant_name(spec.lipschitz, spec.upsample, spec.gaussian_sigma),
                             seconds=round(rows[spec.key]["seconds"], 1),
-                            **criterion(curve(vanilla), curve(spec)),
+                            **criterion(run_curve(work, vanilla), run_curve(work, spec)),
                         )
                     )
     return out
@@ -134,32 +155,22 @@ def long_runs(data: Path, work: Path, budgets=BUDGETS, jobs: int = 2) -> tuple[d
 
     app = limits_for("cpu", zero_gpu=False)  # the app's CPU network, size and snapshot interval
     longest = max(budgets)
-    specs = {}
-    for exp in CHOOSE:
-        image = next(e for e in EXPERIMENTS if e.name == exp).image
-        for lane in (LANES[0], *CANDIDATES):
-            specs[(exp, lane.name)] = sweep.RunSpec(
-                "denoise",
-                str(data / image),
-                lane.lipschitz,
-                lane.upsample,
-                lane.gaussian_sigma,
-                0,
-                level=25,
-                max_side=app.max_side,
-                preset="cpu",
-                overrides=dict(
-                    width=app.width, lr=app.lr, iterations=longest, every=app.every, measure_every_step=False
-                ),
-                variant=f"app{longest}.{lane.name}",
-            )
+    specs = {
+        (exp, lane.name): denoise_spec(
+            data,
+            exp,
+            (lane.lipschitz, lane.upsample, lane.gaussian_sigma),
+            app.max_side,
+            dict(width=app.width, lr=app.lr, iterations=longest, every=app.every),
+            f"app{longest}.{lane.name}",
+        )
+        for exp in CHOOSE
+        for lane in (LANES[0], *CANDIDATES)
+    }
     sweep.execute(list(specs.values()), work, use_ray=False, jobs=jobs, cpus_per_run=1)
     rows = {r["key"]: r for r in sweep.load_rows(work)}
-    curves, seconds = {}, {}
-    for k, spec in specs.items():
-        recs = [json.loads(line) for line in (work / f"{spec.key}.jsonl").read_text().splitlines()]
-        curves[k] = {"iter": [r["iter"] for r in recs], "psnr": [r["psnr"] for r in recs]}
-        seconds[k] = rows[spec.key]["seconds"]
+    curves = {k: run_curve(work, spec) for k, spec in specs.items()}
+    seconds = {k: rows[spec.key]["seconds"] for k, spec in specs.items()}
     return curves, seconds
 
 
