@@ -36,7 +36,9 @@ def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     from .ui import build_demo
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
-    demo = build_demo().queue(default_concurrency_limit=1)
+    # api_open off: the REST routes (/gradio_api/run/...) would answer outside the queue and its turns; gradio_client
+    # and the page use the queue
+    demo = build_demo().queue(default_concurrency_limit=1, api_open=False)
     Turns(demo, waiting=queue_size, share=max(1, queue_size // 2)).install()
     return demo
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -28,7 +29,7 @@ from .inputs import RunRequest, choice, flag, number, parse_request, read_image
 from .records import RunData
 from .session import STOPS, LabRun
 from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
-from .turns import ABANDON_S, Reader, turns_of
+from .turns import Reader, turns_of
 
 logger = logging.getLogger(__name__)
 
@@ -150,36 +151,52 @@ INTERNAL = "something went wrong on the server ({kind}); it was logged: try agai
 
 
 def guarded(fn: Callable) -> Callable:
-    """``fn`` (an event function, plain or generator) whose errors all reach the visitor as one line of ours: a
-    ``gr.Error`` as it is, an ``InputError`` as its line, anything else logged here and answered with INTERNAL."""
+    """``fn`` (an event function: plain, generator, coroutine or async generator) whose errors all reach the visitor as
+    one line of ours: a ``gr.Error`` as it is, an ``InputError`` as its line, anything else logged here and answered
+    with INTERNAL."""
 
-    def translate(err: Exception) -> gr.Error:
-        if isinstance(err, InputError):
-            return gr.Error(str(err), print_exception=False)
-        logger.exception("event %s failed", getattr(fn, "__name__", fn))
-        return gr.Error(INTERNAL.format(kind=type(err).__name__), print_exception=False)
+    @contextlib.contextmanager
+    def translated() -> Iterator[None]:
+        try:
+            yield
+        except gr.Error:
+            raise
+        except InputError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 - anything else: logged, one line of ours
+            logger.exception("event %s failed", getattr(fn, "__name__", fn))
+            raise gr.Error(INTERNAL.format(kind=type(err).__name__), print_exception=False) from None
 
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def async_generator(*args, **kwargs):  # noqa: ANN202 - the event function's own outputs
+            with translated():
+                async for item in fn(*args, **kwargs):
+                    yield item
+
+        return async_generator
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def coroutine(*args, **kwargs):  # noqa: ANN202
+            with translated():
+                return await fn(*args, **kwargs)
+
+        return coroutine
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
-        def generator(*args, **kwargs):  # noqa: ANN202 - the event function's own outputs
-            try:
+        def generator(*args, **kwargs):  # noqa: ANN202
+            with translated():
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as err:  # noqa: BLE001 - see translate
-                raise translate(err) from None
 
         return generator
 
     @functools.wraps(fn)
     def plain(*args, **kwargs):  # noqa: ANN202
-        try:
+        with translated():
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:  # noqa: BLE001 - see translate
-            raise translate(err) from None
 
     return plain
 
@@ -252,12 +269,12 @@ def run_lab(
         for i, (done, outputs) in enumerate(frames):
             if abandoned:
                 continue  # the run ends after its current step; nobody is there for its last frame
-            if done or i == 0 or reader.ready():
-                yield outputs
-            elif reader.gone():
-                logger.info("run of session %s stopped: nothing read for %.0f s", key[:8], ABANDON_S)
+            if not (done or i == 0) and reader.gone():
+                logger.info("run of session %s stopped: nobody reads it", key[:8])
                 abandoned = True
                 flag.set()
+            elif done or i == 0 or reader.ready():
+                yield outputs
     finally:
         frames.close()
         STOPS.finish(key, flag)

@@ -22,27 +22,46 @@ from dip_core.io import save_png, to_uint8
 if TYPE_CHECKING:
     from .records import RunData, Track
 
-GIF_SIDE = 192  # each panel of the animation is scaled to this height
+GIF_SIDE = 192  # each panel of the animation is scaled to this height (lower when the strip would be too wide)
+GIF_BAR = 22  # the caption bar above the panels
+GIF_GAP = 6  # between two panels
+#: Every frame of the downloads' GIF fits this box (width, height) in pixels: the panels of a long thin image are
+#: scaled down until the strip fits its width.
+GIF_BOX = (1024, GIF_SIDE + GIF_BAR)
 DOWNLOAD_TTL_S = 3600  # a run's download folder is deleted this long after it was written
 CONFIG_MAX_BYTES = 64 * 1024  # a config JSON the app wrote is about 1 KB
 
 
 def side_by_side(images: list[np.ndarray], caption: str = "") -> np.ndarray:
-    """Float H×W×C images in [0, 1] as one RGB uint8 strip (each scaled to GIF_SIDE high) with a caption bar."""
+    """Float H×W×C images in [0, 1] as one RGB uint8 strip with a caption bar, GIF_BOX in size at most: each image
+    GIF_SIDE high, or all scaled down alike until the strip fits GIF_BOX's width."""
+    sizes = [(max(1, round(img.shape[1] * GIF_SIDE / img.shape[0])), GIF_SIDE) for img in images]
+    room = GIF_BOX[0] - GIF_GAP * (len(images) - 1)
+    if sum(w for w, _ in sizes) > room:
+        shrink = room / sum(w for w, _ in sizes)
+        sizes = [(max(1, int(w * shrink)), max(1, int(h * shrink))) for w, h in sizes]
     panels = []
-    for img in images:
+    for img, (w, h) in zip(images, sizes):
         pil = Image.fromarray(to_uint8(img)).convert("RGB")
-        w = max(1, round(pil.width * GIF_SIDE / pil.height))
-        panels.append(pil.resize((w, GIF_SIDE), Image.NEAREST if pil.height < GIF_SIDE else Image.LANCZOS))
-    gap, bar = 6, 22
-    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
-    strip = Image.new("RGB", (width, GIF_SIDE + bar), "white")
+        panels.append(pil.resize((w, h), Image.NEAREST if pil.height < h else Image.LANCZOS))
+    width = min(GIF_BOX[0], sum(p.width for p in panels) + GIF_GAP * (len(panels) - 1))
+    strip = Image.new("RGB", (width, GIF_BOX[1]), "white")
     x = 0
     for p in panels:
-        strip.paste(p, (x, bar))
-        x += p.width + gap
+        strip.paste(p, (x, GIF_BAR))
+        x += p.width + GIF_GAP
     ImageDraw.Draw(strip).text((4, 3), caption, fill=(20, 20, 20), font=ImageFont.load_default(size=14))
     return np.asarray(strip)
+
+
+def fit_box(frame: np.ndarray) -> np.ndarray:
+    """A uint8 frame scaled down (keeping its aspect) to fit GIF_BOX; as it is when it fits."""
+    h, w = frame.shape[:2]
+    if w <= GIF_BOX[0] and h <= GIF_BOX[1]:
+        return frame
+    pil = Image.fromarray(frame)
+    pil.thumbnail(GIF_BOX, Image.LANCZOS)
+    return np.asarray(pil)
 
 
 def config_dict(run: RunData) -> dict:
@@ -136,7 +155,7 @@ class FrameFiles:
 
 def write_downloads(run: RunData, folder: str | Path | None = None, animation: Sequence[np.ndarray] = ()) -> list[str]:
     """Write every download of a finished (or stopped) run into ``folder`` (by default a new run_folder()); the GIF
-    from ``animation``'s uint8 frames, when there are any."""
+    from ``animation``'s uint8 frames, when there are any, each fitted to GIF_BOX."""
     out = run_folder() if folder is None else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -173,7 +192,7 @@ def write_downloads(run: RunData, folder: str | Path | None = None, animation: S
     files += [out / "log.csv", out / "log.json", out / "config.json"]
     if animation:
         gif = out / "evolution.gif"
-        frames = [Image.fromarray(f) for f in animation]
+        frames = [Image.fromarray(fit_box(f)) for f in animation]
         durations = [120] * (len(frames) - 1) + [2000]
         frames[0].save(gif, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
         files.append(gif)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,15 @@ from dip_core.io import MIN_SIDE, load_image, load_mask
 from dip_core.stopping import noise_sigma
 from dip_core.tasks import TASKS
 
+from .exports import DOWNLOAD_TTL_S, gradio_temp_dir
 from .settings import LIMITS, VANILLA, Limits, default_control
+
+#: Decoded uploads kept (``read_image``), bounded by the bytes of their float arrays, least recently used dropped
+#: first: a 256 px colour image is 0.8 MB, so dozens of visitors' images fit.
+DECODE_CACHE_BYTES = 64 * 2**20
+#: The smallest low-resolution side super-resolution of an already-degraded image takes (the check in
+#: ``dip_core.tasks.sr.SuperResolution.observe``; tests/test_bounds.py holds the two together).
+LOW_RES_MIN_SIDE = 8
 
 
 @dataclass
@@ -60,19 +70,85 @@ def flag(name: str, value: Any) -> bool:
     raise InputError(f"{name} must be true or false, got {shown(value)}")
 
 
-@lru_cache(maxsize=16)
-def _decoded(path: str, real: str, size: int, mtime_ns: int, max_side: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """One file decoded at ``max_side`` (read-only), cached by its resolved path, size, mtime and the side: once per
-    upload, not once per event (describe, run, ...); failures are not cached."""
-    arr, notes = load_image(path, max_side)
+class ByteLRU:
+    """A thread-safe least-recently-used cache bounded by the bytes of its values: putting one evicts the oldest
+    until the total fits ``max_bytes``; a value larger than the whole bound is not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> Any | None:
+        """The value of ``key`` (now the most recently used), or None."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: Hashable, value: Any, size: int) -> bool:
+        """Keep ``value`` (``size`` bytes) under ``key``, evicting the least recently used; False if it is too large."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            self.nbytes -= old[1] if old else 0
+            if size > self.max_bytes:
+                return False
+            while self._items and self.nbytes + size > self.max_bytes:
+                self.nbytes -= self._items.popitem(last=False)[1][1]
+            self._items[key] = (value, size)
+            self.nbytes += size
+            return True
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+#: ``read_image``'s decoded files, keyed by path, resolved path, size, mtime, max side and min side.
+DECODED = ByteLRU(DECODE_CACHE_BYTES)
+
+
+def _decoded(path: str, key: tuple, max_side: int, min_side: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One file decoded at ``max_side`` (read-only), cached (DECODED) by ``key``: its resolved path, size, mtime and
+    the sides: once per upload, not once per event (describe, run, ...); failures are not cached."""
+    found = DECODED.get(key)
+    if found is not None:
+        return found
+    arr, notes = load_image(path, max_side, min_side)
     arr.flags.writeable = False
+    DECODED.put(key, (arr, tuple(notes)), arr.nbytes)
     return arr, tuple(notes)
 
 
-def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
-    """Load an uploaded image (file path, PIL image or array) downscaled to ``max_side``; ``InputError`` if bad.
-    A file path is decoded once per change (a bounded cache) and a fresh copy returned; arrays and PIL images are
-    not."""
+def stale_upload() -> InputError:
+    """What a visitor sees when Gradio has deleted the upload meanwhile (its ``delete_cache``), without its path."""
+    kept = "an hour" if DOWNLOAD_TTL_S == 3600 else f"{DOWNLOAD_TTL_S / 3600:g} hours"
+    return InputError(f"the uploaded image is no longer on the server (uploads are kept for {kept}): upload it again")
+
+
+def _uploaded(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in Gradio's temp folder (where uploads are kept, and deleted after DOWNLOAD_TTL_S)."""
+    root = os.path.realpath(gradio_temp_dir())
+    return os.path.realpath(path).startswith(root + os.sep)
+
+
+def upload_gone(path: str | os.PathLike) -> bool:
+    """Whether ``path`` was an upload that is no longer there."""
+    return _uploaded(path) and not os.path.exists(path)
+
+
+def read_image(path: Any, max_side: int, min_side: int = MIN_SIDE) -> tuple[np.ndarray, list[str]]:
+    """Load an uploaded image (file path, PIL image or array) with both sides ≤ ``max_side`` (refused when its short
+    side would fall under ``min_side``); ``InputError`` if bad. A file path is decoded once per change (a cache
+    bounded in bytes) and a fresh copy returned; arrays and PIL images are not."""
     if path is None or (isinstance(path, str) and not path):
         raise InputError("upload an image or pick an example first")
     if isinstance(path, (str, os.PathLike)):
@@ -80,8 +156,11 @@ def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
             real = os.path.realpath(path)
             st = os.stat(real)
         except (OSError, ValueError):
-            return load_image(path, max_side)  # its own one-line error (no such file, ...)
-        arr, notes = _decoded(os.fspath(path), real, st.st_size, st.st_mtime_ns, int(max_side))
+            if upload_gone(path):
+                raise stale_upload() from None
+            return load_image(path, max_side, min_side)  # its own one-line error (no such file, ...)
+        key = (os.fspath(path), real, st.st_size, st.st_mtime_ns, int(max_side), int(min_side))
+        arr, notes = _decoded(os.fspath(path), key, int(max_side), int(min_side))
         return arr.copy(), list(notes)
     if isinstance(path, np.ndarray):
         if path.dtype.kind not in "fiub":
@@ -92,13 +171,15 @@ def read_image(path: Any, max_side: int) -> tuple[np.ndarray, list[str]]:
         if path.dtype == np.uint8 or arr.max() > 1:
             arr = arr / 255
         path = Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8).squeeze())
-    return load_image(path, max_side)
+    return load_image(path, max_side, min_side)
 
 
 def read_mask(path: Any, size: tuple[int, int]) -> np.ndarray | None:
     """A mask image (white = known) resized (nearest) to ``size`` = (H, W); None when there is none."""
     if path is None or (isinstance(path, str) and not path):
         return None
+    if isinstance(path, (str, os.PathLike)) and upload_gone(path):
+        raise stale_upload()
     return load_mask(path, size)  # a large mask is sampled while decoding, never made float at full size
 
 
@@ -148,8 +229,16 @@ def parse_request(
     width = RunConfig.check("width", limits.width if width is None else width, limits.width_cap)
     lr = RunConfig.check("lr", limits.lr if lr is None else lr)
 
-    factor = spec.observed_scale(level) if observed else 1  # an observed SR image is upscaled: cap the result
-    img, notes = read_image(image, max(8, max_side // factor))
+    side, least = max_side, MIN_SIDE
+    factor = spec.observed_scale(level) if observed else 1
+    if factor > 1:  # an observed SR image is upscaled: its result (factor × the image) must also fit max_side
+        side, least = max_side // factor, LOW_RES_MIN_SIDE
+        if side < least:
+            raise InputError(
+                f"×{factor} super-resolution of an already-degraded image needs a maximum side of at least "
+                f"{least * factor} px (its result is {factor} times the image), got {max_side}"
+            )
+    img, notes = read_image(image, side, least)
     mask_img = read_mask(mask, img.shape[:2]) if spec.needs_mask else None
     if observed:
         built = observed_task(task, img, level, mask=mask_img)

@@ -1,16 +1,26 @@
 """The "Paper experiments" tab: precomputed runs (assets/replays, built by ``python -m benchmarks.replays``)
-played back with no computation but plotting: images, curves, FBC bands and spectrum follow the iteration."""
+played back with no computation but plotting: images, curves, FBC bands and spectrum follow the iteration.
+
+A class opens this tab at once, so its events hold no thread while they wait: they are coroutines that draw a frame
+in one of a few threads of their own (``drawn``), drawn frames are kept (``frame``: forty students playing the
+default pair draw each frame once), and Play sleeps on the event loop, with every player's frames drawn from one
+shared budget (``Pacer``): a crowd pressing Play sees fewer frames, never a slower server."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 import gradio as gr
+from gradio.components.plot import PlotData
 
 from dip_core.lesson import Event, lesson
 from dip_core.replay import Replays, Run
@@ -23,6 +33,16 @@ DEFAULT_EXPERIMENT = "denoise_house"
 #: The default pair: vanilla DIP against the control that holds best at this scale (docs/app.md, Paper experiments)
 DEFAULT_LANE, DEFAULT_OTHER = "lam1", "vanilla"
 PLAY_SECONDS = 0.35  # between frames while playing
+#: Frames per second drawn for all players together: a crowd pressing Play shares them (each player then skips
+#: frames to keep its pace), so Play never takes more than a small part of the server.
+PLAY_FRAMES_PER_S = 12.0
+#: Threads drawing replay frames: scrubs and lessons (VIEW), Play (PLAY); never Gradio's shared pool.
+VIEW_THREADS, PLAY_THREADS = 2, 1
+#: Replay events running at once: views (scrubs, lessons, experiment changes) and players. Each is a coroutine holding
+#: no thread; beyond these they wait in the queue, within demo/turns.py's per-visitor and per-address bounds.
+VIEW_EVENTS, PLAY_EVENTS = 64, 64
+#: Drawn frames kept, their figures as JSON (about 0.2 MB each): more than one whole replay (151 frames).
+FRAME_CACHE = 192
 #: The tab's outputs by name, in the order the ``replay`` endpoint returns them
 REPLAY_OUTPUTS = ("observed", "lane_image", "other_image", "clean", "curves", "spectrum", "readout", "lesson")
 
@@ -198,6 +218,19 @@ def show_replay(
     )
 
 
+def plot_data(figure: Any) -> PlotData:
+    """A Plotly figure as gr.Plot sends it (its JSON, made once per kept frame instead of once per answer)."""
+    return PlotData(type="plotly", plot=figure.to_json())
+
+
+@functools.lru_cache(maxsize=FRAME_CACHE)
+def frame(experiment: str, lane: str, other: str, iteration: int | None, current: int | None = None) -> tuple:
+    """REPLAY_OUTPUTS at ``iteration``, drawn once and kept (read-only: ``replay`` hands out copies)."""
+    out = show_replay(experiment, lane, other, iteration, current)
+    out["curves"], out["spectrum"] = plot_data(out["curves"]), plot_data(out["spectrum"])
+    return tuple(out[k] for k in REPLAY_OUTPUTS)
+
+
 def replay(
     experiment: str = DEFAULT_EXPERIMENT,
     lane: str = DEFAULT_LANE,
@@ -205,18 +238,81 @@ def replay(
     iteration: float | None = None,
 ) -> tuple:
     """The ``replay`` endpoint and the tab's scrubbing: REPLAY_OUTPUTS at ``iteration`` (default: the last)."""
-    out = show_replay(experiment, lane, other, iteration)
-    return tuple(out[k] for k in REPLAY_OUTPUTS)
+    return fresh(frame(experiment, lane, other, None if iteration is None else int(iteration)))
 
 
-def play(experiment: str, lane: str, other: str, iteration: float | None) -> Iterator[tuple]:
-    """Play from the slider's iteration (from the start when it is at the end): the slider, then REPLAY_OUTPUTS."""
+def fresh(outputs: tuple) -> tuple:
+    """Copies of a kept frame's update dicts (Gradio pops their values while sending them)."""
+    return tuple(dict(v) if isinstance(v, dict) else v for v in outputs)
+
+
+_limiters: dict[tuple[str, int], anyio.CapacityLimiter] = {}
+
+
+def limiter(kind: str) -> anyio.CapacityLimiter:
+    """The threads that draw replay frames of ``kind`` (view or play), one set per event loop (a server's)."""
+    key = (kind, id(asyncio.get_running_loop()))
+    if key not in _limiters:
+        _limiters[key] = anyio.CapacityLimiter(PLAY_THREADS if kind == "play" else VIEW_THREADS)
+    return _limiters[key]
+
+
+async def drawn(kind: str, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` in one of the replay tab's own threads of ``kind``; the event itself holds none while waiting."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter(kind))
+
+
+def on_loop(fn: Callable) -> Callable:
+    """``fn`` as a coroutine event that draws in the view threads (``drawn``): the tab's events, by name."""
+
+    @functools.wraps(fn)
+    async def event(*args: Any) -> Any:
+        return await drawn("view", fn, *args)
+
+    return event
+
+
+class Pacer:
+    """One budget of frames per second for every player together: ``turn`` waits for the next free slot."""
+
+    def __init__(self, per_second: float = PLAY_FRAMES_PER_S) -> None:
+        self.gap, self.next, self.lock = 1.0 / per_second, 0.0, threading.Lock()
+
+    def delay(self, now: float) -> float:
+        """Book the next slot from ``now``: the seconds to wait for it."""
+        with self.lock:
+            slot = max(now, self.next)
+            self.next = slot + self.gap
+            return slot - now
+
+    async def turn(self) -> None:
+        await asyncio.sleep(self.delay(time.monotonic()))
+
+
+PACER = Pacer()
+
+
+def play_frames(frames: list[int], start: int, elapsed: float, shown: int) -> int:
+    """The index of the frame to show after ``elapsed`` seconds of playing from ``start`` (one per PLAY_SECONDS), at
+    least the one after ``shown``: a player whose turn came late skips frames to keep its pace."""
+    return min(len(frames) - 1, max(shown + 1, start + int(elapsed / PLAY_SECONDS)))
+
+
+async def play(experiment: str, lane: str, other: str, iteration: float | None) -> AsyncIterator[tuple]:
+    """Play from the slider's iteration (from the start when it is at the end): the slider, then REPLAY_OUTPUTS
+    (the observation, the clean image and the lesson skipped: they do not change while playing)."""
     _, a, _ = check(experiment, lane, other)
     frames = a.frame_iters
     start = 0 if iteration is None or int(iteration) >= frames[-1] else a.frame_index(int(iteration))
-    for it in frames[start:]:
-        yield (it, *replay(experiment, lane, other, it))
-        time.sleep(PLAY_SECONDS)
+    began, index = time.monotonic(), start - 1
+    still = {REPLAY_OUTPUTS.index(k) for k in ("observed", "clean", "lesson")}
+    while index < len(frames) - 1:
+        await PACER.turn()
+        index = play_frames(frames, start, time.monotonic() - began, index)
+        outputs = await drawn("play", frame, experiment, lane, other, frames[index])
+        yield (frames[index], *(gr.skip() if k in still else v for k, v in enumerate(fresh(outputs))))
+        if index < len(frames) - 1:
+            await asyncio.sleep(max(0.0, began + (index - start + 1) * PLAY_SECONDS - time.monotonic()))
 
 
 def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> tuple:
@@ -226,8 +322,7 @@ def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> 
         return (None, gr.skip(), *replay(experiment, lane, other, None))
     n = 0 if current is None or current + 1 >= len(events) else current + 1
     it = events[n].iter
-    out = show_replay(experiment, lane, other, it, current=n)
-    return (n, it, *(out[k] for k in REPLAY_OUTPUTS))
+    return (n, it, *fresh(frame(experiment, lane, other, it, n)))
 
 
 def on_experiment_change(experiment: str, lane: str, other: str) -> tuple:

@@ -3,7 +3,9 @@ demo.frames turns that into what the page shows."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import tempfile
 import threading
 import time
@@ -27,7 +29,18 @@ from .settings import LIMITS, Limits
 SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this many frequencies a side
 #: Stop flags are also files here, so that a run in another process (ZeroGPU's GPU worker) sees a Stop pressed
 #: in the server's process.
-STOP_DIR = Path(tempfile.gettempdir()) / "spectral-bias-lab-stops"
+STOP_DIR_ENV = "SPECTRAL_BIAS_LAB_STOP_DIR"
+
+
+def stop_dir() -> Path:
+    """This server's folder of stop flags: made once, private (mode 0700, a fresh name in the temp folder: nobody else
+    on the machine can own or fill it), and passed to child processes (ZeroGPU's worker) through the environment."""
+    if not os.environ.get(STOP_DIR_ENV):
+        os.environ[STOP_DIR_ENV] = tempfile.mkdtemp(prefix="spectral-bias-lab-stops-")
+    return Path(os.environ[STOP_DIR_ENV])
+
+
+STOP_DIR = stop_dir()
 #: A run with a GPU time limit ends this many seconds before it, to send its last frame and downloads.
 GPU_RESERVE_S = 3.0
 
@@ -163,6 +176,15 @@ class Latest:
             if item is None and self._error is not None:
                 raise self._error
             return item
+
+
+def on_event_loop() -> bool:
+    """Whether this thread is running an asyncio event loop (the server's: nothing there may wait for a step)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class LabRun:
@@ -313,7 +335,8 @@ class LabRun:
                 yield data
         finally:
             self.abandoned = True  # the caller stopped reading: _cancelled ends the run at its next step
-            worker.join()
+            if not on_event_loop():  # Gradio closes a cancelled stream on its event loop: never wait there
+                worker.join()
 
     # ------------------------------------------------------------------ what it reached
 

@@ -7,19 +7,28 @@ queue by ``demo.app.make_app``) admits each event as it joins:
 
 - a live run (the ``run`` endpoint): at most PER_SESSION per visitor (browser tab or API client) waiting or running,
   at most ADDRESS_SHARE per client address, and at most LIVE_WAITING waiting in all;
-- any other event: at most OTHER_PER_SESSION waiting per visitor and OTHER_WAITING in all (replays never wait: they
-  run as soon as they join, in their own group without a limit).
+- any other event: at most OTHER_PER_SESSION waiting per visitor, OTHER_PER_ADDRESS per address and OTHER_WAITING in
+  all (replays hold no thread while they wait: demo/replays.py).
 
-A refused event is answered at once as a finished event with one line of ours (the browser shows it as an error,
-``gradio_client`` raises ``AppError``), so it never takes a place in the queue.
+Addresses are normalised (an IPv4-mapped IPv6 address is its IPv4 address, an IPv6 address is its /64 network), so
+one visitor cannot pose as many. A refused event is answered at once as a finished event with one line of ours (the
+browser shows it as an error, ``gradio_client`` raises ``AppError``), so it never takes a place in the queue.
+
+Gradio keeps the message queues of MAX_SESSIONS visitors and evicted the oldest, waiting or not, so a script joining
+with fresh session hashes could silence every waiting visitor. Here a visitor with an event waiting or running is never
+evicted, the others in the order of their last use (``Sessions``); a new session hash is admitted only within its
+address's NEW_SESSIONS budget (beyond it the join is answered HTTP 429 and registers nothing); and a message for a
+session that is gone is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +46,15 @@ PER_SESSION = 1
 #: Other events (uploads described, task changes, configs loaded, replays) waiting per visitor and in all.
 OTHER_PER_SESSION = 8
 OTHER_WAITING = 256
+#: ... and per client address: half of them, so one address (a script, or a whole school behind one) leaves the
+#: other half to everybody else.
+OTHER_PER_ADDRESS = OTHER_WAITING // 2
+#: Visitors whose message queues the server keeps (Gradio's own number); only idle ones are ever evicted.
+MAX_SESSIONS = 2000
+#: New session hashes one address may open: a burst of NEW_SESSIONS (a class of 40 behind one school address, each
+#: reloading twice), then one per NEW_SESSION_S seconds. Beyond it a join is refused before anything is built for it.
+NEW_SESSIONS = 120
+NEW_SESSION_S = 1.0
 #: How many proxies in front of the app append to X-Forwarded-For. On a Hugging Face Space (SPACE_ID is set) it is 1:
 #: the right-most entry is the one Hugging Face's proxy added, the address that reached it, which a visitor cannot
 #: forge (entries to its left come from the visitor's own request). Elsewhere 0: the socket's peer address.
@@ -44,8 +62,11 @@ PROXY_HOPS_ENV = "SPECTRAL_BIAS_LAB_PROXY_HOPS"
 #: A live run whose visitor has left this many messages unread gets no new frame until it reads them (frames are
 #: dropped, never queued without end) ...
 MAX_BACKLOG = 3
-#: ... and is stopped when none of them has been read for this many seconds (tab closed, stream never opened).
+#: ... and is stopped when its stream was closed (tab closed), when none of them was read this many seconds after
+#: the first one (the stream was never opened) ...
 ABANDON_S = 6.0
+#: ... or when a stream that did read has read nothing for this long (a slow reader loses frames, not its run).
+STALLED_S = 60.0
 
 BUSY = "a run of yours is already {what}: press Stop to end it (or wait for it) before starting another"
 ADDRESS_FULL = (
@@ -56,7 +77,9 @@ LIVE_FULL = (
     "replays the paper's runs meanwhile"
 )
 OTHER_FULL = "too many requests from you are waiting: wait for them to finish"
+ADDRESS_BUSY = "too many requests from your network address are waiting: try again in a minute"
 SERVER_BUSY = "the server is busy: try again in a minute"
+NEW_SESSIONS_FULL = "too many new sessions from your network address: wait a minute, or reuse the page you have open"
 
 
 def proxy_hops() -> int:
@@ -67,14 +90,34 @@ def proxy_hops() -> int:
     return 1 if os.environ.get("SPACE_ID") else 0
 
 
+def normal_address(text: str) -> str:
+    """One name per visitor: an IPv4 address as it is, an IPv4-mapped IPv6 address as its IPv4 address, an IPv6
+    address as its /64 network (one visitor's line holds all of them), anything else lower-cased, 64 characters."""
+    text = text.strip().lower()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":")[0]
+    try:
+        ip = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return text[:64] or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def client_address(headers: Mapping[str, str] | None, peer: str | None, hops: int) -> str:
-    """The visitor's address: the ``hops``-th X-Forwarded-For entry from the right (the one the nearest trusted
-    proxy saw), else the socket's peer. A visitor can prepend entries but not change those a proxy appended."""
+    """The visitor's address (``normal_address``): the ``hops``-th X-Forwarded-For entry from the right (the one the
+    nearest trusted proxy saw), else the socket's peer. A visitor can prepend entries but not change those a proxy
+    appended."""
     if hops > 0 and headers is not None:
-        forwarded = [a.strip() for a in (headers.get("x-forwarded-for") or "").split(",") if a.strip()]
+        forwarded = [a.strip() for a in (headers.get("x-forwarded-for") or "")[:4096].split(",") if a.strip()]
         if len(forwarded) >= hops:
-            return forwarded[-hops][:64]
-    return (peer or "unknown")[:64]
+            return normal_address(forwarded[-hops])
+    return normal_address(peer or "unknown")
 
 
 def request_address(request: Any, hops: int | None = None) -> str:
@@ -83,6 +126,63 @@ def request_address(request: Any, hops: int | None = None) -> str:
     headers = getattr(request, "headers", None)
     client = getattr(request, "client", None)
     return client_address(headers, getattr(client, "host", None), hops)
+
+
+class Sessions(OrderedDict):
+    """Gradio's table of message queues per session, bounded at ``max_size`` like Gradio's own and kept in the order of
+    last use (a join, a message sent), but evicting the least recently used session with no event waiting or running
+    (``active()`` names those), never one a visitor waits on."""
+
+    def __init__(self, active: Callable[[], set[str]], max_size: int = MAX_SESSIONS) -> None:
+        super().__init__()
+        self.active, self.max_size = active, max_size
+
+    def idle(self) -> str | None:
+        """The least recently used session with nothing waiting or running (None: every kept session is busy)."""
+        busy = self.active()
+        return next((key for key in self if key not in busy), None)
+
+    def full(self) -> bool:
+        """True when a new session could only be kept by evicting a busy one."""
+        return len(self) >= self.max_size and self.idle() is None
+
+    def touch(self, key: str | None) -> None:
+        """``key`` was just used: the last to be evicted."""
+        if key in self:
+            self.move_to_end(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self:
+            self.move_to_end(key)
+        elif len(self) >= self.max_size and (oldest := self.idle()) is not None:
+            del self[oldest]
+        super().__setitem__(key, value)
+
+
+class NewSessions:
+    """Per address, a budget of new session hashes: ``burst`` at once, then one every ``period`` seconds (a token
+    bucket; idle addresses are forgotten beyond ``remembered`` of them)."""
+
+    def __init__(
+        self,
+        burst: int = NEW_SESSIONS,
+        period: float = NEW_SESSION_S,
+        clock: Callable[[], float] = time.monotonic,
+        remembered: int = 10_000,
+    ) -> None:
+        self.burst, self.period, self.clock, self.remembered = burst, period, clock, remembered
+        self.tokens: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address → (tokens, when)
+
+    def take(self, address: str) -> bool:
+        """Spend one of ``address``'s new sessions; False when it has none left (nothing is spent then)."""
+        now = self.clock()
+        tokens, when = self.tokens.pop(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) / self.period)
+        ok = tokens >= 1
+        self.tokens[address] = (tokens - 1 if ok else tokens, now)
+        while len(self.tokens) > self.remembered:
+            self.tokens.popitem(last=False)
+        return ok
 
 
 class Turns:
@@ -101,7 +201,8 @@ class Turns:
         self.waiting, self.share, self.per_session = waiting, share, per_session
         self.hops = proxy_hops() if hops is None else hops
         self.joining: list[tuple[bool, str, str]] = []  # (live, session, address) of events being pushed right now
-        self.refused = 0
+        self.refused = self.refused_new = 0
+        self.new_sessions = NewSessions()
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, seen at the first push
 
     @property
@@ -109,17 +210,33 @@ class Turns:
         return self.blocks._queue
 
     def install(self) -> Turns:
-        """Replace the queue's ``push`` with ours (Gradio's own size limit is turned off: ours are per kind)."""
+        """Replace the queue's ``push`` with ours (Gradio's own size limit is turned off: ours are per kind), its table
+        of sessions with ``Sessions``, and its ``send_message`` with one that drops messages for a session that is
+        gone (Gradio's raises ``KeyError`` inside its queue loop)."""
         queue = self.queue
         queue.max_size = None
-        original = queue.push
+        original, send = queue.push, queue.send_message
 
         async def push(body, request, username):  # noqa: ANN001, ANN202 - Gradio's signature
             return await self.push(original, body, request, username)
 
-        queue.push = push
+        def send_message(event, message):  # noqa: ANN001, ANN202 - Gradio's signature
+            if event.session_hash not in sessions:
+                event.alive = False  # nobody can read it any more
+                return None
+            sessions.touch(event.session_hash)
+            return send(event, message)
+
+        sessions = Sessions(self.active_sessions)
+        sessions.update(queue.pending_messages_per_session)
+        queue.pending_messages_per_session = sessions
+        queue.push, queue.send_message = push, send_message
         self.blocks._spectral_turns = self
         return self
+
+    def active_sessions(self) -> set[str]:
+        """The sessions with an event waiting or running (or being pushed right now)."""
+        return {e.session_hash for _, _, e in self.events()} | {s for _, s, _ in self.joining}
 
     # ------------------------------------------------------------------ what the queue holds
 
@@ -152,9 +269,11 @@ class Turns:
             if n_waiting >= self.waiting:
                 return LIVE_FULL.format(n=n_waiting)
             return None
-        others = [(running, s) for lv, running, s, _ in held if not lv and not running]
-        if sum(1 for _, s in others if s == session) >= OTHER_PER_SESSION:
+        others = [(s, a) for lv, running, s, a in held if not lv and not running]
+        if sum(1 for s, _ in others if s == session) >= OTHER_PER_SESSION:
             return OTHER_FULL
+        if sum(1 for _, a in others if a == address) >= OTHER_PER_ADDRESS:
+            return ADDRESS_BUSY
         if len(others) >= OTHER_WAITING:
             return SERVER_BUSY
         return None
@@ -164,15 +283,29 @@ class Turns:
         return any(lv and e.session_hash == session and (running is None or r == running) for lv, r, e in self.events())
 
     async def push(self, original: Any, body: Any, request: Any, username: str | None) -> tuple:
-        """Admit the event (Gradio's push) or answer it at once with our refusal."""
+        """Admit the event (Gradio's push) or answer it at once with our refusal. A session hash the queue does not
+        know yet is first charged to its address's ``NewSessions`` budget: beyond it, or when every kept session is
+        busy, the join is answered with an HTTP error and nothing is registered for it."""
+        from fastapi import HTTPException
         from gradio import route_utils
 
         self.loop = asyncio.get_running_loop()
+        address = request_address(request, self.hops)
+        sessions = self.queue.pending_messages_per_session
+        if isinstance(sessions, Sessions):
+            sessions.touch(body.session_hash)
+        if body.session_hash is None or body.session_hash not in sessions:
+            if not self.new_sessions.take(address):
+                self.refused_new += 1
+                raise HTTPException(status_code=429, detail=NEW_SESSIONS_FULL)
+            if isinstance(sessions, Sessions) and sessions.full():
+                self.refused_new += 1
+                raise HTTPException(status_code=503, detail=SERVER_BUSY)
         try:
             fn = route_utils.get_fn(self.blocks, None, body)
         except Exception:  # noqa: BLE001 - an unknown function: Gradio's own push answers it
             return await original(body, request, username)
-        live, address = self.is_live(fn), request_address(request, self.hops)
+        live = self.is_live(fn)
         # no session hash (the /call/ API): a fresh one per request, so the address share still holds it
         session = body.session_hash or f"no-session-{id(body)}"
         why = self.refusal(live, session, address)
@@ -224,6 +357,17 @@ class Turns:
         if self.loop is not None and messages is not None:
             self.loop.call_soon_threadsafe(drain)
 
+    def closed(self, session: str) -> bool:
+        """Whether ``session``'s stream is gone: its message queue dropped, or its running live run marked dead (Gradio
+        marks a session's events so when its stream disconnects)."""
+        if session not in self.queue.pending_messages_per_session:
+            return True
+        return any(
+            self.is_live(e.fn) and e.session_hash == session and not e.alive
+            for job in self.queue.active_jobs
+            for e in job or ()
+        )
+
     def backlog(self, session: str | None) -> int:
         """Messages of ``session`` the visitor has not read yet (frames, heartbeats)."""
         if not session:
@@ -243,12 +387,15 @@ def turns_of(request: gr.Request | None) -> Turns | None:
 
 
 class Reader:
-    """Whether the visitor of a live run still reads it: frames wait while MAX_BACKLOG messages are unread, and
-    the run is abandoned when none was read for ABANDON_S seconds."""
+    """Whether the visitor of a live run still reads it: frames wait while MAX_BACKLOG messages are unread (a slow
+    reader loses frames, never the run's end); the run is abandoned when the visitor's stream was closed, when the
+    first messages were not read within ABANDON_S (no stream was ever opened), or when a stream that read has read
+    nothing for STALLED_S."""
 
     def __init__(self, turns: Turns | None, session: str | None, clock: Any = time.monotonic) -> None:
         self.turns, self.session, self.clock = turns, session, clock
-        self.last_backlog, self.last_read = 0, clock()
+        self.last_backlog, self.last_read = 1, clock()  # the first frame is sent before the first question
+        self.has_read = False
         self.dropped = 0
 
     def ready(self) -> bool:
@@ -256,7 +403,9 @@ class Reader:
         if self.turns is None:
             return True
         backlog, now = self.turns.backlog(self.session), self.clock()
-        if backlog < self.last_backlog or backlog == 0:
+        if backlog < self.last_backlog:
+            self.last_read, self.has_read = now, True
+        elif backlog == 0:
             self.last_read = now
         self.last_backlog = backlog
         if backlog >= MAX_BACKLOG:
@@ -265,5 +414,10 @@ class Reader:
         return True
 
     def gone(self) -> bool:
-        """True when nothing has been read for ABANDON_S seconds while messages wait."""
-        return self.turns is not None and self.last_backlog > 0 and self.clock() - self.last_read > ABANDON_S
+        """True when nobody will read the run any more (see the class's docstring)."""
+        if self.turns is None or not self.session:
+            return False
+        if self.turns.closed(self.session):
+            return True
+        patience = STALLED_S if self.has_read else ABANDON_S
+        return self.last_backlog > 0 and self.clock() - self.last_read > patience

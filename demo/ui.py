@@ -6,6 +6,7 @@ import inspect
 import math
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from dip_core import InputError
 from dip_core.config import choices, limits
@@ -15,11 +16,9 @@ from dip_core.tasks import TASKS
 from . import events, replays
 from .examples import ASSETS, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
+from .guards import MAX_UPLOAD, MAX_UPLOAD_BYTES, RequestGuard, bound_component, data_url_file, remote_url
 from .inputs import number
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS, default_control
-
-#: The largest file a visitor may upload (an image or a config JSON): a 24-megapixel photo as PNG is about 20 MB.
-MAX_UPLOAD = "20mb"
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -84,22 +83,27 @@ def image_input(**kwargs) -> gr.Image:
     """A gr.Image (type filepath) that hands uploads to dip_core untouched, so bad files get one-line errors.
 
     gr.Image would open the file with PIL first and fail with a traceback; an instance attribute replaces its
-    ``preprocess`` (subclassing a gradio component would write a .pyi stub next to this file).
+    ``preprocess`` (subclassing a gradio component would write a .pyi stub next to this file). An image sent as a
+    data URL is bounded as an upload is (MAX_UPLOAD, then dip_core's pixel bounds from its header); one given by a
+    remote URL is refused, never fetched (``bound_component``).
     """
     # image_mode=None: with Gradio's default ("RGB"), once an example had been clicked every later upload reached
     # the app re-encoded as RGB (a grey photo ran as colour); files must arrive as the user made them
     image = gr.Image(type="filepath", image_mode=None, **kwargs)
-    default = image.preprocess
 
-    def preprocess(payload):
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
         if payload is None or payload.path:
             return None if payload is None else str(payload.path)
-        try:  # a data URL
-            return default(payload)
-        except Exception:  # noqa: BLE001 - not an image
-            raise gr.Error("the uploaded data is not a readable image", print_exception=False) from None
+        url = payload.url or ""
+        try:
+            if not url.startswith("data:"):
+                raise remote_url(url)
+            return data_url_file(url, image.GRADIO_CACHE, MAX_UPLOAD_BYTES)
+        except InputError as err:
+            raise gr.Error(str(err), print_exception=False) from None
 
     image.preprocess = preprocess
+    bound_component(image)
     return image
 
 
@@ -244,31 +248,40 @@ def _replay_tab() -> dict:
 
 
 def _wire_replays(r: dict) -> None:
-    """Replays use no GPU and never wait behind live runs: their own concurrency group without a limit, so an event
-    starts at once and never sits in the queue (whose size, shared by every event, would otherwise fill up)."""
-    now = dict(concurrency_id="replay", concurrency_limit=None, show_progress="hidden")
-    g = events.guarded
+    """Replays use no GPU and never wait behind live runs: groups of their own (views; Play), bounded, whose events are
+    coroutines that hold no thread while they wait and draw in the tab's own threads (demo/replays.py)."""
+    view_ = dict(concurrency_id="replay", concurrency_limit=replays.VIEW_EVENTS, show_progress="hidden")
+    g, on_loop = events.guarded, replays.on_loop
     view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
     shown_ = [r[k] for k in replays.REPLAY_OUTPUTS]
-    r["iteration"].release(g(replays.replay), view, shown_, api_name="replay", **now)
-    r["iteration"].input(g(replays.replay), view, shown_, api_visibility="private", trigger_mode="always_last", **now)
+    scrub = g(on_loop(replays.replay))
+    r["iteration"].release(scrub, view, shown_, api_name="replay", **view_)
+    r["iteration"].input(scrub, view, shown_, api_visibility="private", trigger_mode="always_last", **view_)
     for name in ("lane", "other"):
-        r[name].input(g(replays.replay), view, shown_, api_visibility="private", **now)
+        r[name].input(scrub, view, shown_, api_visibility="private", **view_)
     r["experiment"].input(
-        g(replays.on_experiment_change),
+        g(on_loop(replays.on_experiment_change)),
         view[:3],
         [r["iteration"], r["current"], *shown_],
         api_visibility="private",
-        **now,
+        **view_,
     )
     r["next"].click(
-        g(replays.next_lesson),
+        g(on_loop(replays.next_lesson)),
         [*view[:3], r["current"]],
         [r["current"], r["iteration"], *shown_],
         api_visibility="private",
-        **now,
+        **view_,
     )
-    playing = r["play"].click(g(replays.play), view, [r["iteration"], *shown_], api_visibility="private", **now)
+    playing = r["play"].click(
+        g(replays.play),
+        view,
+        [r["iteration"], *shown_],
+        api_visibility="private",
+        concurrency_id="replay_play",
+        concurrency_limit=replays.PLAY_EVENTS,
+        show_progress="hidden",
+    )
     r["pause"].click(None, None, None, cancels=[playing], api_visibility="private")
 
 
@@ -328,6 +341,7 @@ def _controls() -> dict:
             elem_id="editor",
             brush=gr.Brush(colors=["#ff2d95"], color_mode="fixed", default_size=10),
         )
+        bound_component(w["editor"])  # its component server and preprocess: bounded (demo.inputs EDITOR_*)
     w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
@@ -375,6 +389,7 @@ def _controls() -> dict:
         w["run"] = gr.Button("Run", variant="primary", elem_id="run")
         w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
     w["load"] = gr.UploadButton("Load a config JSON", file_types=[".json"], size="sm", elem_id="load")
+    bound_component(w["load"])  # a config given by URL is refused, not fetched
     return w
 
 
@@ -451,7 +466,12 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
 
 
 def launch_options() -> dict:
-    """Keyword arguments of ``demo.launch`` shared by app.py and the tests."""
+    """Keyword arguments of ``demo.launch`` shared by app.py and the tests (``RequestGuard`` in front of the app)."""
     return dict(
-        css=CSS, theme=gr.themes.Soft(primary_hue="indigo"), ssr_mode=False, show_error=True, max_file_size=MAX_UPLOAD
+        css=CSS,
+        theme=gr.themes.Soft(primary_hue="indigo"),
+        ssr_mode=False,
+        show_error=True,
+        max_file_size=MAX_UPLOAD,
+        app_kwargs=dict(middleware=[Middleware(RequestGuard)]),
     )

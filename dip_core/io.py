@@ -23,7 +23,8 @@ T = TypeVar("T")
 #: ≤ 261 MB; at 50 MP every case of benchmarks/decode_memory.py took ≤ 1.32 s and ≤ 207 MB over the idle process.
 #: A 50-megapixel camera's 8160×6120 photo still fits.
 MAX_PIXELS = 50_000_000
-#: The smallest image side the decoder takes (its coarsest grid must keep ≥ 2×2 pixels); downscaling keeps it.
+#: The smallest image side the decoder takes (its coarsest grid must keep ≥ 2×2 pixels). Downscaling to a maximum
+#: side never goes under it: an image that would (longer than max_side : MIN_SIDE, e.g. 8:1 at 128 px) is refused.
 MIN_SIDE = 16
 #: Pre-reduction rule: an image is first shrunk by an integer factor (JPEG DCT scaling, then ``Image.reduce``
 #: on 8-bit data) only as far as it keeps ``PRE_MARGIN``× its final size, i.e. when its long side is
@@ -117,32 +118,40 @@ def _bands(
         yield y, Image.fromarray(np.clip(a / div, 0, 1).astype(np.float32), mode="F")
 
 
-def _scale(w: int, h: int, max_side: int, min_side: int) -> tuple[float, str] | None:
-    """``resize_max_side``'s scale for a w×h image and its note's tail; None when it leaves the image as it is."""
-    scale = max_side / max(h, w)
-    kept = ""
-    if round(min(h, w) * scale) < min_side:
-        scale = min_side / min(h, w)
-        kept = f"; the shorter side kept at the {min_side} px minimum"
-        if scale >= 1:  # already at or under the minimum: left as it is (and refused in its own size)
-            return None
-    return scale, kept
+def _scale(w: int, h: int, max_side: int, min_side: int) -> float | None:
+    """``resize_max_side``'s scale for a w×h image, None when it already fits (both sides ≤ ``max_side``);
+    ``InputError`` when it is thinner than ``min_side`` or bringing it to ``max_side`` would make it so."""
+    long, short = max(w, h), min(w, h)
+    if long <= max_side:
+        return None
+    if short < min_side:  # refused in its own size, as the tasks refuse it (tasks.base.check_size)
+        raise InputError(f"image is {w}×{h} pixels; the smallest supported side is {min_side} pixels")
+    if max_side < min_side:
+        raise InputError(f"the maximum side ({max_side} px) is under the smallest supported side ({min_side} px)")
+    scale = max_side / long
+    if round(short * scale) < min_side:
+        raise InputError(
+            f"image is {w}×{h} pixels: brought to {max_side} px on its long side, its short side would be under "
+            f"{min_side} px; crop it to an aspect ratio of at most {max_side / min_side:g}:1"
+        )
+    return scale
 
 
-def _reduction(w: int, h: int, max_side: int | None) -> int:
+def _reduction(w: int, h: int, max_side: int | None, min_side: int = MIN_SIDE) -> int:
     """The integer factor a w×h image may be shrunk by before the exact resize to ``max_side`` (1: none): the
-    largest that keeps ``PRE_MARGIN``× the final size on both sides."""
-    if not max_side or max(w, h) <= max_side or (found := _scale(w, h, max_side, MIN_SIDE)) is None:
+    largest that keeps ``PRE_MARGIN``× the final size; ``InputError`` when ``_scale`` refuses the image."""
+    if not max_side or _scale(w, h, max_side, min_side) is None:
         return 1
-    by_short = bool(found[1])  # the short side is held at MIN_SIDE: it sets the scale
-    return int(max(1, min(w, h) // (PRE_MARGIN * MIN_SIDE) if by_short else max(w, h) // (PRE_MARGIN * max_side)))
+    return int(max(1, max(w, h) // (PRE_MARGIN * max_side)))
 
 
-def _load_reduced(im: Image.Image, factor: int, max_side: int, draft: bool) -> tuple[np.ndarray, str]:
+def _load_reduced(
+    im: Image.Image, factor: int, max_side: int, draft: bool, min_side: int = MIN_SIDE
+) -> tuple[np.ndarray, str]:
     """``im`` shrunk by ``factor`` while decoding (JPEG draft, then ``Image.reduce`` band by band on 8-bit data),
     then Lanczos-resized to ``resize_max_side``'s exact size and turned upright by its EXIF orientation."""
     w, h = im.size
-    scale, kept = _scale(w, h, max_side, MIN_SIDE) or (1.0, "")
+    scale = _scale(w, h, max_side, min_side) or 1.0
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     done = 1
     if draft and im.format == "JPEG":
@@ -170,7 +179,7 @@ def _load_reduced(im: Image.Image, factor: int, max_side: int, draft: bool) -> t
     out = np.clip(np.stack(chans, axis=2), 0, 1).astype(np.float32)
     if upright in _SWAPS:
         w, h = h, w
-    return out, f"resized from {w}×{h} to {out.shape[1]}×{out.shape[0]} (maximum side {max_side} px{kept})"
+    return out, f"resized from {w}×{h} to {out.shape[1]}×{out.shape[0]} (maximum side {max_side} px)"
 
 
 @contextlib.contextmanager
@@ -238,27 +247,51 @@ def _upright_array(im: Image.Image) -> np.ndarray:
     return _to_array(im)
 
 
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as shown upright, from its header (its EXIF orientation read only where
+    the header already holds it: nothing is decoded)."""
+    w, h = im.size
+    if "exif" in im.info and _UPRIGHT.get(im.getexif().get(0x0112, 1)) in _SWAPS:
+        return h, w
+    return w, h
+
+
+def image_size(source: str | os.PathLike | bytes | Image.Image, max_side: int | None = None) -> tuple[int, int]:
+    """An image's upright (width, height) from its header alone, nothing decoded; ``InputError`` where
+    ``load_image(source, max_side)`` would refuse it before decoding (not an image, over MAX_PIXELS, too thin)."""
+
+    def body(im: Image.Image, _ours: bool) -> tuple[int, int]:
+        w, h = _upright_size(im)
+        if max_side:
+            _scale(w, h, max_side, MIN_SIDE)
+        return w, h
+
+    return _decode(source, body)[0]
+
+
 def load_image(
-    source: str | os.PathLike | bytes | Image.Image, max_side: int | None = None
+    source: str | os.PathLike | bytes | Image.Image, max_side: int | None = None, min_side: int = MIN_SIDE
 ) -> tuple[np.ndarray, list[str]]:
     """Read a file, bytes or PIL image into H×W×C float32 in [0, 1], applying EXIF rotation.
 
     Returns the array and a list of notes for the user (resized, first frame of an animation, ...).
     Raises ``InputError`` with a one-line message for anything that is not a readable image.
-    An image ≥ 2·PRE_MARGIN × ``max_side`` is shrunk while decoding (never converted to float at full size).
+    With ``max_side`` both sides end ≤ ``max_side``: a larger image is scaled down, and one whose short side would
+    then fall under ``min_side`` is refused from its header (``_scale``). An image ≥ 2·PRE_MARGIN × ``max_side`` is
+    shrunk while decoding (never converted to float at full size).
     """
 
     def body(im: Image.Image, ours: bool) -> tuple[np.ndarray, str | None]:
-        factor = _reduction(*im.size, max_side)
+        factor = _reduction(*_upright_size(im), max_side, min_side)  # refuses a too thin image before decoding
         if factor > 1 and max_side:
-            return _load_reduced(im, factor, max_side, draft=ours)
+            return _load_reduced(im, factor, max_side, ours, min_side)
         return _upright_array(im), None
 
     (arr, note), notes = _decode(source, body)
     if note:
         notes.append(note)
     elif max_side and max(arr.shape[:2]) > max_side:
-        arr, note = resize_max_side(arr, max_side, MIN_SIDE)
+        arr, note = resize_max_side(arr, max_side, min_side)
         notes += [note] if note else []
     return arr, notes
 
@@ -307,21 +340,19 @@ def _nearest_gray(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_max_side(img: np.ndarray, max_side: int, min_side: int = 1) -> tuple[np.ndarray, str]:
-    """Downscale (Lanczos) so the longer side is ``max_side``, but never the shorter side below ``min_side``
-    (a long thin image keeps its short side, and its long side stays over ``max_side``); returns the image and a note.
-    """
+    """Downscale (Lanczos) so both sides are ≤ ``max_side`` (the longer one becomes it); returns the image and a
+    note. ``InputError`` when the shorter side is, or would become, under ``min_side`` (crop a long thin image)."""
     h, w = img.shape[:2]
-    found = _scale(w, h, max_side, min_side)
-    if found is None:
+    scale = _scale(w, h, max_side, min_side)
+    if scale is None:
         return img, ""
-    scale, kept = found
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     chans = [
         np.asarray(Image.fromarray(img[:, :, c].astype(np.float32), mode="F").resize((nw, nh), Image.LANCZOS))
         for c in range(img.shape[2])
     ]
     out = np.clip(np.stack(chans, axis=2), 0, 1).astype(np.float32)
-    return out, f"resized from {w}×{h} to {nw}×{nh} (maximum side {max_side} px{kept})"
+    return out, f"resized from {w}×{h} to {nw}×{nh} (maximum side {max_side} px)"
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

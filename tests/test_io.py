@@ -80,17 +80,28 @@ def test_max_side_resizes_with_a_note(tmp_path):
     assert small.shape == (5, 10, 1) and note
 
 
-def test_downscaling_keeps_the_short_side_and_refuses_in_the_uploaded_size(tmp_path):
-    """A 300×17 photo is not shrunk below the 16 px minimum (it once became 128×7 and was refused as such);
-    one already thinner than that is left alone and refused in the size the user uploaded."""
+def test_downscaling_bounds_both_sides_and_refuses_a_thin_image_in_the_uploaded_size(tmp_path):
+    """Both sides end ≤ max_side: a 300×17 photo brought to 128 px would be 128×7, so it is refused (it once kept
+    its short side and stayed 282 px long); one already thinner than 16 px is refused in its own size."""
     Image.new("RGB", (300, 17), (10, 20, 30)).save(tmp_path / "thin.png")
-    arr, notes = load_image(tmp_path / "thin.png", max_side=128)
-    assert arr.shape == (16, 282, 3) and "to 282×16" in notes[0]
+    with pytest.raises(InputError) as err:
+        load_image(tmp_path / "thin.png", max_side=128)
+    assert str(err.value) == (
+        "image is 300×17 pixels: brought to 128 px on its long side, its short side would be under 16 px; "
+        "crop it to an aspect ratio of at most 8:1"
+    )
     Image.new("RGB", (300, 10), (10, 20, 30)).save(tmp_path / "thinner.png")
-    arr, notes = load_image(tmp_path / "thinner.png", max_side=128)
+    with pytest.raises(InputError, match=r"^image is 300×10 pixels; the smallest supported side is 16 pixels$"):
+        load_image(tmp_path / "thinner.png", max_side=128)
+    arr, notes = load_image(tmp_path / "thinner.png")  # no max_side: as it is, and refused by the task
     assert arr.shape == (10, 300, 3) and not notes
     with pytest.raises(InputError, match="image is 300×10 pixels"):
         make_task("denoise", arr)
+    Image.new("RGB", (128, 16), (10, 20, 30)).save(tmp_path / "fits.png")  # already fits: unchanged
+    arr, notes = load_image(tmp_path / "fits.png", max_side=128)
+    assert arr.shape == (16, 128, 3) and not notes
+    with pytest.raises(InputError, match="short side would be under 16 px"):
+        resize_max_side(np.zeros((16, 300, 1), np.float32), 128, dio.MIN_SIDE)
 
 
 @pytest.mark.parametrize(
@@ -250,8 +261,8 @@ def test_read_image_decodes_a_file_once_and_returns_copies(tmp_path, monkeypatch
 
     calls = []
     real = inputs.load_image
-    monkeypatch.setattr(inputs, "load_image", lambda p, s: calls.append((p, s)) or real(p, s))
-    inputs._decoded.cache_clear()
+    monkeypatch.setattr(inputs, "load_image", lambda p, s, m: calls.append((p, s)) or real(p, s, m))
+    inputs.DECODED.clear()
     path = tmp_path / "u.png"
     _photo(300, 200).save(path)
     a, notes = inputs.read_image(str(path), 64)
@@ -263,4 +274,4 @@ def test_read_image_decodes_a_file_once_and_returns_copies(tmp_path, monkeypatch
     inputs.read_image(str(path), 64)
     inputs.read_image(Image.open(path), 64)  # PIL images (and arrays) are not cached
     assert len(calls) == 4
-    inputs._decoded.cache_clear()
+    inputs.DECODED.clear()

@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 from helpers import wait_for
 
 from benchmarks import load
-from demo import events, turns
+from demo import events, guards, turns
 from demo.exports import read_config, write_downloads
 from demo.frames import stream
 from demo.inputs import parse_request
@@ -223,6 +223,11 @@ PUBLIC_ROWS = (
     "more live runs from one address than half the queue",
     "a full live queue",
     "an error the app did not foresee",
+    "more new sessions from one address than its budget (120 at once, then one a second: a script joining with fresh "
+    "session hashes)",
+    "more waiting requests (replays, uploads described, …) from one address than half of the 256 waiting places",
+    "a request body over 21 MB (a queue join's JSON, a mask-editor call)",
+    "a direct REST call to a queued endpoint (`POST /gradio_api/run/replay`)",
 )
 HUGE = 10**400
 RUN_ROWS = [
@@ -315,3 +320,190 @@ def test_an_error_the_app_did_not_foresee_is_one_line_of_ours():
 
     assert message_of(events.guarded(broken)) == events.INTERNAL.format(kind="KeyError")
     assert message_of(events.guarded(broken_stream)) == events.INTERNAL.format(kind="FileNotFoundError")
+
+
+# ---------------------------------------------------------------- a classroom (issue 32): addresses, sessions, readers
+
+
+def test_addresses_are_normalised_and_ipv6_is_one_visitor_per_64():
+    assert turns.normal_address("203.0.113.9") == "203.0.113.9"
+    assert turns.normal_address(" 203.0.113.9:5555 ") == "203.0.113.9"
+    assert turns.normal_address("::ffff:203.0.113.9") == "203.0.113.9"  # IPv4-mapped
+    a = turns.normal_address("2001:db8:1:2::1")
+    assert a == turns.normal_address("2001:DB8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64"
+    assert turns.normal_address("[2001:db8:1:2::7]:443") == a
+    assert turns.normal_address("2001:db8:1:3::1") != a  # the next /64 is another visitor
+    assert turns.normal_address("Not-An-Address" + "x" * 100) == ("not-an-address" + "x" * 100)[:64]
+    forwarded = {"x-forwarded-for": "1.2.3.4, 2001:db8:9:9::5"}
+    assert turns.client_address(forwarded, "10.0.0.1", 1) == "2001:db8:9:9::/64"
+
+
+def test_sessions_evict_the_least_recently_used_idle_visitor_never_a_busy_one():
+    busy = {"waiting"}
+    table = turns.Sessions(lambda: busy, max_size=3)
+    for key in ("waiting", "idle1", "idle2"):
+        table[key] = key
+    table.touch("idle1")  # a message was sent to it: idle2 is now the least recently used idle one
+    table["new1"] = "new1"  # evicts idle2; "waiting" is older but busy
+    assert list(table) == ["waiting", "idle1", "new1"]
+    busy |= {"idle1", "new1"}
+    assert table.full() and table.idle() is None
+    busy.discard("new1")
+    assert not table.full()
+
+
+def test_new_sessions_per_address_come_in_a_burst_then_one_per_period():
+    now = [0.0]
+    budget = turns.NewSessions(burst=3, period=2.0, clock=lambda: now[0])
+    assert [budget.take("a") for _ in range(4)] == [True, True, True, False]
+    assert budget.take("b")  # another address has its own
+    now[0] = 1.9
+    assert not budget.take("a")
+    now[0] = 2.1
+    assert budget.take("a") and not budget.take("a")
+
+
+def test_one_address_holds_at_most_half_of_the_waiting_places():
+    class FakeQueue:
+        def __init__(self, events):
+            self.event_queue_per_concurrency_id = {"x": type("Q", (), {"queue": events})()}
+            self.active_jobs = []
+
+    def event(session, address):
+        fn = type("Fn", (), {"api_name": None})()
+        request = type("R", (), {"headers": {"x-forwarded-for": address}, "client": None})()
+        return type("E", (), {"fn": fn, "session_hash": session, "request": request, "alive": True})()
+
+    waiting = [event(f"s{i}", "192.0.2.1") for i in range(turns.OTHER_PER_ADDRESS)]
+    rules = turns.Turns(type("B", (), {"_queue": FakeQueue(waiting)})(), hops=1)
+    assert rules.refusal(False, "fresh", "192.0.2.1") == turns.ADDRESS_BUSY
+    assert rules.refusal(False, "fresh", "192.0.2.2") is None
+
+
+class Backlog:
+    """A Turns stand-in for Reader: a visitor's unread messages, and whether its stream closed."""
+
+    def __init__(self) -> None:
+        self.unread, self.is_closed = 0, False
+
+    def backlog(self, session):
+        return self.unread
+
+    def closed(self, session):
+        return self.is_closed
+
+
+def test_a_slow_reader_loses_frames_not_its_run():
+    now, seen = [0.0], Backlog()
+    reader = turns.Reader(seen, "slow", clock=lambda: now[0])
+    seen.unread = 0  # the first frame was read
+    assert reader.ready()
+    for second in range(1, int(turns.STALLED_S)):  # then a message now and then, the backlog full
+        now[0] = float(second)
+        seen.unread = turns.MAX_BACKLOG + (second % 2)
+        assert not reader.ready()  # a frame dropped ...
+        assert not reader.gone()  # ... the run kept
+    assert reader.dropped > 0
+    now[0] += turns.STALLED_S + 1
+    assert reader.gone()  # a stream that has read nothing for a minute
+
+
+def test_a_stream_never_opened_or_closed_is_gone():
+    now, seen = [0.0], Backlog()
+    never = turns.Reader(seen, "never", clock=lambda: now[0])
+    seen.unread = 3
+    assert not never.ready()
+    now[0] = turns.ABANDON_S + 0.5
+    assert never.gone()  # not one message read: no stream was opened
+    closed = turns.Reader(seen, "closed", clock=lambda: now[0])
+    seen.is_closed = True
+    assert closed.gone()  # the tab was closed: at once
+
+
+def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_nobody(space, tiny_png, tmp_path):
+    demo, url = space
+    table = demo._queue.pending_messages_per_session
+    rules = demo._spectral_turns
+    honest = visitor(url, "198.51.100.20", tmp_path)
+    try:
+        job = honest.submit(image=handle_file(tiny_png), iterations=600, **TINY, api_name="/run")
+        assert wait_for(lambda: rules.holds(honest.session_hash, running=True), 60)
+        size, max_size = len(table), table.max_size
+        table.max_size = size + 5  # a small table: the flood would have evicted the visitor at Gradio's own
+        budget, rules.new_sessions = rules.new_sessions, turns.NewSessions(clock=lambda: 0.0)  # no refill meanwhile
+        try:
+            raw = load.Raw(url, "203.0.113.66")
+            codes = [raw.join("replay", ["denoise_house", "lam1", "", 10], f"flood-{i}")[0] for i in range(150)]
+        finally:
+            table.max_size, rules.new_sessions = max_size, budget
+        assert codes[: turns.NEW_SESSIONS].count(200) == turns.NEW_SESSIONS
+        assert set(codes[turns.NEW_SESSIONS :]) == {429}  # past the address's budget: refused, nothing registered
+        assert not any(f"flood-{i}" in table for i in range(turns.NEW_SESSIONS, 150))
+        assert honest.session_hash in table and len(table) <= size + 5
+        final = job.result(timeout=120)  # the whole run, and its downloads
+        assert str(final[6]).startswith(("Done", "Stopped", "Finished")) or final[7], final[6]
+        assert final[7] and all(os.path.isfile(f) for f in final[7])
+    finally:
+        honest.close()
+
+
+def test_a_message_for_a_session_that_is_gone_is_dropped(space):
+    demo, _ = space
+    event = type("E", (), {"session_hash": "gone-long-ago", "alive": True, "_id": "x"})()
+    demo._queue.send_message(event, type("M", (), {"event_id": None})())  # Gradio's own raised KeyError
+    assert event.alive is False
+
+
+def test_direct_rest_calls_skip_no_queue(space):
+    _, url = space
+    r = load.httpx.post(url + "gradio_api/run/replay", json={"data": ["denoise_house", "lam1", "", 10]}, timeout=30)
+    assert r.status_code == 404 and r.json() == {"detail": guards.DIRECT_CALL.format(name="replay")}
+    client = Client(url, verbose=False, download_files=False)  # the queue's door stays open
+    try:
+        assert len(client.predict("denoise_house", "lam1", "", 10, api_name="/replay")) == 8
+    finally:
+        client.close()
+
+
+def test_closing_a_run_on_the_event_loop_does_not_wait_for_its_step(tiny_png):
+    import asyncio
+
+    from demo.session import on_event_loop
+
+    request = parse_request(tiny_png, iterations=5000, compare=False, **TINY)
+    lab = LabRun(request)
+    stream = lab.stream()
+    next(stream)
+
+    async def close() -> float:
+        assert on_event_loop()
+        t0 = time.perf_counter()
+        stream.close()  # as Gradio closes a cancelled event's iterator: on its event loop
+        return time.perf_counter() - t0
+
+    seconds = asyncio.run(close())
+    assert not on_event_loop()
+    assert wait_for(lambda: lab.ended is not None, 30)  # the steps ended by themselves, at their next step
+    assert lab.abandoned and seconds < 5
+
+
+def test_the_runs_clock_and_stop_cover_its_baseline_and_path_measurement(tiny_png, monkeypatch):
+    from dataclasses import replace
+
+    import demo.session as session
+
+    slow = session.baseline
+
+    def baseline(task):
+        time.sleep(0.5)  # a slow classical baseline (before the bounds: a 16×20000 image)
+        return slow(task)
+
+    monkeypatch.setattr(session, "baseline", baseline)
+    request = parse_request(tiny_png, iterations=5000, compare=False, **TINY)
+    timed = LabRun(request, limits=replace(LIMITS, run_seconds=0.4))
+    every = request.configs["controlled"].every
+    last = list(timed.stream())[-1]
+    assert timed.out_of_time and last.iteration <= every  # its time ran out during the baseline: no step more
+    stopped = LabRun(request, stop=lambda: True)  # Stop pressed while the baseline ran
+    last = list(stopped.stream())[-1]
+    assert stopped.cancelled and last.iteration <= every

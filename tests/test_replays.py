@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+import threading
 
 import gradio as gr
 import numpy as np
@@ -167,6 +169,10 @@ def test_the_control_event_compares_the_two_drops():
 # ---------------------------------------------------------------- the tab's functions and the endpoint
 
 
+async def played(*args) -> list[tuple]:
+    return [step async for step in tab.play(*args)]
+
+
 def test_scrubbing_moves_images_and_figures_with_the_iteration(committed):
     exp, lane = tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE
     frames = committed.run(exp, lane).frame_iters
@@ -178,12 +184,60 @@ def test_scrubbing_moves_images_and_figures_with_the_iteration(committed):
     assert {s.x0 for s in cursor} == {frames[1]}
     alone = tab.show_replay(exp, lane, "", None)
     assert alone["other_image"]["visible"] is False
-    steps = list(tab.play(exp, lane, "vanilla", frames[-3]))
+    steps = asyncio.run(played(exp, lane, "vanilla", frames[-3]))
     assert [s[0] for s in steps] == frames[-3:]
     n, it, *_ = tab.next_lesson(exp, lane, "vanilla", None)
     events = tab.events_of(exp, lane, "vanilla")
     assert n == 0 and it == events[0].iter
     assert tab.next_lesson(exp, lane, "vanilla", len(events) - 1)[0] == 0  # after the last, back to the first
+
+
+def test_a_late_player_skips_frames_to_keep_its_pace():
+    frames = list(range(0, 1000, 10))
+    assert tab.play_frames(frames, 0, 0.0, -1) == 0
+    assert tab.play_frames(frames, 0, tab.PLAY_SECONDS * 1.01, 0) == 1  # on time: the next frame
+    assert tab.play_frames(frames, 0, tab.PLAY_SECONDS * 5.5, 1) == 5  # its turn came late: frames 2-4 skipped
+    assert tab.play_frames(frames, 10, 0.0, 40) == 41  # never back, never the same frame twice
+    assert tab.play_frames(frames, 0, 1e6, 3) == len(frames) - 1  # never past the end
+
+
+def test_all_players_share_one_budget_of_frames():
+    pacer = tab.Pacer(per_second=10)
+    delays = [pacer.delay(100.0) for _ in range(5)]  # five players asking at once
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert pacer.delay(200.0) == 0.0  # a quiet server: at once
+
+
+def test_a_class_pressing_play_holds_no_thread_while_it_waits(monkeypatch):
+    exp, lane = tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE
+    frames = tab.replays().run(exp, lane).frame_iters
+    monkeypatch.setattr(tab, "PLAY_SECONDS", 0.05)
+    monkeypatch.setattr(tab, "PACER", tab.Pacer(per_second=400))
+
+    async def class_of(students: int) -> tuple[list[list[int]], int, tuple]:
+        before = threading.active_count()
+        players = [asyncio.create_task(played(exp, lane, "vanilla", frames[-6])) for _ in range(students)]
+        peak = 0
+        while not all(p.done() for p in players):
+            peak = max(peak, threading.active_count() - before)
+            await asyncio.sleep(0.01)
+        scrub = await tab.on_loop(tab.replay)(exp, lane, "vanilla", frames[3])
+        return [[step[0] for step in p.result()] for p in players], peak, scrub
+
+    shown, extra_threads, scrub = asyncio.run(class_of(40))
+    assert extra_threads <= tab.PLAY_THREADS + tab.VIEW_THREADS  # not one thread per player
+    for seen in shown:
+        assert seen == sorted(set(seen)) and seen[-1] == frames[-1] and set(seen) <= set(frames[-6:])
+    assert scrub[1]["value"].endswith(f"{frames[3]:05d}.webp")
+
+
+def test_kept_frames_are_handed_out_as_copies():
+    it = tab.replays().run(tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE).frame_iters[4]
+    first = tab.replay(tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE, "vanilla", it)
+    first[1].pop("value")  # as Gradio does while sending an update
+    again = tab.replay(tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE, "vanilla", it)
+    assert again[1]["value"].endswith(f"{it:05d}.webp")
+    assert json.loads(again[4].plot)["data"]  # the figures kept as the JSON gr.Plot sends
 
 
 @pytest.fixture(scope="module")

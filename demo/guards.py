@@ -1,0 +1,281 @@
+"""Bounds in front of Gradio for what a visitor sends besides an event's values: request bodies and direct REST calls
+(``RequestGuard``), images given as URLs or data URLs, and the mask editor's component server (``bound_component``).
+Each refusal is one line of ours."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from fastapi import HTTPException
+from gradio import utils as gr_utils
+from gradio.components.image_editor import EditorDataBlobs
+from gradio_client.utils import is_http_url_like
+
+from dip_core import InputError
+from dip_core.errors import shown
+from dip_core.io import image_size
+
+from .inputs import number, stale_upload, upload_gone
+from .settings import LIMITS
+
+#: The largest file a visitor may upload (an image or a config JSON): a 24-megapixel photo as PNG is about 20 MB.
+MAX_UPLOAD = "20mb"
+MAX_UPLOAD_BYTES = gr_utils._parse_file_size(MAX_UPLOAD)
+#: Any request body: an upload's bound and room for a form's fields or a JSON event's other values.
+BODY_MARGIN = 2**20
+BODY_TOO_LARGE = "the request is larger than {mb:.0f} MB, the most this server reads"
+#: A direct REST call (``POST /gradio_api/run/NAME``) to an endpoint that answers through the queue.
+DIRECT_CALL = (
+    "{name} answers through the queue only (its turns are fair): use gradio_client, or POST /gradio_api/call/{name}"
+)
+DIRECT_ROUTE = re.compile(r"^/gradio_api/(?:run|api)/([^/]+)/?$")
+#: The mask editor (``gr.ImageEditor``, one layer) as its component server and preprocess take it: the layer indices,
+#: the edits kept (ids, and bytes in all; oldest dropped first), an id's length and each image's side.
+EDITOR_MAX_LAYERS = 1
+EDITOR_MAX_IDS = 256
+EDITOR_STORE_BYTES = 64 * 2**20
+EDITOR_ID_CHARS = 64
+#: The editor shows the image read at most ``max_side_cap`` a side; twice that leaves room for a high-DPI canvas.
+EDITOR_MAX_SIDE = 2 * LIMITS.max_side_cap
+EDITOR_KINDS = ("background", "layer", "composite")
+
+
+def data_url_file(url: str, folder: str | os.PathLike, max_bytes: int) -> str:
+    """An image sent as a data URL (``data:image/png;base64,...``) written unchanged to a file under ``folder``, as an
+    upload would be: refused (``InputError``) over ``max_bytes`` before decoding the base64, and when its header is
+    not an image's or declares more than MAX_PIXELS; the pixels are read later, as any upload's."""
+    head, sep, body = url.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise InputError("the image sent as a data URL is not base64 data (data:image/png;base64,...)")
+    size = len(body) * 3 // 4
+    if size > max_bytes:
+        raise InputError(
+            f"the image sent as a data URL is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB, as for "
+            "uploads"
+        )
+    try:
+        data = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("the image sent as a data URL is not valid base64") from None
+    image_size(data)  # not an image, or too many pixels: refused from its header
+    digest = hashlib.sha256(data).hexdigest()
+    path = Path(folder) / digest / "image"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        part = path.with_name(f".image.{os.getpid()}.{threading.get_ident()}")
+        part.write_bytes(data)
+        os.replace(part, path)
+    return str(path)
+
+
+def remote_url(value: str) -> InputError:
+    """The refusal of an image given by a remote URL (this server fetches nothing for a visitor)."""
+    return InputError(f"images are not fetched from URLs: upload the image file instead (got {shown(value)})")
+
+
+class BlobStore(OrderedDict):
+    """The mask editor's ``blob_storage`` (edit id → its images), bounded: at most EDITOR_MAX_IDS ids and
+    EDITOR_STORE_BYTES of images, the oldest dropped first (the newest is always kept); thread-safe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def store(self, key: str, kind: str, index: int | None, blob: bytes, empty: Any) -> None:
+        """Put ``blob`` as the edit ``key``'s ``kind`` image (layer ``index``), ``empty()`` making a new edit."""
+        with self.lock:
+            current = self.pop(key, None) or empty()
+            if kind == "layer" and index is not None:
+                current.layers.extend([None] * (index + 1 - len(current.layers)))
+                current.layers[index] = blob
+            elif kind == "background":
+                current.background = blob
+            elif kind == "composite":
+                current.composite = blob
+            self[key] = current
+            total = sum(_edit_bytes(e) for e in self.values())
+            while len(self) > 1 and (len(self) > EDITOR_MAX_IDS or total > EDITOR_STORE_BYTES):
+                total -= _edit_bytes(self.popitem(last=False)[1])
+
+
+def _edit_bytes(edit: Any) -> int:
+    """The bytes of one stored edit's images."""
+    return sum(len(b) for b in (edit.background, edit.composite, *edit.layers) if b is not None)
+
+
+def check_blob(fields: Any, files: Any, max_bytes: int) -> tuple[str, int | None, bytes, str]:
+    """What the mask editor's ``accept_blobs`` was sent, checked: (kind, layer index, image bytes, edit id);
+    ``InputError`` for any other kind, an index past EDITOR_MAX_LAYERS, an image over ``max_bytes`` or not an image
+    within EDITOR_MAX_SIDE (read from its header)."""
+    fields = fields if isinstance(fields, dict) else {}
+    kind, index, key = fields.get("type"), fields.get("index"), fields.get("id")
+    if kind not in EDITOR_KINDS:
+        raise InputError(f"editor: type must be one of {', '.join(EDITOR_KINDS)}, got {shown(kind)}")
+    if index in (None, "", "null"):
+        index = None
+    else:
+        index = number("editor: layer index", index, 0, EDITOR_MAX_LAYERS - 1, True)
+    if not isinstance(key, str) or not 0 < len(key) <= EDITOR_ID_CHARS:
+        raise InputError(f"editor: id must be a text of 1 to {EDITOR_ID_CHARS} characters, got {shown(key)}")
+    first = files[0] if isinstance(files, (list, tuple)) and files else None
+    blob = first[1] if isinstance(first, (list, tuple)) and len(first) == 2 else None
+    if not isinstance(blob, bytes):
+        raise InputError("editor: no image file was sent")
+    if len(blob) > max_bytes:
+        raise InputError(f"editor: the image is {len(blob) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB")
+    editor_image(blob)
+    return kind, int(index) if index is not None else None, blob, key
+
+
+def editor_image(source: str | os.PathLike | bytes) -> tuple[int, int]:
+    """The (width, height) of one of the editor's images from its header, nothing decoded; ``InputError`` if it is
+    not an image, is gone, or is over EDITOR_MAX_SIDE a side (or MAX_PIXELS)."""
+    if isinstance(source, (str, os.PathLike)) and upload_gone(source):
+        raise stale_upload()
+    try:
+        w, h = image_size(source)
+    except InputError as err:
+        raise InputError(f"editor: {str(err).split(': ', 1)[-1]}") from None
+    if max(w, h) > EDITOR_MAX_SIDE:
+        raise InputError(f"editor: image is {w}×{h} pixels; the editor takes at most {EDITOR_MAX_SIDE} px a side")
+    return w, h
+
+
+def editor_sources(payload: Any, store: BlobStore) -> Iterator[str | bytes]:
+    """Every image an editor payload (``EditorData``) names: its stored blobs (by ``id``) or its files' paths."""
+    if payload is None:
+        return
+    edit = store.get(payload.id) if payload.id is not None else payload
+    if edit is None:
+        return
+    for item in (edit.background, edit.composite, *(edit.layers or [])):
+        if item is None:
+            continue
+        yield item if isinstance(item, bytes) else item.path
+
+
+def bound_component(component: gr.components.Component) -> None:
+    """Refuse, with one line of ours, a file this component is sent as a remote URL: Gradio would download it (any
+    size, from any public host) before any preprocess; for the mask editor (``gr.ImageEditor``) also bound its
+    component server's ``accept_blobs`` (kinds, layer index, blob size, edits kept: ``demo.inputs.check_blob``,
+    ``BlobStore``) and refuse in its preprocess an image over the editor's bounds before it is decoded. Instance
+    attributes, as ``image_input``'s."""
+    move = component.async_move_resource_to_block_cache
+
+    async def local_only(url_or_file_path):  # noqa: ANN001, ANN202 - Gradio's own signature
+        if isinstance(url_or_file_path, str) and is_http_url_like(url_or_file_path):
+            raise gr.Error(str(remote_url(url_or_file_path)), print_exception=False)
+        return await move(url_or_file_path)
+
+    component.async_move_resource_to_block_cache = local_only
+    if not isinstance(component, gr.ImageEditor):
+        return
+    store, default = BlobStore(), component.preprocess
+    component.blob_storage = store
+    limit = MAX_UPLOAD_BYTES
+
+    def accept_blobs(data):  # noqa: ANN001, ANN202 - what the component_server route passes
+        try:
+            kind, index, blob, key = check_blob(getattr(data, "data", None), getattr(data, "files", None), limit)
+        except InputError as err:
+            code = 413 if " MB; the limit is " in str(err) else 400
+            raise HTTPException(status_code=code, detail=str(err)) from None
+        store.store(key, kind, index, blob, lambda: EditorDataBlobs(background=None, layers=[], composite=None))
+
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
+        try:
+            for source in editor_sources(payload, store):
+                editor_image(source)
+            return default(payload)
+        except InputError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - an image the editor cannot read: one line of ours
+            raise gr.Error("editor: its image cannot be read: draw the mask again", print_exception=False) from None
+
+    accept_blobs._is_server_fn = True  # what the component_server route looks for
+    component.accept_blobs = accept_blobs
+    component.preprocess = preprocess
+
+
+class RequestGuard:
+    """ASGI middleware in front of the app: a direct REST call to a queued endpoint is answered 404 (``queued_only``),
+    and a request body over ``max_bytes`` 413, each with one line of ours; a body is refused from its declared length
+    before the app reads anything, or cut where a streamed one passes the bound (Gradio bounds uploads, not the JSON
+    of a queue join or the files of a component-server call)."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_UPLOAD_BYTES + BODY_MARGIN) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if (name := queued_only(scope)) is not None:
+            return await answer(send, 404, DIRECT_CALL.format(name=name))
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self.refuse(send)
+        seen, over, answered = 0, False, False
+
+        async def bounded() -> dict:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:  # the app sees a client that left; the answer is ours
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def sending(message: dict) -> None:
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered:
+                answered = True
+                await self.refuse(send)
+
+        try:
+            await self.app(scope, bounded, sending)
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:
+            await self.refuse(send)
+
+    async def refuse(self, send: Any) -> None:
+        await answer(send, 413, BODY_TOO_LARGE.format(mb=self.max_bytes / 2**20))
+
+
+def queued_only(scope: dict) -> str | None:
+    """The endpoint a direct REST call (``POST /gradio_api/run/NAME``) names, when that endpoint answers through the
+    queue (Gradio refuses those with ``api_open`` off, in words of its own); None for any other request."""
+    match = DIRECT_ROUTE.match(scope.get("path", "")) if scope.get("method") == "POST" else None
+    app = scope.get("app")
+    if match is None or not hasattr(app, "get_blocks"):
+        return None
+    name = match.group(1)[:64]
+    fns = [fn for fn in app.get_blocks().fns.values() if fn.api_name == name]
+    return name if fns and all(fn.queue for fn in fns) else None
+
+
+async def answer(send: Any, status: int, line: str) -> None:
+    """An HTTP answer of ours: ``{"detail": line}`` with ``status``."""
+    body = json.dumps({"detail": line}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
