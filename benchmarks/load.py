@@ -5,6 +5,7 @@ told that the queue is full, and the server must answer afterwards.
     python -m benchmarks load --replay [--clients 30] [--requests 5] [--json]     # replay viewers beside a live run
     python -m benchmarks load --crowd [--small] [--json]    # a greedy visitor, replay viewers and honest live clients
     python -m benchmarks load --abandoned 10 [--json]       # runs joined and never read: memory and temp disk
+    python -m benchmarks load --classroom [--small] [--one-address] [--app-root DIR]   # issue 32: a class of 40
 
 The app is built by ``app.make_app`` (the Space's own queue settings, ``--queue-size`` aside) and served on
 127.0.0.1 in this process; nothing leaves the machine. Every client is released by one barrier, so the
@@ -574,6 +575,11 @@ def crowd_ok(r: dict, rss_bound_mb: float = 300.0, disk_bound_mb: float = 20.0) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--classroom" in argv:  # its own options (benchmarks/classroom.py)
+        from .classroom import main as classroom
+
+        return classroom([a for a in argv if a != "--classroom"])
     p = parser("load", __doc__, width=8, json=False)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--queue-size", type=int, default=None, help="default: the app's own (app.QUEUE_SIZE)")
@@ -585,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crowd", action="store_true", help="a greedy visitor, 30 replay viewers, 4 honest live clients")
     p.add_argument("--small", action="store_true", help="crowd mode: 6 viewers, 2 honest clients (the test's)")
     p.add_argument("--abandoned", type=int, default=0, help="N default-size runs joined and never read: RSS and disk")
+    p.add_argument("--classroom", action="store_true", help="40 students and a flood (--classroom --help: its options)")
     args = p.parse_args(argv)
     from app import QUEUE_SIZE
 

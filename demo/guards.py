@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import orjson
 from fastapi import HTTPException
 from gradio import utils as gr_utils
 from gradio.components.image_editor import EditorDataBlobs
@@ -28,6 +29,7 @@ from dip_core.io import image_size
 
 from .inputs import number, stale_upload, upload_gone
 from .settings import LIMITS
+from .turns import NEW_SESSION_CHECKED, client_address
 
 #: The largest file a visitor may upload (an image or a config JSON): a 24-megapixel photo as PNG is about 20 MB.
 MAX_UPLOAD = "20mb"
@@ -40,6 +42,10 @@ DIRECT_CALL = (
     "{name} answers through the queue only (its turns are fair): use gradio_client, or POST /gradio_api/call/{name}"
 )
 DIRECT_ROUTE = re.compile(r"^/gradio_api/(?:run|api)/([^/]+)/?$")
+#: Gradio routes this app does not offer: deep links (each call writes a session's state to a new file).
+CLOSED_ROUTES = ("/gradio_api/deep_link",)
+CLOSED = "this server does not offer {path}"
+JOIN_ROUTE = "/gradio_api/queue/join"
 #: The mask editor (``gr.ImageEditor``, one layer) as its component server and preprocess take it: the layer indices,
 #: the edits kept (ids, and bytes in all; oldest dropped first), an id's length and each image's side.
 EDITOR_MAX_LAYERS = 1
@@ -211,10 +217,10 @@ def bound_component(component: gr.components.Component) -> None:
 
 
 class RequestGuard:
-    """ASGI middleware in front of the app: a direct REST call to a queued endpoint is answered 404 (``queued_only``),
-    and a request body over ``max_bytes`` 413, each with one line of ours; a body is refused from its declared length
-    before the app reads anything, or cut where a streamed one passes the bound (Gradio bounds uploads, not the JSON
-    of a queue join or the files of a component-server call)."""
+    """ASGI middleware in front of the app: a direct REST call to a queued endpoint (``queued_only``) and a route this
+    app does not offer (CLOSED_ROUTES) are answered 404, a request body over ``max_bytes`` 413, each with one line of
+    ours. A body is refused from its declared length before the app reads anything, or cut where a streamed one passes
+    the bound (Gradio bounds uploads, not the JSON of a queue join or the files of a component-server call)."""
 
     def __init__(self, app: Any, max_bytes: int = MAX_UPLOAD_BYTES + BODY_MARGIN) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -224,9 +230,15 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         if (name := queued_only(scope)) is not None:
             return await answer(send, 404, DIRECT_CALL.format(name=name))
+        if scope.get("path", "").rstrip("/") in CLOSED_ROUTES:
+            return await answer(send, 404, CLOSED.format(path=scope["path"].rstrip("/")))
         declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self.refuse(send)
+        if scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == JOIN_ROUTE:
+            receive = await self.admit(scope, receive, send)
+            if receive is None:
+                return None
         seen, over, answered = 0, False, False
 
         async def bounded() -> dict:
@@ -259,6 +271,44 @@ class RequestGuard:
 
     async def refuse(self, send: Any) -> None:
         await answer(send, 413, BODY_TOO_LARGE.format(mb=self.max_bytes / 2**20))
+
+    async def admit(self, scope: dict, receive: Any, send: Any) -> Any:
+        """A queue join's new session charged to its address (``turns.Turns.new_session``) before Gradio reads it:
+        refused at once (None), or the join's ``receive`` with its body read here."""
+        turns = getattr(getattr(scope.get("app"), "get_blocks", lambda: None)(), "_spectral_turns", None)
+        if turns is None:
+            return receive
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+            if sum(map(len, chunks)) > self.max_bytes:
+                await self.refuse(send)
+                return None
+        body = b"".join(chunks)
+        try:
+            session = orjson.loads(body).get("session_hash")
+        except (orjson.JSONDecodeError, AttributeError):
+            session = None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        address = client_address(headers, (scope.get("client") or ("unknown",))[0], turns.hops)
+        if (why := turns.new_session(session if isinstance(session, str) else None, address)) is not None:
+            await answer(send, *why)
+            return None
+        scope.setdefault("state", {})[NEW_SESSION_CHECKED] = True
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
 
 
 def queued_only(scope: dict) -> str | None:

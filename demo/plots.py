@@ -80,7 +80,12 @@ def _base_layout(height: int) -> dict:
     )
 
 
-def curves_figure(
+def curves_figure(*args, **kwargs) -> go.Figure:
+    """``curves_dict``'s figure for ``gr.Plot``."""
+    return as_figure(curves_dict(*args, **kwargs))
+
+
+def curves_dict(
     tracks: Sequence[Track],
     iterations: int,
     has_clean: bool,
@@ -89,7 +94,7 @@ def curves_figure(
     events: Sequence[Event] = (),
     cursor: int | None = None,
     clean_bands: bool = True,
-) -> go.Figure:
+) -> dict:
     """2×2 panels on one iteration axis: PSNR (+ SSIM) or loss, the auto-stop signal, and FBC bands per run.
 
     The auto-stop signal is the blur/sharpness ratio, or, with the noise-level stop (``noise_energy`` given),
@@ -273,7 +278,7 @@ def curves_figure(
                 )
             )
     mark_events(layout, events, cursor, span=x_range[1])
-    return as_figure(dict(data=data, layout=layout))
+    return dict(data=data, layout=layout)
 
 
 #: Lesson marks closer than this share of the iteration axis to one already placed go a row lower
@@ -316,19 +321,24 @@ def mark_events(layout: dict, events: Sequence[Event], cursor: int | None, span:
             )
         )
     if cursor is not None:
-        for axis in ("x", "x2", "x3", "x4"):
-            layout["shapes"].append(
-                dict(
-                    type="line",
-                    x0=cursor,
-                    x1=cursor,
-                    y0=0,
-                    y1=1,
-                    xref=axis,
-                    yref=f"y{axis[1:]} domain",
-                    line=dict(color="#111", width=1.5),
-                )
-            )
+        layout["shapes"] += cursor_lines(cursor)
+
+
+def cursor_lines(cursor: int) -> list[dict]:
+    """A replay's iteration: a solid line on each of the four panels (the last shapes of a curves figure)."""
+    return [
+        dict(
+            type="line",
+            x0=cursor,
+            x1=cursor,
+            y0=0,
+            y1=1,
+            xref=axis,
+            yref=f"y{axis[1:]} domain",
+            line=dict(color="#111", width=1.5),
+        )
+        for axis in ("x", "x2", "x3", "x4")
+    ]
 
 
 def event_mark(n: int) -> str:
@@ -337,6 +347,11 @@ def event_mark(n: int) -> str:
 
 
 def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
+    """``spectrum_dict``'s figure for ``gr.Plot``."""
+    return as_figure(spectrum_dict(maps))
+
+
+def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
     """Heatmaps (stacked) of the clipped ratio |F(output)| / |F(observation)| with the five FBC band circles."""
     n = max(1, len(maps))
     layout = _base_layout(560)
@@ -380,7 +395,7 @@ def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
         data.append(
             dict(
                 type="heatmap",
-                z=np.round(ratio, 3).tolist(),
+                z=np.round(ratio.astype(np.float64), 2).tolist(),  # what the hover shows (float64: short JSON)
                 x=np.linspace(-0.5, 0.5, rw).tolist(),
                 y=np.linspace(-0.5, 0.5, rh).tolist(),
                 zmin=0,
@@ -407,4 +422,4 @@ def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
                     line=dict(color="white", width=1, dash="dot"),
                 )
             )
-    return as_figure(dict(data=data, layout=layout))
+    return dict(data=data, layout=layout)

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import gradio as gr
+import orjson
 from gradio.components.plot import PlotData
 
 from dip_core.lesson import Event, lesson
@@ -41,10 +42,17 @@ VIEW_THREADS, PLAY_THREADS = 2, 1
 #: Replay events running at once: views (scrubs, lessons, experiment changes) and players. Each is a coroutine holding
 #: no thread; beyond these they wait in the queue, within demo/turns.py's per-visitor and per-address bounds.
 VIEW_EVENTS, PLAY_EVENTS = 64, 64
-#: Drawn frames kept, their figures as JSON (about 0.2 MB each): more than one whole replay (151 frames).
+#: Drawn frames kept, their figures as JSON (about 0.1 MB each): more than one whole replay (151 frames).
 FRAME_CACHE = 192
 #: The tab's outputs by name, in the order the ``replay`` endpoint returns them
 REPLAY_OUTPUTS = ("observed", "lane_image", "other_image", "clean", "curves", "spectrum", "readout", "lesson")
+#: ... then the captions under the two lanes' images (lane, λ / σ, PSNR at the frame). They are buttons, whose values
+#: API clients do not receive: scrubbing, Play and the lessons send plain values and these, never update dicts,
+#: which cost Gradio a component and its config (JSON schema included) per image per answer.
+CAPTIONS = ("other_caption", "lane_caption")
+TAB_OUTPUTS = REPLAY_OUTPUTS + CAPTIONS
+#: The images, and the two lanes' (the ones whose labels change with the pair of lanes)
+IMAGES, LANES = ("observed", "lane_image", "other_image", "clean"), ("lane_image", "other_image")
 
 
 @functools.cache
@@ -178,57 +186,87 @@ def last_iteration(experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LAN
     return 0 if r is None else r.run(experiment, lane).frame_iters[-1]
 
 
+@functools.lru_cache(maxsize=64)
+def curves_of(experiment: str, lane: str, other: str) -> dict:
+    """The pair's curves figure (plots.curves_dict) without a cursor, made once: read-only, shared by its frames."""
+    r, a, _ = check(experiment, lane, other)
+    exp = r.experiments[experiment]
+    has_clean = r.image(experiment, "clean") is not None
+    return plots.curves_dict(
+        tracks(experiment, lane, other),
+        a.frame_iters[-1],
+        has_clean,
+        baseline_psnr=exp["baseline"]["psnr"],
+        events=events_of(experiment, lane, other),
+        clean_bands=False,
+    )
+
+
 def show_replay(
     experiment: str = DEFAULT_EXPERIMENT,
     lane: str = DEFAULT_LANE,
     other: str = DEFAULT_OTHER,
     iteration: float | None = None,
     current: int | None = None,
+    figure: Callable[[dict], Any] = plots.as_figure,
+    labelled: tuple[str, ...] = IMAGES,
 ) -> dict:
-    """Everything the tab shows at one iteration of a lane (and optionally a second lane), by name."""
+    """Everything the tab shows at one iteration of a lane (and optionally a second lane), by name (TAB_OUTPUTS); its
+    plots are ``figure`` of plots' figure dicts (plotly figures, or ``plot_data``'s JSON). The ``labelled`` images are
+    update dicts with their labels and visibility (all four for a new experiment, the lanes' for a new pair and the
+    ``replay`` endpoint); the others plain values (the captions say what changed)."""
     r, a, b = check(experiment, lane, other)
     it = a.frame_iters[-1] if iteration is None else int(iteration)
     events = events_of(experiment, lane, other)
     exp = r.experiments[experiment]
     has_clean = r.image(experiment, "clean") is not None
     names = labels(experiment)
-    curves = plots.curves_figure(
-        tracks(experiment, lane, other),
-        a.frame_iters[-1],
-        has_clean,
-        baseline_psnr=exp["baseline"]["psnr"],
-        events=events,
-        cursor=it,
-        clean_bands=False,
-    )
+    still = curves_of(experiment, lane, other)  # everything but the cursor: the same at every iteration
+    curves = dict(still, layout=dict(still["layout"], shapes=[*still["layout"]["shapes"], *plots.cursor_lines(it)]))
     spectra = [(names[n], run.spectrum(it)) for run, n in ((b, other), (a, lane)) if run is not None]
+    observed, clean = str(r.image(experiment, "observed")), str(r.image(experiment, "clean")) if has_clean else None
+    lane_path, other_path = str(a.frame_path(it)), None if b is None else str(b.frame_path(it))
+    lane_caption = image_label(a, names[lane], it)
+    other_caption = image_label(b, names[other], it) if b is not None else "Left lane: none"
+    images = dict(observed=observed, lane_image=lane_path, other_image=other_path, clean=clean)
+    captions = dict(lane_caption=lane_caption, other_caption=other_caption)
+    updates = dict(
+        observed=dict(label=f"Observation · {exp['label']}"),
+        lane_image=dict(label=lane_caption),
+        other_image=dict(visible=b is not None, label=other_caption),
+        clean=dict(visible=has_clean),
+    )
+    images.update({name: gr.update(value=images[name], **updates[name]) for name in labelled})
+    if "other_image" in labelled:
+        captions["other_caption"] = gr.update(value=other_caption, visible=b is not None)
     return dict(
-        observed=gr.update(value=str(r.image(experiment, "observed")), label=f"Observation · {exp['label']}"),
-        lane_image=gr.update(value=str(a.frame_path(it)), label=image_label(a, names[lane], it)),
-        other_image=gr.update(
-            value=None if b is None else str(b.frame_path(it)),
-            visible=b is not None,
-            label=image_label(b, names[other], it) if b is not None else "Left lane: none",
-        ),
-        clean=gr.update(value=str(r.image(experiment, "clean")) if has_clean else None, visible=has_clean),
-        curves=curves,
-        spectrum=plots.spectrum_figure(spectra),
+        **images,
+        **captions,
+        curves=figure(curves),
+        spectrum=figure(plots.spectrum_dict(spectra)),
         readout=readout(experiment, lane, other, it),
         lesson=lesson_text(events, current),
     )
 
 
-def plot_data(figure: Any) -> PlotData:
-    """A Plotly figure as gr.Plot sends it (its JSON, made once per kept frame instead of once per answer)."""
-    return PlotData(type="plotly", plot=figure.to_json())
+def plot_data(figure: dict) -> PlotData:
+    """A figure dict (plots.curves_dict, spectrum_dict) as gr.Plot sends it: its JSON, made at once (no plotly
+    objects, whose copies and validation cost most of a frame), once per kept frame."""
+    return PlotData(type="plotly", plot=orjson.dumps(figure, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
 @functools.lru_cache(maxsize=FRAME_CACHE)
-def frame(experiment: str, lane: str, other: str, iteration: int | None, current: int | None = None) -> tuple:
-    """REPLAY_OUTPUTS at ``iteration``, drawn once and kept (read-only: ``replay`` hands out copies)."""
-    out = show_replay(experiment, lane, other, iteration, current)
-    out["curves"], out["spectrum"] = plot_data(out["curves"]), plot_data(out["spectrum"])
-    return tuple(out[k] for k in REPLAY_OUTPUTS)
+def frame(
+    experiment: str,
+    lane: str,
+    other: str,
+    iteration: int | None,
+    current: int | None = None,
+    labelled: tuple[str, ...] = (),
+) -> tuple:
+    """TAB_OUTPUTS at ``iteration``, drawn once and kept (read-only: the events hand out copies, ``fresh``)."""
+    out = show_replay(experiment, lane, other, iteration, current, figure=plot_data, labelled=labelled)
+    return tuple(out[k] for k in TAB_OUTPUTS)
 
 
 def replay(
@@ -237,8 +275,19 @@ def replay(
     other: str = DEFAULT_OTHER,
     iteration: float | None = None,
 ) -> tuple:
-    """The ``replay`` endpoint and the tab's scrubbing: REPLAY_OUTPUTS at ``iteration`` (default: the last)."""
-    return fresh(frame(experiment, lane, other, None if iteration is None else int(iteration)))
+    """The ``replay`` endpoint, and a new pair of lanes: TAB_OUTPUTS at ``iteration`` (default: the last), the lanes'
+    images with their labels."""
+    return fresh(frame(experiment, lane, other, None if iteration is None else int(iteration), None, LANES))
+
+
+def scrub(
+    experiment: str = DEFAULT_EXPERIMENT,
+    lane: str = DEFAULT_LANE,
+    other: str = DEFAULT_OTHER,
+    iteration: float | None = None,
+) -> tuple:
+    """The same pair at another iteration (dragging the slider): TAB_OUTPUTS as plain values."""
+    return frame(experiment, lane, other, None if iteration is None else int(iteration))
 
 
 def fresh(outputs: tuple) -> tuple:
@@ -299,8 +348,8 @@ def play_frames(frames: list[int], start: int, elapsed: float, shown: int) -> in
 
 
 async def play(experiment: str, lane: str, other: str, iteration: float | None) -> AsyncIterator[tuple]:
-    """Play from the slider's iteration (from the start when it is at the end): the slider, then REPLAY_OUTPUTS
-    (the observation, the clean image and the lesson skipped: they do not change while playing)."""
+    """Play from the slider's iteration (from the start when it is at the end): the slider, then TAB_OUTPUTS as plain
+    values (the observation, the clean image and the lesson skipped: they do not change while playing)."""
     _, a, _ = check(experiment, lane, other)
     frames = a.frame_iters
     start = 0 if iteration is None or int(iteration) >= frames[-1] else a.frame_index(int(iteration))
@@ -310,25 +359,25 @@ async def play(experiment: str, lane: str, other: str, iteration: float | None) 
         await PACER.turn()
         index = play_frames(frames, start, time.monotonic() - began, index)
         outputs = await drawn("play", frame, experiment, lane, other, frames[index])
-        yield (frames[index], *(gr.skip() if k in still else v for k, v in enumerate(fresh(outputs))))
+        yield (frames[index], *(gr.skip() if k in still else v for k, v in enumerate(outputs)))
         if index < len(frames) - 1:
             await asyncio.sleep(max(0.0, began + (index - start + 1) * PLAY_SECONDS - time.monotonic()))
 
 
 def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> tuple:
-    """Move to the next lesson event (after the last, back to the first): the index, the slider, REPLAY_OUTPUTS."""
+    """Move to the next lesson event (after the last, back to the first): the index, the slider, TAB_OUTPUTS."""
     events = events_of(experiment, lane, other)
     if not events:
         return (None, gr.skip(), *replay(experiment, lane, other, None))
     n = 0 if current is None or current + 1 >= len(events) else current + 1
     it = events[n].iter
-    return (n, it, *fresh(frame(experiment, lane, other, it, n)))
+    return (n, it, *frame(experiment, lane, other, it, n))
 
 
 def on_experiment_change(experiment: str, lane: str, other: str) -> tuple:
     """A new experiment (every experiment has the same lanes): the slider's range, the lesson index reset, the view."""
     last = last_iteration(experiment, lane)
-    return (gr.update(maximum=last, value=last), None, *replay(experiment, lane, other, last))
+    return (gr.update(maximum=last, value=last), None, *fresh(frame(experiment, lane, other, last, None, IMAGES)))
 
 
 def frame_step() -> int:

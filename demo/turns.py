@@ -55,6 +55,9 @@ MAX_SESSIONS = 2000
 #: reloading twice), then one per NEW_SESSION_S seconds. Beyond it a join is refused before anything is built for it.
 NEW_SESSIONS = 120
 NEW_SESSION_S = 1.0
+#: Set on a request whose new session ``guards.RequestGuard`` already charged (it refuses the others before any of
+#: Gradio's request handling: a script's flood costs the server a fraction of a millisecond a join)
+NEW_SESSION_CHECKED = "turns_new_session_checked"
 #: How many proxies in front of the app append to X-Forwarded-For. On a Hugging Face Space (SPACE_ID is set) it is 1:
 #: the right-most entry is the one Hugging Face's proxy added, the address that reached it, which a visitor cannot
 #: forge (entries to its left come from the visitor's own request). Elsewhere 0: the socket's peer address.
@@ -126,6 +129,32 @@ def request_address(request: Any, hops: int | None = None) -> str:
     headers = getattr(request, "headers", None)
     client = getattr(request, "client", None)
     return client_address(headers, getattr(client, "host", None), hops)
+
+
+def light_session_state() -> None:
+    """Gradio's ``SessionState`` keeps every component's config (JSON schemas included), built when a session is made
+    and again at each of its answers, only for deep links, which this app does not offer (``guards.RequestGuard``
+    refuses them): 16 ms of the event loop per new visitor (2 s for a script's burst of new sessions), several per
+    answer. Here a session's configs are empty and never built. Once per process."""
+    from gradio import state_holder
+
+    state = state_holder.SessionState
+    if getattr(state, "light", False):
+        return
+    build = state.__init__
+
+    class Unbuilt:  # what SessionState.__init__ reads of its Blocks, with no blocks to build configs for
+        def __init__(self, blocks: Any) -> None:
+            self.default_config, self.blocks = blocks.default_config, {}
+
+    def __init__(self: Any, blocks: Any) -> None:
+        build(self, Unbuilt(blocks))
+        self.blocks_config.config_for_block = unconfigured  # this session's copy only (no gr.render here)
+
+    def unconfigured(*args: Any, **kwargs: Any) -> dict:
+        return {}
+
+    state.__init__, state.light = __init__, True
 
 
 class Sessions(OrderedDict):
@@ -225,8 +254,12 @@ class Turns:
                 event.alive = False  # nobody can read it any more
                 return None
             sessions.touch(event.session_hash)
-            return send(event, message)
+            send(event, message)
+            if event.alive:  # counted, so that Reader knows how many the visitor took
+                messages = sessions[event.session_hash]
+                messages.sent = getattr(messages, "sent", 0) + 1
 
+        light_session_state()
         sessions = Sessions(self.active_sessions)
         sessions.update(queue.pending_messages_per_session)
         queue.pending_messages_per_session = sessions
@@ -282,6 +315,20 @@ class Turns:
         """Whether ``session`` has a live run in the queue (``running`` False: waiting; True: running; None: either)."""
         return any(lv and e.session_hash == session and (running is None or r == running) for lv, r, e in self.events())
 
+    def new_session(self, session: str | None, address: str) -> tuple[int, str] | None:
+        """Charge a session hash the queue does not know yet to its address's ``NewSessions`` budget: (HTTP status,
+        line) when it is refused (beyond the budget, or every kept session busy), else None."""
+        sessions = self.queue.pending_messages_per_session
+        if session is not None and session in sessions:
+            return None
+        if not self.new_sessions.take(address):
+            self.refused_new += 1
+            return 429, NEW_SESSIONS_FULL
+        if isinstance(sessions, Sessions) and sessions.full():
+            self.refused_new += 1
+            return 503, SERVER_BUSY
+        return None
+
     async def push(self, original: Any, body: Any, request: Any, username: str | None) -> tuple:
         """Admit the event (Gradio's push) or answer it at once with our refusal. A session hash the queue does not
         know yet is first charged to its address's ``NewSessions`` budget: beyond it, or when every kept session is
@@ -294,13 +341,9 @@ class Turns:
         sessions = self.queue.pending_messages_per_session
         if isinstance(sessions, Sessions):
             sessions.touch(body.session_hash)
-        if body.session_hash is None or body.session_hash not in sessions:
-            if not self.new_sessions.take(address):
-                self.refused_new += 1
-                raise HTTPException(status_code=429, detail=NEW_SESSIONS_FULL)
-            if isinstance(sessions, Sessions) and sessions.full():
-                self.refused_new += 1
-                raise HTTPException(status_code=503, detail=SERVER_BUSY)
+        checked = getattr(getattr(request, "state", None), NEW_SESSION_CHECKED, False)  # by guards.RequestGuard
+        if not checked and (why := self.new_session(body.session_hash, address)) is not None:
+            raise HTTPException(status_code=why[0], detail=why[1])
         try:
             fn = route_utils.get_fn(self.blocks, None, body)
         except Exception:  # noqa: BLE001 - an unknown function: Gradio's own push answers it
@@ -315,9 +358,30 @@ class Turns:
         entry = (live, session, address)
         self.joining.append(entry)  # counted until the queue holds it: two joins at once cannot both pass
         try:
-            return await original(body, request, username)
+            answer = await original(body, request, username)
         finally:
             self.joining.remove(entry)
+        if answer[0]:
+            self.place(answer[1], address)
+        return answer
+
+    def place(self, event_id: str, address: str) -> None:
+        """Fair queuing by address: the event just queued goes ahead of the first waiting event of its group that
+        has more events of its own address before it (a script's hundred joins wait behind a student's one)."""
+        event = self.queue.event_ids_to_events.get(event_id)
+        group = self.queue.event_queue_per_concurrency_id.get(getattr(event, "concurrency_id", None))
+        if event is None or group is None or not group.queue or group.queue[-1] is not event:
+            return  # already started, or not in a queue of its own
+        event.turns_address = address
+        waiting = group.queue[:-1]
+        addresses = [getattr(e, "turns_address", None) or request_address(e.request, self.hops) for e in waiting]
+        mine = addresses.count(address)  # the new event's round: events of its address before it
+        seen: dict[str, int] = {}
+        for i, a in enumerate(addresses):
+            seen[a] = seen.get(a, 0) + 1
+            if seen[a] > mine + 1:  # the first event of a later round
+                group.queue.insert(i, group.queue.pop())
+                return
 
     def refuse(self, fn: Any, body: Any, request: Any, username: str | None, why: str) -> tuple:
         """A refused event as Gradio answers a failed one: registered, then finished at once with ``why``."""
@@ -375,6 +439,12 @@ class Turns:
         messages = self.queue.pending_messages_per_session.get(session)
         return 0 if messages is None else messages.qsize()
 
+    def taken(self, session: str | None) -> int:
+        """How many of the messages sent to ``session`` its visitor has read (heartbeats, which only an open stream
+        gets, are not counted as sent: they can only make this smaller)."""
+        messages = self.queue.pending_messages_per_session.get(session) if session else None
+        return 0 if messages is None else getattr(messages, "sent", 0) - messages.qsize()
+
 
 def turns_of(request: gr.Request | None) -> Turns | None:
     """The Turns installed on the app that ``request`` reached (None outside a served app)."""
@@ -388,13 +458,14 @@ def turns_of(request: gr.Request | None) -> Turns | None:
 
 class Reader:
     """Whether the visitor of a live run still reads it: frames wait while MAX_BACKLOG messages are unread (a slow
-    reader loses frames, never the run's end); the run is abandoned when the visitor's stream was closed, when the
-    first messages were not read within ABANDON_S (no stream was ever opened), or when a stream that read has read
-    nothing for STALLED_S."""
+    reader loses frames, never the run's end); the run is abandoned when the visitor's stream was closed, when it has
+    read nothing within ABANDON_S (no stream was ever opened), or when a stream that read has read nothing for
+    STALLED_S while messages wait."""
 
     def __init__(self, turns: Turns | None, session: str | None, clock: Any = time.monotonic) -> None:
         self.turns, self.session, self.clock = turns, session, clock
-        self.last_backlog, self.last_read = 1, clock()  # the first frame is sent before the first question
+        self.taken = turns.taken(session) if turns is not None else 0
+        self.last_backlog, self.last_read = 0, clock()
         self.has_read = False
         self.dropped = 0
 
@@ -402,16 +473,20 @@ class Reader:
         """True when a new frame may be sent now."""
         if self.turns is None:
             return True
-        backlog, now = self.turns.backlog(self.session), self.clock()
-        if backlog < self.last_backlog:
-            self.last_read, self.has_read = now, True
-        elif backlog == 0:
-            self.last_read = now
-        self.last_backlog = backlog
-        if backlog >= MAX_BACKLOG:
+        self.check()
+        if self.last_backlog >= MAX_BACKLOG:
             self.dropped += 1
             return False
         return True
+
+    def check(self) -> None:
+        """Read the visitor's progress: the messages waiting, and whether it took any since the last look."""
+        taken, now = self.turns.taken(self.session), self.clock()
+        if taken > self.taken:
+            self.taken, self.last_read, self.has_read = taken, now, True
+        self.last_backlog = self.turns.backlog(self.session)
+        if self.last_backlog == 0:
+            self.last_read = now
 
     def gone(self) -> bool:
         """True when nobody will read the run any more (see the class's docstring)."""
@@ -419,5 +494,6 @@ class Reader:
             return False
         if self.turns.closed(self.session):
             return True
+        self.check()
         patience = STALLED_S if self.has_read else ABANDON_S
         return self.last_backlog > 0 and self.clock() - self.last_read > patience

@@ -165,6 +165,9 @@ def build_demo() -> gr.Blocks:
     """The whole app (``app.make_app`` adds the queue settings; then ``.launch(**launch_options())``)."""
     # delete_cache: every 10 minutes Gradio deletes the uploads and outputs it cached over an hour ago (and all
     # of them when the app shuts down)
+    # the replays' frames are served where they lie, never copied to Gradio's cache once per answer (its checks and
+    # copies were a quarter of the server's event loop while a class scrubbed); they are public, committed files
+    gr.set_static_paths(paths=[replays.ROOT])
     with gr.Blocks(title="Spectral Bias Lab", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(HEADER, elem_id="header")
         with gr.Tabs(selected="replay_tab"):
@@ -228,14 +231,27 @@ def _replay_tab() -> dict:
             # the default replay's labels at first; each scrub then says lane, λ / σ, PSNR and iteration
             lanes = [("other_image", "Left lane"), ("lane_image", "Right lane")]
             inputs = [("observed", "Observation"), ("clean", "Clean image")]
+
+            def start(name: str, label: str) -> dict:
+                shown = (first or {}).get(name, {})
+                shown = shown if isinstance(shown, dict) else {"value": shown}
+                return {"label": label, **{k: v for k, v in shown.items() if k in ("value", "visible", "label")}}
+
             with gr.Column(elem_id="replay_images"):
-                for row_id, row, height in (("replay_lanes", lanes, 240), ("replay_inputs", inputs, 170)):
-                    with gr.Row(elem_id=row_id, elem_classes=["image-row"]):
-                        for name, label in row:
-                            shown = (first or {}).get(name, {})
-                            start = {k: v for k, v in shown.items() if k in ("value", "visible", "label")}
-                            start.setdefault("label", label)
-                            r[name] = gr.Image(**start, elem_id=f"replay_{name}", height=height, **kw)
+                # the two lanes side by side, each named in full by the caption under it (lane, λ / σ, PSNR)
+                with gr.Row(elem_id="replay_lanes", elem_classes=["image-row"]):
+                    for name, label in lanes:
+                        with gr.Column(min_width=0, elem_classes=["lane"]):
+                            r[name] = gr.Image(
+                                **start(name, label), elem_id=f"replay_{name}", height=240, show_label=False, **kw
+                            )
+                            caption_name = name.replace("_image", "_caption")
+                            text = start(caption_name, "")
+                            r[caption_name] = caption(text.get("value", ""), f"replay_{caption_name}")
+                            r[caption_name].visible = text.get("visible", True)
+                with gr.Row(elem_id="replay_inputs", elem_classes=["image-row"]):
+                    for name, label in inputs:
+                        r[name] = gr.Image(**start(name, label), elem_id=f"replay_{name}", height=170, **kw)
             with gr.Row():
                 r["curves"] = gr.Plot(
                     first and first["curves"], label="Curves", elem_id="replay_curves", scale=2, show_label=False
@@ -253,12 +269,12 @@ def _wire_replays(r: dict) -> None:
     view_ = dict(concurrency_id="replay", concurrency_limit=replays.VIEW_EVENTS, show_progress="hidden")
     g, on_loop = events.guarded, replays.on_loop
     view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
-    shown_ = [r[k] for k in replays.REPLAY_OUTPUTS]
-    scrub = g(on_loop(replays.replay))
-    r["iteration"].release(scrub, view, shown_, api_name="replay", **view_)
+    shown_ = [r[k] for k in replays.TAB_OUTPUTS]  # the captions last: API clients do not receive them
+    labelled, scrub = g(on_loop(replays.replay)), g(on_loop(replays.scrub))
+    r["iteration"].release(labelled, view, shown_, api_name="replay", **view_)
     r["iteration"].input(scrub, view, shown_, api_visibility="private", trigger_mode="always_last", **view_)
     for name in ("lane", "other"):
-        r[name].input(scrub, view, shown_, api_visibility="private", **view_)
+        r[name].input(labelled, view, shown_, api_visibility="private", **view_)
     r["experiment"].input(
         g(on_loop(replays.on_experiment_change)),
         view[:3],
@@ -441,7 +457,10 @@ def _views() -> dict:
 
 def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     """Connect the widgets to demo.events (each function ``guarded``: every error reaches the visitor as one line)."""
-    private, g = dict(api_visibility="private"), events.guarded
+    # the page's small events share one group: a class changing tasks at once is served UI_EVENTS at a time, not one
+    # at a time per function (Gradio's default), and never behind a live run
+    private = dict(api_visibility="private", concurrency_id="ui", concurrency_limit=UI_EVENTS)
+    g = events.guarded
     for trigger in (w["image"].change, w["max_side"].release):
         trigger(g(events.describe_image), [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
     w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
@@ -465,6 +484,14 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     demo.load(g(events.default_image), None, w["image"], **private)
 
 
+#: The live tab's small events (describing an upload, a task change, the page's first image, ...) running at once.
+UI_EVENTS = 4
+#: Events running at once in the whole queue (Gradio's ``max_threads``, 40 by default: forty students' Play held every
+#: place, and a scrub waited for a Play to end): every group's limit with room to spare. Threads stay bounded by the
+#: groups' limits (replays hold none: demo/replays.py).
+RUNNING_EVENTS = 1 + UI_EVENTS + replays.VIEW_EVENTS + replays.PLAY_EVENTS + 32
+
+
 def launch_options() -> dict:
     """Keyword arguments of ``demo.launch`` shared by app.py and the tests (``RequestGuard`` in front of the app)."""
     return dict(
@@ -473,5 +500,6 @@ def launch_options() -> dict:
         ssr_mode=False,
         show_error=True,
         max_file_size=MAX_UPLOAD,
+        max_threads=RUNNING_EVENTS,
         app_kwargs=dict(middleware=[Middleware(RequestGuard)]),
     )

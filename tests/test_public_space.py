@@ -380,39 +380,47 @@ def test_one_address_holds_at_most_half_of_the_waiting_places():
     assert rules.refusal(False, "fresh", "192.0.2.2") is None
 
 
-class Backlog:
-    """A Turns stand-in for Reader: a visitor's unread messages, and whether its stream closed."""
+class Visitor:
+    """A Turns stand-in for Reader: the messages sent to a visitor, those it read, and whether its stream closed."""
 
     def __init__(self) -> None:
-        self.unread, self.is_closed = 0, False
+        self.sent = self.read = 0
+        self.is_closed = False
+
+    def send(self, n: int = 1) -> None:
+        self.sent += n
 
     def backlog(self, session):
-        return self.unread
+        return self.sent - self.read
+
+    def taken(self, session):
+        return self.read
 
     def closed(self, session):
         return self.is_closed
 
 
 def test_a_slow_reader_loses_frames_not_its_run():
-    now, seen = [0.0], Backlog()
+    now, seen = [0.0], Visitor()
     reader = turns.Reader(seen, "slow", clock=lambda: now[0])
-    seen.unread = 0  # the first frame was read
-    assert reader.ready()
-    for second in range(1, int(turns.STALLED_S)):  # then a message now and then, the backlog full
+    seen.send(4)  # the run's start, a warning and its first frame: the visitor reads one every 4 s
+    for second in range(1, int(turns.STALLED_S)):
         now[0] = float(second)
-        seen.unread = turns.MAX_BACKLOG + (second % 2)
-        assert not reader.ready()  # a frame dropped ...
-        assert not reader.gone()  # ... the run kept
-    assert reader.dropped > 0
+        if second % 4 == 0:
+            seen.read += 1
+        if reader.ready():
+            seen.send()
+        assert not reader.gone()  # the run kept ...
+    assert reader.dropped > 0  # ... frames dropped meanwhile
     now[0] += turns.STALLED_S + 1
     assert reader.gone()  # a stream that has read nothing for a minute
 
 
 def test_a_stream_never_opened_or_closed_is_gone():
-    now, seen = [0.0], Backlog()
+    now, seen = [0.0], Visitor()
     never = turns.Reader(seen, "never", clock=lambda: now[0])
-    seen.unread = 3
-    assert not never.ready()
+    seen.send(3)
+    assert not never.ready() and not never.gone()
     now[0] = turns.ABANDON_S + 0.5
     assert never.gone()  # not one message read: no stream was opened
     closed = turns.Reader(seen, "closed", clock=lambda: now[0])
@@ -507,3 +515,26 @@ def test_the_runs_clock_and_stop_cover_its_baseline_and_path_measurement(tiny_pn
     stopped = LabRun(request, stop=lambda: True)  # Stop pressed while the baseline ran
     last = list(stopped.stream())[-1]
     assert stopped.cancelled and last.iteration <= every
+
+
+def test_a_groups_queue_takes_turns_by_address():
+    def event(i, address):
+        return type("E", (), {"_id": f"e{i}", "concurrency_id": "replay", "turns_address": address, "request": None})()
+
+    flood = [event(i, "203.0.113.66") for i in range(5)]
+    group = type("G", (), {"queue": list(flood)})()
+    queue = type("Q", (), {"event_ids_to_events": {}, "event_queue_per_concurrency_id": {"replay": group}})()
+    rules = turns.Turns(type("B", (), {"_queue": queue})(), hops=1)
+
+    def join(e):
+        queue.event_ids_to_events[e._id] = e
+        group.queue.append(e)
+        rules.place(e._id, e.turns_address)
+
+    student, second, other = event(10, "198.51.100.1"), event(11, "198.51.100.1"), event(12, "198.51.100.2")
+    join(student)
+    join(second)
+    join(other)
+    order = [e._id for e in group.queue]
+    # each address's first event, then each one's second, ...: the script's queue does not hold the class back
+    assert order == ["e0", "e10", "e12", "e1", "e11", "e2", "e3", "e4"]

@@ -54,9 +54,10 @@ def test_the_page_opens_on_the_default_replay_with_its_lessons(page):
     # each image says what it is from the start: the lane, its λ and its PSNR at the iteration shown, in full; the
     # two lanes side by side in the order of their dropdowns, at 1400 px and on a 390 px phone
     shown = rf"· PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}"
-    expect(page.locator("#replay_other_image")).to_contain_text(re.compile(r"Vanilla DIP \(λ = 0\) " + shown))
-    expect(page.locator("#replay_lane_image")).to_contain_text(re.compile(r"Controlled DIP \(λ = 1\) " + shown))
-    labels = [f"#replay_{k} [data-testid=block-label]" for k in ("other_image", "lane_image", "observed", "clean")]
+    expect(page.locator("#replay_other_caption")).to_contain_text(re.compile(r"Vanilla DIP \(λ = 0\) " + shown))
+    expect(page.locator("#replay_lane_caption")).to_contain_text(re.compile(r"Controlled DIP \(λ = 1\) " + shown))
+    labels = ["#replay_other_caption", "#replay_lane_caption"]
+    labels += [f"#replay_{k} [data-testid=block-label]" for k in ("observed", "clean")]
     for width, height in ((1400, 1100), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(300)
@@ -84,9 +85,9 @@ def test_play_advances_and_pause_holds(page):
     box = page.locator("#replay_iteration input[type=number]")
     box.fill("0")
     box.press("Enter")
-    expect(page.locator("#replay_lane_image")).to_contain_text(re.compile(r"iteration 1(?!\d)"), timeout=10_000)
+    expect(page.locator("#replay_lane_caption")).to_contain_text(re.compile(r"iteration 1(?!\d)"), timeout=10_000)
     page.locator("#replay_play").click()
-    expect(page.locator("#replay_lane_image")).to_contain_text(re.compile(r"iteration [1-9]\d{2,}"), timeout=15_000)
+    expect(page.locator("#replay_lane_caption")).to_contain_text(re.compile(r"iteration [1-9]\d{2,}"), timeout=15_000)
     page.locator("#replay_pause").click()
     page.wait_for_timeout(800)
     held = slider_value(page)
@@ -100,11 +101,11 @@ def test_scrub_another_experiment_and_lane(page):
     expect(page.locator("#replay_observed")).to_contain_text("Super-resolution ×4", timeout=10_000)
     page.locator("#replay_lane input").click()
     page.get_by_role("option", name="λ = 2", exact=True).click()
-    expect(page.locator("#replay_lane_image")).to_contain_text("Controlled DIP (λ = 2) · PSNR", timeout=10_000)
+    expect(page.locator("#replay_lane_caption")).to_contain_text("Controlled DIP (λ = 2) · PSNR", timeout=10_000)
     box = page.locator("#replay_iteration input[type=number]")
     frame = tab.replays().manifest["scale"]["frame_every"] * 4
     box.fill(str(frame))
     box.press("Enter")
-    expect(page.locator("#replay_lane_image")).to_contain_text(f"iteration {frame}", timeout=10_000)
+    expect(page.locator("#replay_lane_caption")).to_contain_text(f"iteration {frame}", timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "replay_scrub.png"), full_page=True)
     assert page.errors == []

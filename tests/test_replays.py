@@ -262,8 +262,8 @@ def test_the_replay_endpoint_through_gradio_client(app_url, tmp_path):
             rf"Controlled DIP \({re.escape(lane)}\) · PSNR \d+\.\d\d dB at iteration {tab.last_iteration()}",
             out["lane_image"]["label"],
         )  # the lane, its λ, and its PSNR at the frame shown
-        with Image.open(out["lane_image"]["value"]) as a, Image.open(out["clean"]["value"]) as b:
-            assert a.size == b.size  # an image the client downloaded
+        with Image.open(out["lane_image"]["value"]) as a, Image.open(out["clean"]) as b:
+            assert a.size == b.size  # images the client downloaded (the lanes' with their labels)
         traces = json.loads(out["curves"]["plot"])["data"]
         names = tab.labels(tab.DEFAULT_EXPERIMENT)
         shown = {names[tab.DEFAULT_OTHER].split(" (")[0], names[tab.DEFAULT_LANE].split(" (")[0]}
