@@ -40,8 +40,10 @@ PLAY_FRAMES_PER_S = 12.0
 #: Threads drawing replay frames: scrubs and lessons (VIEW), Play (PLAY); never Gradio's shared pool.
 VIEW_THREADS, PLAY_THREADS = 2, 1
 #: Replay events running at once: views (scrubs, lessons, experiment changes) and players. Each is a coroutine holding
-#: no thread; beyond these they wait in the queue, within demo/turns.py's per-visitor and per-address bounds.
-VIEW_EVENTS, PLAY_EVENTS = 64, 64
+#: no thread. Views are few, so that the others wait in the queue, where they take turns by address (demo/turns.py:
+#: a script's hundred joins do not run ahead of a student's scrub); 4, 8, 16 and 64 gave a p95 of 5.2, 2.4-3.0, 3.1
+#: and 4.8 s in the classroom test. A Play runs for a minute, paced by the shared frame budget: a class's all at once.
+VIEW_EVENTS, PLAY_EVENTS = 8, 64
 #: Drawn frames kept, their figures as JSON (about 0.1 MB each): more than one whole replay (151 frames).
 FRAME_CACHE = 192
 #: The tab's outputs by name, in the order the ``replay`` endpoint returns them
