@@ -7,13 +7,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.server
-import io
 import json
 import os
 import re
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import numpy as np
 import pytest
 from gradio.data_classes import FileData, ImageData
 from PIL import Image, ImageFile
+from test_bad_input import declared_png, png  # the same files as the bad-input table's
 
 import demo.guards as guards
 import demo.inputs as inputs
@@ -70,21 +68,6 @@ def refused(pattern: str) -> Iterator[None]:
     with pytest.raises(gr.Error) as err:
         yield
     assert re.match(pattern, err.value.message) and "\n" not in err.value.message, err.value.message
-
-
-def png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def declared_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares width × height (nothing behind it)."""
-    data = bytearray(png(Image.new("L", (1, 1))))
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 def photo(w: int, h: int, seed: int = 0) -> Image.Image:

@@ -466,6 +466,8 @@ def test_direct_rest_calls_skip_no_queue(space):
     _, url = space
     r = load.httpx.post(url + "gradio_api/run/replay", json={"data": ["denoise_house", "lam1", "", 10]}, timeout=30)
     assert r.status_code == 404 and r.json() == {"detail": guards.DIRECT_CALL.format(name="replay")}
+    deep = load.httpx.get(url + "gradio_api/deep_link", params={"session_hash": "x"}, timeout=30)
+    assert deep.status_code == 404 and deep.json() == {"detail": "this server does not offer /gradio_api/deep_link"}
     client = Client(url, verbose=False, download_files=False)  # the queue's door stays open
     try:
         assert len(client.predict("denoise_house", "lam1", "", 10, api_name="/replay")) == 8
@@ -538,3 +540,12 @@ def test_a_groups_queue_takes_turns_by_address():
     order = [e._id for e in group.queue]
     # each address's first event, then each one's second, ...: the script's queue does not hold the class back
     assert order == ["e0", "e10", "e12", "e1", "e11", "e2", "e3", "e4"]
+
+
+def test_a_new_session_builds_no_configs(space):
+    from gradio.state_holder import SessionState
+
+    demo, _ = space
+    state = SessionState(demo)  # as Gradio makes one for each new visitor
+    assert state.config_values == {} and state.blocks_config.config_for_block(0, [], None) == {}
+    assert demo.default_config.config_for_block is not state.blocks_config.config_for_block  # the app's own untouched
