@@ -22,7 +22,6 @@ the live queue's one slot), a 20000×16 PNG is uploaded and run, the server's pe
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import io
 import json
@@ -44,6 +43,8 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
+
+from .options import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "benchmarks" / "reports" / "public_space"
@@ -940,7 +941,7 @@ def readme(folder: Path = REPORTS) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks load --classroom", description=__doc__.splitlines()[0])
+    p = parser("load --classroom", __doc__, json=False)
     p.add_argument("--small", action="store_true", help="6 students, 1 live run, a 300-join flood (under a minute)")
     p.add_argument("--one-address", action="store_true", help="the whole class behind one address (a school's NAT)")
     p.add_argument("--app-root", type=Path, default=ROOT, help="serve the app of this tree (default: this one)")
@@ -951,7 +952,6 @@ def main(argv: list[str] | None = None) -> int:
     out_help = "the JSON report (default: reports/public_space/classroom[_small][_one_address].json); '-' writes none"
     p.add_argument("--out", type=Path, default=None, help=out_help)
     p.add_argument("--note", default="", help="a line kept in the report (e.g. what else ran on the machine)")
-    p.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     args = p.parse_args(argv)
     changes = dict(students=args.students, live=args.live, flood_joins=args.flood_joins, flood_fn=args.flood_fn)
     given = {k: v for k, v in changes.items() if v is not None}
