@@ -48,7 +48,7 @@ class Animation:
         self.calls += 1
         if (self.calls - 1) % self.stride and not run.done:
             return
-        names = " | ".join(short(t) for t in run.tracks.values())
+        names = " | ".join(t.short for t in run.tracks.values())
         self.frames.append(side_by_side(list(run.images.values()), f"{names} · iteration {run.iteration}"))
         if len(self.frames) > self.max_frames:
             self.frames, self.stride = self.frames[::2], self.stride * 2
@@ -64,7 +64,7 @@ def stream(runs: Iterable[RunData], max_frames: int = LIMITS.max_frames) -> Iter
 def frame(run: RunData, animation: Animation) -> Frame:
     """The current images, figures and status line of ``run`` (and one more animation frame)."""
     animation.add(run)
-    spectra = [(t.label, run.spectra[name]) for name, t in run.tracks.items() if name in run.spectra]
+    spectra = [(t.short, run.spectra[name]) for name, t in run.tracks.items() if name in run.spectra]
     curves = plots.curves_figure(
         list(run.tracks.values()),
         run.iterations,
@@ -84,11 +84,6 @@ def frame(run: RunData, animation: Animation) -> Frame:
     )
 
 
-def short(track: Track) -> str:
-    """The run's name without its settings: "Vanilla DIP", "Controlled", "Result"."""
-    return track.label.split(" (")[0]
-
-
 def caption(track: Track) -> str:
     """What a run's image shows, in full: "Vanilla DIP (λ 0, bilinear) · PSNR 27.13 dB at iteration 120" (the
     loss when the clean image is unknown)."""
@@ -101,7 +96,7 @@ def events(run: RunData) -> list[Event]:
     """The lesson events the curves show so far (dip_core.lesson), marked on the plots as they happen."""
     keys = ("iter", "psnr", "fbc")
     curves = {n: {k: t.column(k) for k in keys} for n, t in run.tracks.items() if t.records}
-    return lesson(curves, {n: short(t) for n, t in run.tracks.items()}, done=run.done)
+    return lesson(curves, {n: t.short for n, t in run.tracks.items()}, done=run.done)
 
 
 def status(run: RunData) -> str:

@@ -102,18 +102,30 @@ def curves_dict(
     ``events`` (dip_core.lesson) are numbered markers on every panel; ``cursor`` a replay's iteration (a line);
     ``clean_bands=False``: a single run's curves have no FBC against the clean image (replays keep none).
     """
-    compare = len(tracks) == 2
     signal = "loss" if noise_energy is not None else "ratio"
-    top = "PSNR (solid) and SSIM (dotted)" if has_clean else "Loss: MSE to the observation"
-    if compare:
-        fbc_titles = [f"FBC per band: {t.label.split(' (')[0]}" for t in tracks]
-    else:
-        fbc_titles = [
-            "FBC per band vs the observation",
-            "FBC per band vs the clean image" if has_clean and clean_bands else "",
-        ]
-    layout = _base_layout(560)
     x_range = [0, max(1, iterations)]
+    layout = _curves_layout(x_range, has_clean)
+    layout["annotations"] += _panel_titles(tracks, has_clean, signal, clean_bands)
+    data = []
+    if noise_energy is not None:
+        data.append(_noise_line(x_range, noise_energy))
+    if has_clean and baseline_psnr is not None and np.isfinite(baseline_psnr):
+        data.append(_baseline_line(x_range, baseline_psnr))
+    for t in tracks:
+        color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
+        data += _run_lines(t, color, has_clean, signal)
+        if t.last is not None and t.last.stopped:
+            _mark_stop(layout, t.last.stop_iter, color)
+    for n, (t, key, axis) in enumerate(_band_panels(tracks, has_clean, clean_bands)):
+        data += _band_lines(t, key, axis, legend=n == 0)
+    mark_events(layout, events, cursor, span=x_range[1])
+    return dict(data=data, layout=layout)
+
+
+def _curves_layout(x_range: list[int], has_clean: bool) -> dict:
+    """The four panels' axes (one iteration range), with SSIM's right axis over the first when the clean image is
+    known (else the loss on a log axis)."""
+    layout = _base_layout(560)
     for n, (row, col) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)], start=1):
         xd, yd = _cell(row, col)
         suffix = "" if n == 1 else str(n)
@@ -143,142 +155,178 @@ def curves_dict(
         )  # SSIM
     else:
         layout["yaxis"]["type"] = "log"
-    second = (
-        "Loss and noise level (auto-stop signal)" if signal == "loss" else "Blur / sharpness ratio (auto-stop signal)"
+    return layout
+
+
+def _panel_titles(tracks: Sequence[Track], has_clean: bool, signal: str, clean_bands: bool) -> list[dict]:
+    """The four panels' titles: the FBC panels name their run when two runs are compared (an empty one has none)."""
+    top = "PSNR (solid) and SSIM (dotted)" if has_clean else "Loss: MSE to the observation"
+    if signal == "loss":
+        second = "Loss and noise level (auto-stop signal)"
+    else:
+        second = "Blur / sharpness ratio (auto-stop signal)"
+    if len(tracks) == 2:
+        fbc_titles = [f"FBC per band: {t.short}" for t in tracks]
+    else:
+        fbc_titles = [
+            "FBC per band vs the observation",
+            "FBC per band vs the clean image" if has_clean and clean_bands else "",
+        ]
+    titles = [_title(top, 1, 1), _title(second, 1, 2)]
+    return titles + [_title(t, 2, c + 1) for c, t in enumerate(fbc_titles) if t]
+
+
+def _noise_line(x_range: list[int], noise_energy: float) -> dict:
+    """The noise-level stop's threshold on the signal panel: a trace, not a shape (shapes and annotations on a log
+    axis want log10 coordinates)."""
+    return dict(
+        type="scatter",
+        mode="lines+text",
+        x=x_range,
+        y=[noise_energy] * 2,
+        xaxis="x2",
+        yaxis="y2",
+        name="noise level",
+        showlegend=False,
+        text=["", "noise level"],
+        textposition="top left",
+        textfont=dict(color="#555", size=11),
+        line=dict(color="#555", dash="dash", width=1.5),
+        hovertemplate="noise level %{y:.3~g}<extra></extra>",
     )
-    layout["annotations"] += [_title(top, 1, 1), _title(second, 1, 2)]
-    layout["annotations"] += [_title(t, 2, c + 1) for c, t in enumerate(fbc_titles) if t]
-    data = []
-    if signal == "loss":  # a trace, not a shape: shapes and annotations on a log axis want log10 coordinates
-        data.append(
-            dict(
-                type="scatter",
-                mode="lines+text",
-                x=x_range,
-                y=[noise_energy] * 2,
-                xaxis="x2",
-                yaxis="y2",
-                name="noise level",
-                showlegend=False,
-                text=["", "noise level"],
-                textposition="top left",
-                textfont=dict(color="#555", size=11),
-                line=dict(color="#555", dash="dash", width=1.5),
-                hovertemplate="noise level %{y:.3~g}<extra></extra>",
-            )
-        )
-    if has_clean and baseline_psnr is not None and np.isfinite(baseline_psnr):
-        data.append(
-            dict(
-                type="scatter",
-                mode="lines+text",
-                x=x_range,
-                y=[float(baseline_psnr)] * 2,
-                name=BASELINE_NAME,
-                showlegend=True,
-                text=["", f"OpenCV {baseline_psnr:.1f} dB"],
-                textposition="bottom left",
-                textfont=dict(color=BASELINE_COLOR, size=11),
-                cliponaxis=False,
-                line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
-                hovertemplate="classical baseline %{y:.2f} dB<extra></extra>",
-            )
-        )
-    for t in tracks:
-        color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
-        x, short = t.column("iter"), t.label.split(" (")[0]
-        line = dict(type="scatter", mode="lines", x=x, legendgroup=t.name)
-        key = "psnr" if has_clean else "loss"
-        data.append(dict(line, y=_list(t.column(key)), name=short, line=dict(color=color, width=2.5)))
-        if has_clean:
-            data.append(
-                dict(
-                    line,
-                    y=_list(t.column("ssim")),
-                    name=f"{short} SSIM",
-                    showlegend=False,
-                    yaxis="y5",
-                    line=dict(color=color, width=1.5, dash="dot"),
-                )
-            )
-            s = t.last
-            if s is not None and s.best_iter is not None:
-                data.append(
-                    dict(
-                        type="scatter",
-                        mode="markers+text",
-                        x=[s.best_iter],
-                        y=[s.best_psnr],
-                        name=f"{short} best",
-                        showlegend=False,
-                        text=[f"★ best {s.best_psnr:.1f}"],
-                        textposition="top center",
-                        textfont=dict(color=color, size=11),
-                        cliponaxis=False,
-                        marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1)),
-                    )
-                )
-        data.append(
+
+
+def _baseline_line(x_range: list[int], baseline_psnr: float) -> dict:
+    """The classical baseline's PSNR on the first panel, dashed."""
+    return dict(
+        type="scatter",
+        mode="lines+text",
+        x=x_range,
+        y=[float(baseline_psnr)] * 2,
+        name=BASELINE_NAME,
+        showlegend=True,
+        text=["", f"OpenCV {baseline_psnr:.1f} dB"],
+        textposition="bottom left",
+        textfont=dict(color=BASELINE_COLOR, size=11),
+        cliponaxis=False,
+        line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
+        hovertemplate="classical baseline %{y:.2f} dB<extra></extra>",
+    )
+
+
+def _run_lines(t: Track, color: str, has_clean: bool, signal: str) -> list[dict]:
+    """One run's traces: PSNR (+ SSIM and its best-so-far star) or loss on the first panel, and its auto-stop
+    ``signal`` on the second."""
+    line = dict(type="scatter", mode="lines", x=t.column("iter"), legendgroup=t.name)
+    key = "psnr" if has_clean else "loss"
+    out = [dict(line, y=_list(t.column(key)), name=t.short, line=dict(color=color, width=2.5))]
+    if has_clean:
+        out.append(
             dict(
                 line,
-                y=_list(t.column(signal)),
-                name=f"{short} {signal}",
+                y=_list(t.column("ssim")),
+                name=f"{t.short} SSIM",
                 showlegend=False,
-                xaxis="x2",
-                yaxis="y2",
-                line=dict(color=color, width=2),
+                yaxis="y5",
+                line=dict(color=color, width=1.5, dash="dot"),
             )
         )
-        if t.last is not None and t.last.stopped:
-            layout["shapes"].append(
-                dict(
-                    type="line",
-                    x0=t.last.stop_iter,
-                    x1=t.last.stop_iter,
-                    y0=0,
-                    y1=1,
-                    xref="x2",
-                    yref="y2 domain",
-                    line=dict(color=color, dash="dash", width=1.5),
-                )
-            )
-            layout["annotations"].append(
-                dict(
-                    text=f"auto-stop {t.last.stop_iter}",
-                    x=t.last.stop_iter,
-                    y=1,
-                    xref="x2",
-                    yref="y2 domain",
-                    showarrow=False,
-                    xanchor="left",
-                    yanchor="top",
-                    font=dict(color=color, size=11),
-                )
-            )
-    panels = [(t, "fbc", 3 + i) for i, t in enumerate(tracks)] if compare else [(t, "fbc", 3) for t in tracks]
-    if not compare and has_clean and clean_bands:
+        if t.last is not None and t.last.best_iter is not None:
+            out.append(_best_star(t, color))
+    out.append(
+        dict(
+            line,
+            y=_list(t.column(signal)),
+            name=f"{t.short} {signal}",
+            showlegend=False,
+            xaxis="x2",
+            yaxis="y2",
+            line=dict(color=color, width=2),
+        )
+    )
+    return out
+
+
+def _best_star(t: Track, color: str) -> dict:
+    """A live run's best PSNR so far: a star at its iteration."""
+    s = t.last
+    return dict(
+        type="scatter",
+        mode="markers+text",
+        x=[s.best_iter],
+        y=[s.best_psnr],
+        name=f"{t.short} best",
+        showlegend=False,
+        text=[f"★ best {s.best_psnr:.1f}"],
+        textposition="top center",
+        textfont=dict(color=color, size=11),
+        cliponaxis=False,
+        marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1)),
+    )
+
+
+def _mark_stop(layout: dict, stop_iter: int, color: str) -> None:
+    """A run's auto-stop: a dashed line on the signal panel, labelled with its iteration."""
+    layout["shapes"].append(
+        dict(
+            type="line",
+            x0=stop_iter,
+            x1=stop_iter,
+            y0=0,
+            y1=1,
+            xref="x2",
+            yref="y2 domain",
+            line=dict(color=color, dash="dash", width=1.5),
+        )
+    )
+    layout["annotations"].append(
+        dict(
+            text=f"auto-stop {stop_iter}",
+            x=stop_iter,
+            y=1,
+            xref="x2",
+            yref="y2 domain",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font=dict(color=color, size=11),
+        )
+    )
+
+
+def _band_panels(tracks: Sequence[Track], has_clean: bool, clean_bands: bool) -> list[tuple[Track, str, int]]:
+    """(run, FBC key, axis) of each FBC panel: one per run when two are compared, else the run against the
+    observation and (when known and kept) against the clean image."""
+    if len(tracks) == 2:
+        return [(t, "fbc", 3 + i) for i, t in enumerate(tracks)]
+    panels = [(t, "fbc", 3) for t in tracks]
+    if has_clean and clean_bands:
         panels += [(t, "fbc_clean", 4) for t in tracks]
-    for n, (t, key, axis) in enumerate(panels):
-        rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
-        values = np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
-        for k in range(len(BAND_EDGES)):
-            name = f"band {k + 1}" + (" (low)" if k == 0 else " (high)" if k == len(BAND_EDGES) - 1 else "")
-            data.append(
-                dict(
-                    type="scatter",
-                    mode="lines",
-                    x=t.column("iter"),
-                    y=_list(values[:, k]),
-                    name=name,
-                    legendgroup=f"band{k}",
-                    showlegend=n == 0,
-                    xaxis=f"x{axis}",
-                    yaxis=f"y{axis}",
-                    line=dict(color=BAND_COLORS[k], width=2),
-                )
+    return panels
+
+
+def _band_lines(t: Track, key: str, axis: int, legend: bool) -> list[dict]:
+    """The five FBC bands of run ``t``'s ``key`` on panel ``axis`` (in the legend once: ``legend``)."""
+    rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
+    values = np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
+    out = []
+    for k in range(len(BAND_EDGES)):
+        name = f"band {k + 1}" + (" (low)" if k == 0 else " (high)" if k == len(BAND_EDGES) - 1 else "")
+        out.append(
+            dict(
+                type="scatter",
+                mode="lines",
+                x=t.column("iter"),
+                y=_list(values[:, k]),
+                name=name,
+                legendgroup=f"band{k}",
+                showlegend=legend,
+                xaxis=f"x{axis}",
+                yaxis=f"y{axis}",
+                line=dict(color=BAND_COLORS[k], width=2),
             )
-    mark_events(layout, events, cursor, span=x_range[1])
-    return dict(data=data, layout=layout)
+        )
+    return out
 
 
 #: Lesson marks closer than this share of the iteration axis to one already placed go a row lower
@@ -352,7 +400,8 @@ def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
 
 
 def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
-    """Heatmaps (stacked) of the clipped ratio |F(output)| / |F(observation)| with the five FBC band circles."""
+    """Heatmaps (stacked), one per (run's short name, ratio) of ``maps``, of the clipped ratio
+    |F(output)| / |F(observation)| with the five FBC band circles."""
     n = max(1, len(maps))
     layout = _base_layout(560)
     layout.update(
@@ -369,7 +418,7 @@ def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
     gap = 0.12
     h = (1 - gap * (n - 1)) / n
     data = []
-    for i, (label, ratio) in enumerate(maps):
+    for i, (name, ratio) in enumerate(maps):
         sfx = "" if i == 0 else str(i + 1)
         y0 = 1 - (i + 1) * h - i * gap
         rh, rw = ratio.shape
@@ -382,7 +431,7 @@ def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
         )
         layout["annotations"].append(
             dict(
-                text=label.split(" (")[0],
+                text=name,
                 x=0.5,
                 y=y0 + h,
                 xref="paper",
@@ -408,18 +457,23 @@ def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
                 hovertemplate="fx %{x:.2f}, fy %{y:.2f}: %{z:.2f}<extra></extra>",
             )
         )
-        for edge in BAND_EDGES:  # the engine's bands: radii (W/2)·k/5 in pixel units, i.e. 0.5·k/5 cycles/px in x
-            r = 0.5 * edge
-            layout["shapes"].append(
-                dict(
-                    type="circle",
-                    x0=-r,
-                    x1=r,
-                    y0=-r * aspect,
-                    y1=r * aspect,
-                    xref=f"x{sfx}",
-                    yref=f"y{sfx}",
-                    line=dict(color="white", width=1, dash="dot"),
-                )
-            )
+        layout["shapes"] += _band_circles(sfx, aspect)
     return dict(data=data, layout=layout)
+
+
+def _band_circles(sfx: str, aspect: float) -> list[dict]:
+    """The five FBC bands' outer circles on heatmap ``sfx``: the engine's radii (W/2)·k/5 in pixel units, i.e.
+    0.5·k/5 cycles/px in x (``aspect`` times that in y)."""
+    return [
+        dict(
+            type="circle",
+            x0=-0.5 * edge,
+            x1=0.5 * edge,
+            y0=-0.5 * edge * aspect,
+            y1=0.5 * edge * aspect,
+            xref=f"x{sfx}",
+            yref=f"y{sfx}",
+            line=dict(color="white", width=1, dash="dot"),
+        )
+        for edge in BAND_EDGES
+    ]

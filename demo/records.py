@@ -21,24 +21,34 @@ def values(value: float | Sequence[float]) -> str:
     return "/".join(f"{v:g}" for v in value)
 
 
-def run_label(name: str, config: RunConfig, compare: bool) -> str:
-    """A short name for one run: "Vanilla DIP (λ 0, bilinear)" or "Controlled (λ 1.4, Gaussian σ 0.5)"."""
+def run_short(name: str, compare: bool) -> str:
+    """A run's name without its settings: "Vanilla DIP", "Controlled" (beside vanilla DIP) or "Result"."""
+    return "Vanilla DIP" if name == "vanilla" else "Controlled" if compare else "Result"
+
+
+def run_settings(config: RunConfig) -> str:
+    """A run's settings as its label writes them: "λ 0, bilinear" or "λ 1.4, Gaussian σ 0.5"."""
     up = UPSAMPLE_LABELS[config.upsample]
     if config.upsample == "gaussian":
         up += f" σ {values(config.gaussian_sigma)}"
-    what = "Vanilla DIP" if name == "vanilla" else "Controlled" if compare else "Result"
-    return f"{what} (λ {values(config.lipschitz)}, {up})"
+    return f"λ {values(config.lipschitz)}, {up}"
 
 
 @dataclass
 class Track:
-    """The log of one network's run: every snapshot's record, the latest snapshot (with its image)."""
+    """The log of one network's run: every snapshot's record, the latest snapshot (with its image). ``short`` is
+    its name without its settings (``run_short``): the curves, spectra, lessons and animation name it so."""
 
     name: str
-    label: str
+    short: str
     config: RunConfig
     records: list[dict] = field(default_factory=list)
     last: Snapshot | None = None
+
+    @property
+    def label(self) -> str:
+        """The run's full name: "Vanilla DIP (λ 0, bilinear)" or "Controlled (λ 1.4, Gaussian σ 0.5)"."""
+        return f"{self.short} ({run_settings(self.config)})"
 
     def add(self, snap: Snapshot) -> None:
         """Log a snapshot (images are not kept, only the latest one); a final one that repeats the last logged

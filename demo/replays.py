@@ -90,10 +90,10 @@ def scale_note() -> str:
 
 @dataclass
 class ReplayTrack:
-    """A replayed run as plots.curves_figure reads a live one (name picks the colour)."""
+    """A replayed run as plots.curves_dict reads a live one (name picks the colour; short names it, ``lane_short``)."""
 
     name: str
-    label: str
+    short: str
     run: Run
     last: None = None  # no live snapshot: the best and the stop are lesson events here
 
@@ -137,7 +137,7 @@ def tracks(experiment: str, lane: str, other: str) -> list[ReplayTrack]:
     for run, n in ((b, other), (a, lane)):
         if run is not None:
             color = "vanilla" if n == "vanilla" else "other" if out and out[0].name == "controlled" else "controlled"
-            out.append(ReplayTrack(color, names[n], run))
+            out.append(ReplayTrack(color, lane_short(n, names[n]), run))
     return out
 
 
@@ -165,6 +165,11 @@ def readout(experiment: str, lane: str, other: str, iteration: int) -> str:
         bands = " ".join(f"{v:.2f}" for v in fbc)
         rows.append(f"{names[n]}: {quality}FBC bands 1-5 {bands}")
     return "  \n".join(rows)
+
+
+def lane_short(lane: str, label: str) -> str:
+    """A lane as the curves and spectra name it: "vanilla DIP" (its λ = 0 goes without saying), else its label."""
+    return "vanilla DIP" if lane == "vanilla" else label
 
 
 def lane_title(label: str) -> str:
@@ -225,7 +230,7 @@ def show_replay(
     names = labels(experiment)
     still = curves_of(experiment, lane, other)  # everything but the cursor: the same at every iteration
     curves = dict(still, layout=dict(still["layout"], shapes=[*still["layout"]["shapes"], *plots.cursor_lines(it)]))
-    spectra = [(names[n], run.spectrum(it)) for run, n in ((b, other), (a, lane)) if run is not None]
+    spectra = [(lane_short(n, names[n]), run.spectrum(it)) for run, n in ((b, other), (a, lane)) if run is not None]
     observed, clean = str(r.image(experiment, "observed")), str(r.image(experiment, "clean")) if has_clean else None
     lane_path, other_path = str(a.frame_path(it)), None if b is None else str(b.frame_path(it))
     lane_caption = image_label(a, names[lane], it)

@@ -23,7 +23,7 @@ from dip_core.stopping import task_noise_energy
 from dip_core.tasks import to_image
 
 from .inputs import RunRequest
-from .records import Ending, RunData, Track, run_label
+from .records import Ending, RunData, Track, run_short
 from .settings import LIMITS, Limits
 
 SPECTRUM_SIDE = 96  # the 2-D spectrum view is average-pooled to at most this many frequencies a side
@@ -213,7 +213,7 @@ class LabRun:
         discrepancy = any(c.auto_stop == "discrepancy" for c in request.configs.values())
         self.noise_energy = task_noise_energy(task) if discrepancy else None
         configs = self.resolved(request.configs)
-        self.tracks = {n: Track(n, run_label(n, c, request.compare), c) for n, c in configs.items()}
+        self.tracks = {n: Track(n, run_short(n, request.compare), c) for n, c in configs.items()}
         self.iterations = max(c.iterations for c in request.configs.values())
         self.rounds = 0
         self.started = self.ended = None

@@ -18,7 +18,7 @@ from PIL import Image
 from demo import events, exports, frames, plots
 from demo.examples import ASSETS, EXAMPLES, zone_plate
 from demo.inputs import parse_request, scaled_every
-from demo.records import Track, run_label
+from demo.records import Track, run_short
 from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView
 from demo.settings import LIMITS, default_control, limits_for
 from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
@@ -255,7 +255,7 @@ def test_closing_the_stream_frees_the_run(tiny_png):
 
 
 def test_auto_stop_and_best_are_marked():
-    track = Track("controlled", "Controlled (λ 1.4, bilinear)", RunConfig())
+    track = Track("controlled", "Controlled", RunConfig())
     for i, psnr in [(1, 20.0), (10, 25.0), (20, 24.0)]:
         snap = Snapshot(i, None, 0.01, [0.5] * 5, [0.4] * 5, psnr, 0.8, 0.3, 1.0, best_psnr=25.0, best_iter=10)
         track.add(snap)
@@ -439,7 +439,9 @@ def test_a_per_layer_lambda_list_runs_and_names_its_layers(tiny_png):
     assert lab.tracks["controlled"].label == label + ")"
     *_, last = frames.stream(lab.stream())
     assert last.done and last.captions["controlled"].startswith(label + ") · PSNR ")
-    assert run_label("vanilla", req.configs["vanilla"], True) == "Vanilla DIP (λ 0, bilinear)"
+    assert lab.tracks["vanilla"].label == "Vanilla DIP (λ 0, bilinear)"
+    assert lab.tracks["controlled"].short == "Controlled"  # the name the curves, spectra and lessons use
+    assert run_short("controlled", False) == "Result"  # a single run
 
 
 def test_a_run_ended_by_a_non_finite_loss_logs_each_iteration_once(tiny_png):
