@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradio_client import Client, handle_file
 
     from benchmarks import load
-    from demo import events
+    from demo.form import RUN_OUTPUTS
     from demo.settings import LIMITS
 
     demo, url = load.serve(4)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.05)
     final = job.outputs()[-1]
     total = time.perf_counter() - start
-    status = final[events.RUN_OUTPUTS.index("status")]
+    status = final[RUN_OUTPUTS.index("status")]
     used = re.search(r"GPU (\d+) s of (\d+) s requested", status)
     psnr = dict(re.findall(r"(vanilla|controlled) ([\d.]+) dB", status))
     best = re.search(r"vanilla [\d.]+ dB \(best ([\d.]+) at (\d+)", status)

@@ -56,8 +56,8 @@ def data(lab) -> float:  # noqa: ANN001
 def app(lab) -> float:  # noqa: ANN001
     """Steps/s of the run as the page gets it: every update turned into figures, status and PNG files."""
     from demo import frames
-    from demo.events import frame_outputs
     from demo.exports import FrameFiles
+    from demo.live import frame_outputs
 
     files, first = FrameFiles(), True
     for frame in frames.stream(lab.stream()):

@@ -357,12 +357,13 @@ def json_dumps(obj: object) -> str:
 
 
 def run_data(image: dict, **kw) -> list:
-    """The run endpoint's inputs in order (demo.events.RUN_INPUTS), defaults filled in."""
-    from demo.events import RUN_INPUTS, RUN_SIGNATURE
+    """The run endpoint's inputs in order (demo.form.RunForm's fields), the page's defaults filled in."""
+    from demo.form import RunForm
+    from demo.settings import LIMITS, default_control
 
-    values = {p: RUN_SIGNATURE.parameters[p].default for p in RUN_INPUTS}
-    values.update(image=image, **kw)
-    return [values[p] for p in RUN_INPUTS]
+    page = dict(iterations=LIMITS.iterations, max_side=LIMITS.max_side, width=LIMITS.width, lr=LIMITS.lr)
+    values = {**vars(RunForm(image)), **default_control("denoise"), **page, **kw}
+    return [values[p] for p in RunForm.names()]
 
 
 BAD_RUNS = [

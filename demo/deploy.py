@@ -96,7 +96,7 @@ def budget() -> dict:
     table, factor = b.cost_table()
     runs = 2  # the default run compares vanilla with the controlled network
     default = b.run_seconds(lim.max_side**2, lim.width, lim.iterations, runs)
-    declared = math.ceil(default)  # spaces.GPU's duration is whole seconds (demo.events.request_seconds)
+    declared = math.ceil(default)  # spaces.GPU's duration is whole seconds (demo.gpu.request_seconds)
     return {
         "default_gpu_seconds": round(default, 1),
         "default_quota_seconds": b.quota_seconds(declared),

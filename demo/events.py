@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import logging
-import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 import numpy as np
-import torch
 
 from dip_core import InputError, RunConfig
 from dip_core.config import choices
-from dip_core.engine import graph_start
 from dip_core.io import MIN_SIDE, to_uint8
 from dip_core.tasks import TASKS
 
-from . import budget, frames
 from .examples import DEFAULT_EXAMPLE
-from .exports import FrameFiles, read_config, write_downloads
-from .frames import Frame
-from .inputs import RunRequest, choice, flag, number, parse_request, read_image
-from .records import RunData
-from .session import STOPS, LabRun
-from .settings import GPU_BUDGET, LIMITS, ZERO_GPU, default_control
+from .exports import read_config
+from .form import RunForm
+from .inputs import choice, flag, number, read_image
+from .live import live_run
+from .session import STOPS
+from .settings import LIMITS, default_control
 from .turns import Reader, turns_of
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONTROL = default_control("denoise")  # the default run's (run_lab's keyword defaults)
-
-#: run_lab's outputs by name, in the order the ``run`` endpoint returns them (the baseline panel last: it came
-#: later, and API clients index the others)
-RUN_OUTPUTS = ("observation", "vanilla", "result", "clean", "curves", "spectrum", "status", "files", "baseline")
-#: What the page also shows, after RUN_OUTPUTS: the captions under the two runs' images (their PSNR changes every
-#: frame). They are buttons, whose values API clients do not receive, so the endpoint's outputs stay RUN_OUTPUTS.
-CAPTION_OUTPUTS = ("vanilla_caption", "result_caption")
 #: The widgets a loaded config JSON sets, by name
 CONFIG_WIDGETS = (
     "task",
@@ -127,251 +112,34 @@ def prepare_inputs(task: str, level: float, sr_factor: Any, mask_mode: str, edit
     return value, mask
 
 
-def request_seconds(req: RunRequest) -> int:
-    """The GPU seconds to ask for ``req`` (demo/budget.py); over the per-call cap, ``gr.Error`` with one line that
-    says how many iterations fit at that size."""
-    cfg = req.configs["controlled"]
-    runs, iterations = len(req.configs), max(c.iterations for c in req.configs.values())
-    pixels = budget.padded_pixels(req.task.out_size, 2**cfg.depth)
-    graphed = cfg.cuda_graph and graph_start(cfg) is not None
-    seconds, cap = budget.run_seconds(pixels, cfg.width, iterations, runs, graphed), budget.cap_seconds()
-    if seconds > cap:
-        side = max(req.task.out_size)
-        fit = budget.max_iterations(side, cfg.width, runs, cap, graphed)
-        hint = "; one network alone (compare off) fits twice as many" if runs == 2 else ""
-        raise gr.Error(
-            f"this run needs about {seconds:.0f} GPU seconds, more than the {cap:.0f} s a call may take: "
-            f"at {side} px and width {cfg.width} at most {fit} iterations fit{hint}",
-            print_exception=False,
-        )
-    return math.ceil(seconds)
-
-
-INTERNAL = "something went wrong on the server ({kind}); it was logged: try again, or with other settings"
-
-
-def guarded(fn: Callable) -> Callable:
-    """``fn`` (an event function: plain, generator, coroutine or async generator) whose errors all reach the visitor as
-    one line of ours: a ``gr.Error`` as it is, an ``InputError`` as its line, anything else logged here and answered
-    with INTERNAL."""
-
-    @contextlib.contextmanager
-    def translated() -> Iterator[None]:
-        try:
-            yield
-        except gr.Error:
-            raise
-        except InputError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        except Exception as err:  # noqa: BLE001 - anything else: logged, one line of ours
-            logger.exception("event %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(INTERNAL.format(kind=type(err).__name__), print_exception=False) from None
-
-    if inspect.isasyncgenfunction(fn):
-
-        @functools.wraps(fn)
-        async def async_generator(*args, **kwargs):  # noqa: ANN202 - the event function's own outputs
-            with translated():
-                async for item in fn(*args, **kwargs):
-                    yield item
-
-        return async_generator
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def coroutine(*args, **kwargs):  # noqa: ANN202
-            with translated():
-                return await fn(*args, **kwargs)
-
-        return coroutine
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def generator(*args, **kwargs):  # noqa: ANN202
-            with translated():
-                yield from fn(*args, **kwargs)
-
-        return generator
-
-    @functools.wraps(fn)
-    def plain(*args, **kwargs):  # noqa: ANN202
-        with translated():
-            return fn(*args, **kwargs)
-
-    return plain
-
-
-def checked_request(**kwargs) -> RunRequest:
-    """parse_request, with bad input as a one-line ``gr.Error``."""
-    try:
-        return parse_request(**kwargs)
-    except InputError as err:
-        raise gr.Error(str(err), print_exception=False) from None
-
-
-def on_gpu(fn: Callable) -> Callable:
-    """``spaces.GPU`` with the run's own duration on ZeroGPU; the function itself elsewhere."""
-    if not ZERO_GPU:
-        return fn
-    import spaces
-
-    return spaces.GPU(duration=gpu_duration)(fn)
-
-
-def run_lab(
-    image: Any,
-    task: str = "denoise",
-    level: float | None = None,
-    lipschitz: float = DEFAULT_CONTROL["lipschitz"],
-    upsample: str = DEFAULT_CONTROL["upsample"],
-    gaussian_sigma: float = DEFAULT_CONTROL["gaussian_sigma"],
-    iterations: int = LIMITS.iterations,
-    seed: int = 0,
-    auto_stop: str = "off",
-    compare: bool = True,
-    observed: bool = False,
-    mask: Any = None,
-    max_side: int = LIMITS.max_side,
-    width: int = LIMITS.width,
-    lr: float = LIMITS.lr,
-    request: gr.Request | None = None,
-) -> Iterator[tuple]:
-    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order, then CAPTION_OUTPUTS'
-    (which API clients do not receive). The run itself is
-    ``live_run`` (on ZeroGPU in a GPU worker process); here, in the server's process, its Stop flag lives, and
-    its frames wait while the visitor has not read the last ones (``turns.Reader``): a run nobody reads stops."""
+def run_lab(form: RunForm, request: gr.Request | None = None) -> Iterator[tuple]:
+    """The streaming ``run`` endpoint: yields the values of RUN_OUTPUTS, in that order, then CAPTION_OUTPUTS' (which
+    API clients do not receive; demo/form.py). The run itself is ``live_run`` (on ZeroGPU in a GPU worker process);
+    here, in the server's process, its Stop flag lives, and its frames wait while the visitor has not read the last
+    ones (``turns.Reader``): a run nobody reads stops."""
     session = getattr(request, "session_hash", None)
     key = session or uuid.uuid4().hex
     if STOPS.stopped_before_start(key):
         raise gr.Error("stopped while it waited in the queue: the run did not start", print_exception=False)
-    flag = STOPS.start(key)
+    stop = STOPS.start(key)
     reader = Reader(turns_of(request), session)
-    frames = live_run(
-        key,
-        image,
-        task,
-        level,
-        lipschitz,
-        upsample,
-        gaussian_sigma,
-        iterations,
-        seed,
-        auto_stop,
-        compare,
-        observed,
-        mask,
-        max_side,
-        width,
-        lr,
-    )
+    run = live_run(key, form)
     abandoned = False
     try:
-        for i, (done, outputs) in enumerate(frames):
+        for i, (done, outputs) in enumerate(run):
             if abandoned:
                 continue  # the run ends after its current step; nobody is there for its last frame
             if not (done or i == 0) and reader.gone():
                 logger.info("run of session %s stopped: nobody reads it", key[:8])
                 abandoned = True
-                flag.set()
+                stop.set()
             elif done or i == 0 or reader.ready():
                 yield outputs
     finally:
-        frames.close()
-        STOPS.finish(key, flag)
+        run.close()
+        STOPS.finish(key, stop)
         if abandoned and reader.turns is not None:
             reader.turns.drop(session)
-
-
-def live_run(
-    key: str,
-    image: Any,
-    task: str = "denoise",
-    level: float | None = None,
-    lipschitz: float = DEFAULT_CONTROL["lipschitz"],
-    upsample: str = DEFAULT_CONTROL["upsample"],
-    gaussian_sigma: float = DEFAULT_CONTROL["gaussian_sigma"],
-    iterations: int = LIMITS.iterations,
-    seed: int = 0,
-    auto_stop: str = "off",
-    compare: bool = True,
-    observed: bool = False,
-    mask: Any = None,
-    max_side: int = LIMITS.max_side,
-    width: int = LIMITS.width,
-    lr: float = LIMITS.lr,
-) -> Iterator[tuple[bool, tuple]]:
-    """One live run: checks the request and yields (done, the values of RUN_OUTPUTS + CAPTION_OUTPUTS) per frame.
-    On ZeroGPU it
-    runs in a GPU worker process for the seconds ``gpu_duration`` asked for and ends on its own just before;
-    elsewhere at the device's time limit. ``key`` names its Stop flag (``STOPS``)."""
-    req = checked_request(
-        image=image,
-        task=task,
-        level=level,
-        lipschitz=lipschitz,
-        upsample=upsample,
-        gaussian_sigma=gaussian_sigma,
-        iterations=iterations,
-        seed=seed,
-        auto_stop=auto_stop,
-        compare=compare,
-        observed=observed,
-        mask=mask,
-        max_side=max_side,
-        width=width,
-        lr=lr,
-    )
-    for note in req.notes:
-        gr.Warning(note)
-    lab = LabRun(req, stop=STOPS.flag(key).is_set, gpu_seconds=request_seconds(req) if GPU_BUDGET else None)
-    if lab.baseline.unavailable:
-        gr.Warning(lab.baseline.unavailable)
-    files = FrameFiles()
-    try:
-        for i, frame in enumerate(frames.stream(lab.stream(), lab.limits.max_frames)):
-            outputs = frame_outputs(frame, files, first=i == 0)
-            yield frame.done, tuple(outputs[k] for k in RUN_OUTPUTS + CAPTION_OUTPUTS)
-    except gr.Error:
-        raise
-    except torch.OutOfMemoryError:
-        raise gr.Error(
-            "the run ran out of memory: try a smaller image or a narrower network", print_exception=False
-        ) from None
-
-
-def frame_outputs(frame: Frame, files: FrameFiles, first: bool) -> dict:
-    """Widget values for one frame, by name (RUN_OUTPUTS and CAPTION_OUTPUTS): images as PNG files written by
-    ``files``; the first also sets the labels (and clears the downloads); later ones send plain values, so API
-    clients get file paths; unchanged widgets are skipped."""
-    run = frame.run
-    results = {name: files(name, img) for name, img in frame.results.items()}
-    vanilla, result = results.get("vanilla"), results["controlled"]
-    out = dict(curves=frame.curves, spectrum=frame.spectrum, status=frame.status, result=result)
-    out.update(result_caption=frame.captions["controlled"], vanilla_caption=frame.captions.get("vanilla", gr.skip()))
-    out["files"] = write_downloads(run, animation=frame.animation) if frame.done else None if first else gr.skip()
-    if not first:
-        skip = gr.skip()
-        return dict(out, observation=skip, vanilla=skip if vanilla is None else vanilla, clean=skip, baseline=skip)
-    labels = {name: t.label for name, t in run.tracks.items()}
-    return dict(
-        out,
-        observation=gr.update(value=files("observation", run.observation), label=frames.observation_label(run)),
-        vanilla=gr.update(visible=False)
-        if vanilla is None
-        else gr.update(value=vanilla, label=labels["vanilla"], visible=True),
-        vanilla_caption=gr.update(visible=False)
-        if vanilla is None
-        else gr.update(value=frame.captions["vanilla"], visible=True),
-        result=gr.update(value=result, label=labels["controlled"]),
-        clean=gr.update(value=files("clean", run.clean), visible=run.clean is not None),
-        baseline=baseline_update(run, files),
-    )
-
-
-def baseline_update(run: RunData, files: FrameFiles) -> dict:
-    """The baseline panel: OpenCV's result (hidden when it could not run)."""
-    b = run.baseline
-    return gr.update(value=files("baseline", b.image), label=frames.baseline_label(run), visible=b.image is not None)
 
 
 def request_stop(request: gr.Request | None = None) -> None:
@@ -436,19 +204,3 @@ def load_config(path: str | None) -> tuple:
     if spec.level.slider is None:
         values["level_slider"] = gr.skip()
     return tuple(values[k] for k in CONFIG_WIDGETS)
-
-
-def gpu_duration(*args, **kwargs) -> int:
-    """ZeroGPU's ``duration`` of a live_run call, called with the same arguments (it has live_run's signature)
-    before any GPU is taken: the run's GPU seconds; bad input and requests over the cap are refused here."""
-    bound = LIVE_SIGNATURE.bind(*args, **kwargs)
-    bound.apply_defaults()
-    return request_seconds(checked_request(**{k: v for k, v in bound.arguments.items() if k != "key"}))
-
-
-RUN_SIGNATURE = inspect.signature(run_lab)
-LIVE_SIGNATURE = inspect.signature(live_run)
-gpu_duration.__signature__ = LIVE_SIGNATURE
-live_run = on_gpu(live_run)
-#: run_lab's inputs by name (its parameters; Gradio passes them in this order)
-RUN_INPUTS = tuple(p for p in RUN_SIGNATURE.parameters if p != "request")

@@ -20,6 +20,7 @@ from dip_core.stopping import noise_sigma
 from dip_core.tasks import TASKS
 
 from .exports import DOWNLOAD_TTL_S, gradio_temp_dir
+from .form import RunForm
 from .settings import LIMITS, VANILLA, Limits, default_control
 
 #: Decoded uploads kept (``read_image``), bounded by the bytes of their float arrays, least recently used dropped
@@ -183,51 +184,41 @@ def read_mask(path: Any, size: tuple[int, int]) -> np.ndarray | None:
     return load_mask(path, size)  # a large mask is sampled while decoding, never made float at full size
 
 
-def parse_request(
-    image: Any,
-    task: Any = "denoise",
-    level: Any = None,
-    lipschitz: Any = None,
-    upsample: Any = None,
-    gaussian_sigma: Any = None,
-    iterations: Any = None,
-    seed: Any = 0,
-    auto_stop: Any = "off",
-    compare: Any = True,
-    observed: Any = False,
-    mask: Any = None,
-    max_side: Any = None,
-    width: Any = None,
-    lr: Any = None,
-    limits: Limits = LIMITS,
-) -> RunRequest:
-    """Validate every parameter (the API bypasses the sliders) and build the task and configurations.
+def parse_request(image: Any, limits: Limits = LIMITS, **values: Any) -> RunRequest:
+    """``parse_form`` of the form of ``image`` and ``values`` by name (``RunForm``'s fields; an unknown name is refused
+    with one line)."""
+    return parse_form(RunForm.of({"image": image, **values}), limits)
+
+
+def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
+    """Validate every value of ``form`` (the API bypasses the sliders) and build the task and configurations.
 
     Ranges are RunConfig's and the task spec's (``RunConfig.check``, ``Level.check``); ``limits`` only narrows
     them to what this device affords."""
-    task = choice("task", task, TASKS)
+    f = form
+    task = choice("task", f.task, TASKS)
     spec = TASKS[task]
-    observed = flag("observed", observed)
-    level = None if level is None or level == "" else level
+    observed = flag("observed", f.observed)
+    level = None if f.level is None or f.level == "" else f.level
     # an already-noisy image without a level: its σ is estimated from it (Denoise.observe); else the default
     level = None if level is None and observed and spec.estimates_level else spec.level.check(level)
     control = default_control(task, limits)  # what None means for the controlled network's three settings
-    lam = RunConfig.check("lipschitz", control["lipschitz"] if lipschitz is None else lipschitz, limits.lipschitz_cap)
-    upsample = choice("upsample", control["upsample"] if upsample is None else upsample, choices("upsample"))
-    sigma = control["gaussian_sigma"] if gaussian_sigma is None else gaussian_sigma
+    lam = control["lipschitz"] if f.lipschitz is None else f.lipschitz
+    lam = RunConfig.check("lipschitz", lam, limits.lipschitz_cap)
+    upsample = choice("upsample", control["upsample"] if f.upsample is None else f.upsample, choices("upsample"))
+    sigma = control["gaussian_sigma"] if f.gaussian_sigma is None else f.gaussian_sigma
     sigma = RunConfig.check("gaussian_sigma", sigma, limits.sigma_cap)
-    iterations = limits.iterations if iterations is None else iterations
+    iterations = limits.iterations if f.iterations is None else f.iterations
     iterations = RunConfig.check("iterations", iterations, limits.iterations_cap)
-    seed = RunConfig.check("seed", seed)
-    auto_stop = choice("auto_stop", auto_stop, choices("auto_stop"))
+    seed = RunConfig.check("seed", f.seed)
+    auto_stop = choice("auto_stop", f.auto_stop, choices("auto_stop"))
     if auto_stop == "discrepancy" and level is not None:
         noise_sigma(task, level)  # a one-line error unless the task has a known noise level
-    compare = flag("compare", compare)
-    max_side = number(
-        "max_side", limits.max_side if max_side is None else max_side, MIN_SIDE, limits.max_side_cap, True
-    )
-    width = RunConfig.check("width", limits.width if width is None else width, limits.width_cap)
-    lr = RunConfig.check("lr", limits.lr if lr is None else lr)
+    compare = flag("compare", f.compare)
+    max_side = limits.max_side if f.max_side is None else f.max_side
+    max_side = number("max_side", max_side, MIN_SIDE, limits.max_side_cap, True)
+    width = RunConfig.check("width", limits.width if f.width is None else f.width, limits.width_cap)
+    lr = RunConfig.check("lr", limits.lr if f.lr is None else f.lr)
 
     side, least = max_side, MIN_SIDE
     factor = spec.observed_scale(level) if observed else 1
@@ -238,8 +229,8 @@ def parse_request(
                 f"×{factor} super-resolution of an already-degraded image needs a maximum side of at least "
                 f"{least * factor} px (its result is {factor} times the image), got {max_side}"
             )
-    img, notes = read_image(image, side, least)
-    mask_img = read_mask(mask, img.shape[:2]) if spec.needs_mask else None
+    img, notes = read_image(f.image, side, least)
+    mask_img = read_mask(f.mask, img.shape[:2]) if spec.needs_mask else None
     if observed:
         built = observed_task(task, img, level, mask=mask_img)
     else:

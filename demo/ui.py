@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -14,8 +16,10 @@ from dip_core.errors import shown
 from dip_core.tasks import TASKS
 
 from . import events, replays
+from .errors import guarded
 from .examples import ASSETS, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
+from .form import CAPTION_OUTPUTS, RUN_OUTPUTS, RunForm
 from .guards import MAX_UPLOAD, MAX_UPLOAD_BYTES, RequestGuard, bound_component, data_url_file, remote_url
 from .inputs import number
 from .settings import AUTO_STOP_LABELS, LIMITS, UPSAMPLE_LABELS, default_control
@@ -267,7 +271,7 @@ def _wire_replays(r: dict) -> None:
     """Replays use no GPU and never wait behind live runs: groups of their own (views; Play), bounded, whose events are
     coroutines that hold no thread while they wait and draw in the tab's own threads (demo/replays.py)."""
     view_ = dict(concurrency_id="replay", concurrency_limit=replays.VIEW_EVENTS, show_progress="hidden")
-    g, on_loop = events.guarded, replays.on_loop
+    g, on_loop = guarded, replays.on_loop
     view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
     shown_ = [r[k] for k in replays.TAB_OUTPUTS]  # the captions last: API clients do not receive them
     labelled, scrub = g(on_loop(replays.replay)), g(on_loop(replays.scrub))
@@ -303,9 +307,24 @@ def _wire_replays(r: dict) -> None:
 
 def _controls() -> dict:
     """The left column: image, examples, task and level, network and run settings, Run / Stop."""
-    lim, w = LIMITS, {}
-    w["image"] = image_input(label="Image", elem_id="image", height=210, sources=["upload", "clipboard"])
+    w = {"image": image_input(label="Image", elem_id="image", height=210, sources=["upload", "clipboard"])}
     w["notice"] = gr.Markdown(elem_id="notice")
+    _task_controls(w)
+    _mask_controls(w)
+    w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
+    _network_controls(w)
+    with gr.Accordion("Run settings", open=False):
+        _run_settings(w)
+    with gr.Row():
+        w["run"] = gr.Button("Run", variant="primary", elem_id="run")
+        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
+    w["load"] = gr.UploadButton("Load a config JSON", file_types=[".json"], size="sm", elem_id="load")
+    bound_component(w["load"])  # a config given by URL is refused, not fetched
+    return w
+
+
+def _task_controls(w: dict) -> None:
+    """The examples, then the widgets they set: observed, task and level (λ is made here, shown with the network)."""
     later = dict(render=False)  # created first for the examples, shown below them
     w["observed"] = gr.Checkbox(
         False, label="The image is already degraded (no ground truth)", elem_id="observed", **later
@@ -316,11 +335,10 @@ def _controls() -> dict:
     w["level_slider"] = gr.Slider(
         lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(), elem_id="level", **later
     )
-    control = default_control(first.name)
     w["lipschitz"] = gr.Slider(
         0,
-        lim.lipschitz_cap,
-        value=control["lipschitz"],
+        LIMITS.lipschitz_cap,
+        value=default_control(first.name)["lipschitz"],
         step=0.05,
         label="Lipschitz bound λ (0 = off)",
         elem_id="lipschitz",
@@ -339,6 +357,10 @@ def _controls() -> dict:
     )
     for name in ("observed", "task", "level_slider"):
         w[name].render()
+
+
+def _mask_controls(w: dict) -> None:
+    """The SR factor's radio buttons and the inpainting mask's tools (shown for their tasks)."""
     sr = next(spec for spec in TASKS.values() if spec.level.choices)  # the one task whose level is a radio
     w["sr_factor"] = gr.Radio(
         list(sr.level.choices), value=int(sr.level.default), label=sr.level.short.capitalize(), visible=False
@@ -358,7 +380,11 @@ def _controls() -> dict:
             brush=gr.Brush(colors=["#ff2d95"], color_mode="fixed", default_size=10),
         )
         bound_component(w["editor"])  # its component server and preprocess: bounded (demo.inputs EDITOR_*)
-    w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
+
+
+def _network_controls(w: dict) -> None:
+    """The controlled network: λ, the upsampling and its Gaussian σ (the first task's defaults)."""
+    control = default_control(next(iter(TASKS)))
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
         w["upsample"] = gr.Radio(
@@ -369,44 +395,40 @@ def _controls() -> dict:
         )
         w["gaussian_sigma"] = gr.Slider(
             0,
-            lim.sigma_cap,
+            LIMITS.sigma_cap,
             value=control["gaussian_sigma"],
             step=0.05,
             label="Gaussian σ",
             visible=control["upsample"] == "gaussian",
             elem_id="sigma",
         )
-    with gr.Accordion("Run settings", open=False):
-        w["iterations"] = gr.Slider(
-            10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations", elem_id="iterations"
-        )
-        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits("seed")[1], elem_id="seed")
-        w["auto_stop"] = gr.Radio(
-            [(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")],
-            value="off",
-            elem_id="auto_stop",
-            label="Auto-stop (controlled network)",
-        )
-        w["max_side"] = gr.Slider(
-            32,
-            lim.max_side_cap,
-            value=lim.max_side,
-            step=16,
-            elem_id="max_side",
-            label="Maximum image side (px); larger images are downscaled",
-        )
-        w["width"] = gr.Slider(
-            8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)", elem_id="width"
-        )
-        w["lr"] = gr.Number(
-            lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1], elem_id="lr"
-        )
-    with gr.Row():
-        w["run"] = gr.Button("Run", variant="primary", elem_id="run")
-        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
-    w["load"] = gr.UploadButton("Load a config JSON", file_types=[".json"], size="sm", elem_id="load")
-    bound_component(w["load"])  # a config given by URL is refused, not fetched
-    return w
+
+
+def _run_settings(w: dict) -> None:
+    """Iterations, seed, auto-stop, image size, network width and learning rate."""
+    lim = LIMITS
+    w["iterations"] = gr.Slider(
+        10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations", elem_id="iterations"
+    )
+    w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits("seed")[1], elem_id="seed")
+    w["auto_stop"] = gr.Radio(
+        [(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")],
+        value="off",
+        elem_id="auto_stop",
+        label="Auto-stop (controlled network)",
+    )
+    w["max_side"] = gr.Slider(
+        32,
+        lim.max_side_cap,
+        value=lim.max_side,
+        step=16,
+        elem_id="max_side",
+        label="Maximum image side (px); larger images are downscaled",
+    )
+    w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)", elem_id="width")
+    w["lr"] = gr.Number(
+        lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1], elem_id="lr"
+    )
 
 
 def caption(text: str, elem_id: str) -> gr.Button:
@@ -455,12 +477,26 @@ def _views() -> dict:
     return o
 
 
+def form_endpoint(fn: Callable[[RunForm, gr.Request | None], Iterator]) -> Callable:
+    """``fn(form, request)`` as Gradio calls it: RunForm's fields by name (the event's ``inputs_kwargs``), the form
+    made once here. Its signature, made from RunForm's fields, names the API's parameters and their defaults."""
+
+    def endpoint(request: gr.Request | None = None, **values: Any) -> Iterator:
+        yield from fn(RunForm.of(values), request)
+
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    endpoint.__signature__ = inspect.Signature([request, *RunForm.parameters()])
+    endpoint.__name__ = endpoint.__qualname__ = fn.__name__
+    endpoint.__doc__ = fn.__doc__
+    return endpoint
+
+
 def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     """Connect the widgets to demo.events (each function ``guarded``: every error reaches the visitor as one line)."""
     # the page's small events share one group: a class changing tasks at once is served UI_EVENTS at a time, not one
     # at a time per function (Gradio's default), and never behind a live run
     private = dict(api_visibility="private", concurrency_id="ui", concurrency_limit=UI_EVENTS)
-    g = events.guarded
+    g = guarded
     for trigger in (w["image"].change, w["max_side"].release):
         trigger(g(events.describe_image), [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
     w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
@@ -469,11 +505,12 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     compared = [o["vanilla"], o["result"], o["vanilla_caption"]]
     w["compare"].change(g(events.on_compare_change), w["compare"], compared, **private)
     prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
-    shown = events.RUN_OUTPUTS + events.CAPTION_OUTPUTS  # the captions last: API clients do not receive them
+    shown = RUN_OUTPUTS + CAPTION_OUTPUTS  # the captions last: API clients do not receive them
     w["run"].click(g(events.prepare_inputs), prepare, [w["level"], w["mask"]], **private).success(
-        g(events.run_lab),
-        [w[k] for k in events.RUN_INPUTS],
+        g(form_endpoint(events.run_lab)),
+        None,
         [o[k] for k in shown],
+        inputs_kwargs={name: w[name] for name in RunForm.names()},
         api_name="run",
         concurrency_limit=1,
         show_progress="hidden",

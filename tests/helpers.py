@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from dip_core.engine import RunConfig
+from dip_core import RunConfig
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -29,10 +29,11 @@ def run_lab_in_child(queue, key: str, kwargs: dict) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from demo import events
+    from demo.form import RunForm
+    from demo.live import live_run
 
     try:
-        for _, out in events.live_run(key, **kwargs):
+        for _, out in live_run(key, RunForm(**kwargs)):
             queue.put(("frame", out))
         queue.put(("end", None))
     except Exception as err:  # noqa: BLE001 - reported to the test

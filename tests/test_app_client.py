@@ -20,6 +20,7 @@ from PIL import Image
 from test_bad_input import animated, declared_png, exif_rotated, photo, png
 from test_replays import BAD_REPLAY_ROWS
 
+from demo.form import RunForm
 from demo.session import STOPS
 from dip_core.io import to_uint8
 
@@ -80,8 +81,9 @@ def test_api_parameters_have_defaults(client):
     params = {p["parameter_name"]: p for p in api["named_endpoints"]["/run"]["parameters"]}
     expected = ["image", "task", "level", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed"]
     assert list(params)[: len(expected)] == expected
+    assert list(params) == list(RunForm.names())  # the form's fields, by name and in order
     assert not params["image"]["parameter_has_default"]
-    assert all(params[name]["parameter_has_default"] for name in expected[1:])
+    assert all(params[name]["parameter_has_default"] for name in RunForm.names()[1:])
     assert params["task"]["parameter_default"] == "denoise" and params["level"]["parameter_default"] is None
 
 
@@ -374,10 +376,10 @@ def test_a_stated_sigma_far_from_the_noise_is_a_warning_in_the_app(client, tmp_p
 
 
 def test_a_non_finite_loss_ends_the_app_run_with_one_line(tiny_png):
-    from demo.events import frame_outputs
     from demo.exports import FrameFiles
     from demo.frames import stream
     from demo.inputs import parse_request
+    from demo.live import frame_outputs
     from demo.session import LabRun
 
     lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))

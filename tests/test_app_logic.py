@@ -17,6 +17,7 @@ from PIL import Image
 
 from demo import events, exports, frames, plots
 from demo.examples import ASSETS, EXAMPLES, zone_plate
+from demo.form import CAPTION_OUTPUTS, RUN_OUTPUTS, RunForm
 from demo.inputs import parse_request, scaled_every
 from demo.records import Track, run_short
 from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_all(**kwargs) -> list[tuple]:
-    return list(events.run_lab(**{**TINY, **kwargs}))
+    return list(events.run_lab(RunForm(**{**TINY, **kwargs})))
 
 
 def pixels(path: str | Path) -> np.ndarray:
@@ -69,18 +70,23 @@ def test_bad_parameters_are_one_line_input_errors(tiny_png, kwargs, message):
     assert "\n" not in str(err.value)
 
 
+def test_an_unknown_parameter_is_one_line_of_ours(tiny_png):
+    with pytest.raises(InputError, match="^unknown parameter 'itertions': a run takes image, task, level, .*, lr$"):
+        parse_request(tiny_png, itertions=10)
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
 def test_bad_files_raise_gr_error(tmp_path, content):
     path = tmp_path / "bad.png"
     path.write_bytes(content)
     with pytest.raises(gr.Error) as err:
-        next(events.run_lab(str(path), **TINY))
+        next(events.run_lab(RunForm(str(path), **TINY)))
     assert "\n" not in err.value.message and err.value.message
 
 
 def test_missing_image_is_a_gr_error():
     with pytest.raises(gr.Error, match="upload an image"):
-        next(events.run_lab(None))
+        next(events.run_lab(RunForm(None)))
 
 
 def test_request_defaults_and_compare(tiny_png):
@@ -185,12 +191,12 @@ def test_run_streams_frames_then_downloads(tiny_png):
 def test_two_equal_runs_never_share_an_image_file(tiny_png):
     """Equal runs (same image, seed) have equal frames; each run writes its own files, once, in Gradio's cache
     (served as they are), so one run never rewrites a file another client is downloading."""
-    images = [events.RUN_OUTPUTS.index(k) for k in ("observation", "vanilla", "result", "clean", "baseline")]
+    images = [RUN_OUTPUTS.index(k) for k in ("observation", "vanilla", "result", "clean", "baseline")]
     files, last = [], []
     for run in (run_all(image=tiny_png, iterations=20) for _ in range(2)):
         values = [v.get("value") if isinstance(v, dict) else v for frame in run for v in (frame[i] for i in images)]
         files.append({v for v in values if isinstance(v, str)})
-        last.append(pixels(run[-1][events.RUN_OUTPUTS.index("result")]))
+        last.append(pixels(run[-1][RUN_OUTPUTS.index("result")]))
     assert len(files[0]) >= 5 and not files[0] & files[1]
     assert all(Path(p).is_relative_to(exports.gradio_temp_dir()) for p in files[0] | files[1])
     assert np.array_equal(*last)  # and the two runs did compute the same thing
@@ -235,7 +241,7 @@ def test_noise_level_auto_stop_ends_a_denoising_run_near_its_best(tiny_png):
 
 def test_stop_keeps_the_result(tiny_png):
     request = SimpleNamespace(session_hash="stop-test")
-    gen = events.run_lab(tiny_png, iterations=LIMITS.iterations_cap, request=request, **TINY)
+    gen = events.run_lab(RunForm(tiny_png, iterations=LIMITS.iterations_cap, **TINY), request)
     first = next(gen)
     assert STOPS.active() >= 1
     events.request_stop(request)
@@ -247,7 +253,7 @@ def test_stop_keeps_the_result(tiny_png):
 
 
 def test_closing_the_stream_frees_the_run(tiny_png):
-    gen = events.run_lab(tiny_png, iterations=LIMITS.iterations_cap, **TINY)
+    gen = events.run_lab(RunForm(tiny_png, iterations=LIMITS.iterations_cap, **TINY))
     next(gen)
     assert STOPS.active() == 1
     gen.close()
@@ -462,9 +468,9 @@ def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
     """The captions under the two runs' images name the run, its λ / σ, and its PSNR at the iteration shown (the loss
     without a clean image); they come after RUN_OUTPUTS, which API clients receive unchanged."""
     outs = run_all(image=tiny_png, iterations=20)
-    n = len(events.RUN_OUTPUTS)
-    first, last = dict(zip(events.CAPTION_OUTPUTS, outs[0][n:])), dict(zip(events.CAPTION_OUTPUTS, outs[-1][n:]))
-    assert all(len(o) == n + len(events.CAPTION_OUTPUTS) for o in outs)
+    n = len(RUN_OUTPUTS)
+    first, last = dict(zip(CAPTION_OUTPUTS, outs[0][n:])), dict(zip(CAPTION_OUTPUTS, outs[-1][n:]))
+    assert all(len(o) == n + len(CAPTION_OUTPUTS) for o in outs)
     assert first["vanilla_caption"]["visible"] and first["vanilla_caption"]["value"].startswith(
         "Vanilla DIP (λ 0, bilinear) · PSNR "
     )
@@ -473,7 +479,7 @@ def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
         rf"Controlled \(λ {lam:g}, bilinear\) · PSNR \d+\.\d\d dB at iteration 20", last["result_caption"]
     )
     psnr = float(last["vanilla_caption"].split("PSNR ")[1].split(" dB")[0])
-    assert f"vanilla {psnr:.2f} dB" in outs[-1][events.RUN_OUTPUTS.index("status")]  # the status line agrees
+    assert f"vanilla {psnr:.2f} dB" in outs[-1][RUN_OUTPUTS.index("status")]  # the status line agrees
     single = run_all(image=tiny_png, iterations=10, compare=False, observed=True)
     assert single[0][n] == {"__type__": "update", "visible": False}
     assert re.fullmatch(r"Result \(λ [\d.]+, bilinear\) · loss \S+ at iteration 10", single[-1][n + 1])

@@ -353,7 +353,7 @@ def loopback_files():
 
 
 def run_data(image: dict) -> list:
-    """/run's positional inputs (demo.events.RUN_INPUTS) with ``image`` and a tiny run."""
+    """/run's positional inputs (demo.form.RunForm's fields) with ``image`` and a tiny run."""
     return [image, "denoise", None, 1.4, "bilinear", 0.5, 10, 0, "off", False, False, None, 32, 8, 0.01]
 
 

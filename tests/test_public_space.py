@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 from helpers import wait_for
 
 from benchmarks import load
-from demo import events, guards, turns
+from demo import errors, events, guards, turns
 from demo.exports import read_config, write_downloads
 from demo.frames import stream
 from demo.inputs import parse_request
@@ -202,7 +202,7 @@ def test_every_refusal_and_error_is_one_line_of_ours():
         turns.BUSY.format(what="running"),
         turns.ADDRESS_FULL.format(runs="4 live runs"),
         turns.LIVE_FULL.format(n=8),
-        events.INTERNAL.format(kind="KeyError"),
+        errors.INTERNAL.format(kind="KeyError"),
     ):
         assert load.leaked(message) is None and "\n" not in message
     assert load.leaked("Traceback (most recent call last):") and load.leaked("[Errno 36] File name too long")
@@ -273,7 +273,7 @@ def message_of(fn, *args) -> str:
 
 
 def test_config_rows_through_the_config_upload(tmp_path):
-    load_config = events.guarded(events.load_config)  # as the upload button calls it
+    load_config = errors.guarded(events.load_config)  # as the upload button calls it
     big, deep, small_deep = tmp_path / "big.json", tmp_path / "deep.json", tmp_path / "small_deep.json"
     big.write_text(json.dumps({"task": "denoise", "pad": "x" * 100_000}))
     deep.write_text("[" * 100_000 + "]" * 100_000)
@@ -318,8 +318,8 @@ def test_an_error_the_app_did_not_foresee_is_one_line_of_ours():
         yield 1
         raise OSError(2, "No such file or directory", "/tmp/gradio/secret/path.png")
 
-    assert message_of(events.guarded(broken)) == events.INTERNAL.format(kind="KeyError")
-    assert message_of(events.guarded(broken_stream)) == events.INTERNAL.format(kind="FileNotFoundError")
+    assert message_of(errors.guarded(broken)) == errors.INTERNAL.format(kind="KeyError")
+    assert message_of(errors.guarded(broken_stream)) == errors.INTERNAL.format(kind="FileNotFoundError")
 
 
 # ---------------------------------------------------------------- a classroom (issue 32): addresses, sessions, readers

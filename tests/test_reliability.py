@@ -16,6 +16,7 @@ from helpers import wait_for
 
 from benchmarks import load
 from demo import events, exports
+from demo.form import RunForm
 from demo.session import STOPS
 from dip_core.io import load_image, resize_max_side, save_png
 
@@ -175,7 +176,7 @@ def test_downloads_live_under_gradio_temp_and_old_ones_are_deleted(tmp_path, mon
     os.utime(old, (two_hours_ago, two_hours_ago))
     image = tmp_path / "in.png"
     save_png(resize_max_side(house64, 32)[0], image)
-    *_, final = events.run_lab(str(image), iterations=4, compare=False, **TINY)
+    *_, final = events.run_lab(RunForm(str(image), iterations=4, compare=False, **TINY))
     files = [Path(f) for f in final[7]]
     assert files and all(f.is_file() and root in f.parents for f in files)
     assert json.loads(next(f for f in files if f.name == "config.json").read_text())["iterations"] == 4

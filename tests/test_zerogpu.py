@@ -19,10 +19,11 @@ import plotly.graph_objects as go
 import pytest
 from helpers import run_lab_in_child
 
-from demo import budget, events
+from demo import budget, events, gpu, live
 from demo.deploy import SPACE_PYTHON, SPACE_TORCH
 from demo.deploy import budget as deploy_budget
 from demo.deploy import main as deploy_main
+from demo.form import RUN_OUTPUTS, RunForm
 from demo.inputs import parse_request
 from demo.session import STOPS
 from demo.settings import limits_for
@@ -52,29 +53,21 @@ def same(a, b) -> bool:
 
 def test_every_value_a_run_yields_pickles_to_the_same_thing(tiny_png):
     """On ZeroGPU each yielded value crosses from the GPU worker to the server by pickle."""
-    outputs = [out for _, out in events.live_run("pickle-test", image=tiny_png, iterations=20, compare=True, **TINY)]
-    assert len(outputs) >= 2 and outputs[-1][events.RUN_OUTPUTS.index("status")].startswith("Done")
+    outputs = [out for _, out in live.live_run("pickle-test", RunForm(tiny_png, iterations=20, compare=True, **TINY))]
+    assert len(outputs) >= 2 and outputs[-1][RUN_OUTPUTS.index("status")].startswith("Done")
     for out in outputs:
         assert same(out, pickle.loads(pickle.dumps(out)))
 
 
-def test_the_duration_callable_takes_the_apis_arguments(tiny_png):
-    """spaces.GPU calls ``duration`` with the handler's own arguments: same names and keyword defaults."""
-    duration = inspect.signature(events.gpu_duration).parameters
-    api = inspect.signature(inspect.unwrap(events.live_run)).parameters
-    assert [(p.name, p.default) for p in duration.values()] == [(p.name, p.default) for p in api.values()]
-    # the GPU function takes the endpoint's inputs, in its order and with its defaults, after its stop key
-    endpoint = inspect.signature(events.run_lab).parameters
-    assert [(p.name, p.default) for p in list(api.values())[1:]] == [
-        (p.name, p.default) for p in endpoint.values() if p.name != "request"
-    ]
-    positional = [tiny_png, "denoise", None, 1.4, "bilinear", 0.5, 100, 0, "off", True, False, None, 32, 8, 0.01]
-    assert len(positional) == len(events.RUN_INPUTS)
-    seconds = events.gpu_duration("key", *positional)  # as run_lab calls it
+def test_the_duration_callable_takes_the_runs_arguments(tiny_png):
+    """spaces.GPU calls ``duration`` with the GPU function's own arguments: its stop key and the whole form."""
+    duration = inspect.signature(gpu.gpu_duration).parameters
+    api = inspect.signature(inspect.unwrap(live.live_run)).parameters
+    assert list(duration) == list(api) == ["key", "form"]
+    seconds = gpu.gpu_duration("key", RunForm(tiny_png, iterations=100, max_side=32, width=8, lr=0.01))
     assert isinstance(seconds, int) and 0 < seconds <= budget.cap_seconds()
-    assert seconds == events.gpu_duration("key", tiny_png, iterations=100, max_side=32, width=8, lr=0.01)
     with pytest.raises(gr.Error, match="lipschitz"):
-        events.gpu_duration("key", tiny_png, lipschitz=float("nan"))  # bad input is refused before any GPU is taken
+        gpu.gpu_duration("key", RunForm(tiny_png, lipschitz=float("nan")))  # refused before any GPU is taken
 
 
 def test_a_request_over_the_cap_is_refused_with_what_fits(house, monkeypatch):
@@ -84,15 +77,15 @@ def test_a_request_over_the_cap_is_refused_with_what_fits(house, monkeypatch):
     n = budget.max_iterations(side, width, runs=2)
     assert n > lim.iterations  # the default fits, with room
     ok = parse_request(house, iterations=n, max_side=side, width=width, compare=True, limits=lim)
-    assert events.request_seconds(ok) <= budget.cap_seconds()
+    assert gpu.request_seconds(ok) <= budget.cap_seconds()
     over = parse_request(house, iterations=n + 50, max_side=side, width=width, compare=True, limits=lim)
     with pytest.raises(gr.Error) as err:
-        events.request_seconds(over)
+        gpu.request_seconds(over)
     message = str(err.value)
     assert "\n" not in message and f"at {side} px" in message and f"at most {n} iterations" in message
     monkeypatch.setenv(budget.CAP_ENV, "120")  # a Space whose visitors have more quota
     assert budget.max_iterations(side, width, runs=2) > 2 * n - 10
-    assert events.request_seconds(over) <= 120
+    assert gpu.request_seconds(over) <= 120
 
 
 def test_the_default_gpu_run_asks_for_at_most_30_seconds():
@@ -141,7 +134,7 @@ def test_the_default_gpu_run_leaves_an_anonymous_visitor_three_runs_a_day(house)
     req = parse_request(
         house, iterations=lim.iterations, max_side=lim.max_side, width=lim.width, compare=True, limits=lim
     )
-    assert events.request_seconds(req) == declared  # what spaces.GPU is asked for: House is 256²
+    assert gpu.request_seconds(req) == declared  # what spaces.GPU is asked for: House is 256²
     assert budget.quota_note(26) == "quota 39 s of the visitor's 120 s a day (26 s × 1.5)"
     assert budget.quota_note(25.5) == "quota 38.2 s of the visitor's 120 s a day (25.5 s × 1.5)"
     b = json.loads(json.dumps(deploy_budget()))
@@ -210,8 +203,9 @@ from demo.settings import LIMITS
 assert LIMITS.device == "cuda", LIMITS
 demo, url = load.serve(4)  # app.py's make_app, as the Space starts it
 r = httpx.get(url, timeout=30)
-from demo import events
-assert events.live_run.__wrapped__ and events.RUN_INPUTS[0] == "image" and "lr" in events.RUN_INPUTS
+from demo import live
+from demo.form import RunForm
+assert live.live_run.__wrapped__ and RunForm.names()[0] == "image" and "lr" in RunForm.names()
 client_api = httpx.get(url.rstrip("/") + "/gradio_api/info", timeout=30).json()
 assert "/run" in client_api["named_endpoints"], client_api
 print("RESULT", LIMITS.device, LIMITS.max_side, LIMITS.iterations, r.status_code)
@@ -260,8 +254,8 @@ def test_stop_reaches_a_run_in_another_process_and_keeps_the_downloads(tiny_png)
             child.kill()
         STOPS.finish(key, flag)
     assert not flag.path.exists()  # the flag's file goes with its run
-    status = last[events.RUN_OUTPUTS.index("status")]
-    files = last[events.RUN_OUTPUTS.index("files")]
+    status = last[RUN_OUTPUTS.index("status")]
+    files = last[RUN_OUTPUTS.index("files")]
     assert status.startswith("Stopped at iteration"), status
     assert {os.path.basename(f) for f in files} >= {"result.png", "log.csv", "config.json"}
     assert all(os.path.isfile(f) for f in files)
