@@ -17,14 +17,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "portability": ("portability", "the outcome tests under other CPU code paths, and their spread"),
     "app-overhead": ("app_overhead", "the live run's own cost: the app's steps/s against the bare pair's"),
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
-    "decode-memory": ("decode_memory", "peak memory and time of decoding huge uploads"),
     "replays": ("replays", "build the app's replays of the paper's experiments"),
-    "live-default": ("live_default", "choose the live CPU default from long runs, confirm it with compare runs"),
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
-    "gpu-defaults": ("gpu_defaults", "the curve of a candidate GPU default through the app's own code"),
-    "fit-baselines": ("fit_baselines", "fit the classical baselines' parameter rules"),
-    "compile-check": ("compile_check", "one network's CPU step eager against torch.compile, each in its own process"),
-    "auto-lambda": ("auto_lambda", "issue 24: a bound the run sets itself, against vanilla and fixed λ, per image"),
+}
+#: retired one-off commands → the report that says which commit holds their script.
+RETIRED: dict[str, str] = {
+    "live-default": "reports/live_default/README.md",
+    "fit-baselines": "reports/baselines_fit.md",
+    "gpu-defaults": "reports/gpu_defaults_cpu/report.md",
+    "compile-check": "reports/cpu_epyc/README.md",
+    "decode-memory": "docs/app.md",
+    "auto-lambda": "reports/auto_lambda/README.md",
 }
 
 
@@ -37,6 +40,9 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run ``COMMAND`` with the rest of ``argv``; its exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in RETIRED:
+        print(f"error: {argv[0]!r} is retired; {RETIRED[argv[0]]} says which commit holds it", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         known = not argv or argv[0] in ("-h", "--help")
         print(

@@ -73,7 +73,3 @@ def main(argv: list[str] | None = None) -> int:
     client.close()
     demo.close()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,7 +3,7 @@
     python -m benchmarks baseline-speed [--size 512] [--repeats 5] [--image PATH] [--json]
 
 Each task degrades the image at its default level as the engine does (``make_task``, seed 0), then
-``dip_core.baselines.baseline`` runs on the observation (the call every CLI and app run makes); the figures
+``dip_core.tasks.baseline`` runs on the observation (the call every CLI and app run makes); the figures
 are medians over ``--repeats`` calls after one untimed call: the method alone (``Baseline.seconds``), and
 the whole call with its PSNR/SSIM against the clean image. The default images are the
 repository's own (assets/astronaut.png in colour, assets/camera.png in grey), resized to ``--size``² by
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from dip_core.baselines import baseline
 from dip_core.io import load_image
-from dip_core.tasks import TASKS, make_task
+from dip_core.tasks import TASKS, baseline, make_task
 
 from .common import machine
 from .options import parser
@@ -81,7 +79,3 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(f"| {r['task']} | {r['image']} | {r['method']} | {r['seconds']:.3f} | {r['with_scoring_s']:.3f} |")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -47,7 +47,7 @@ from PIL import Image
 from .options import parser
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTS = ROOT / "benchmarks" / "reports" / "public_space"
+REPORTS = ROOT / "reports" / "public_space"
 IMAGE = ROOT / "assets" / "house256.png"
 #: Events a student (or the slow reader) waits for; one that never completes is an honest event lost.
 HONEST = ("page", "page_load", "replay", "play", "next_lesson", "upload", "live_run", "slow_reader")

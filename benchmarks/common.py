@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dip_core import RunConfig, engine, resolve, resolve_device
 from dip_core import machine as dip_machine
-from dip_core.engine import RunConfig, resolve_device
 from dip_core.io import load_image
 from dip_core.nets import Decoder, fourier_input
 from dip_core.tasks import Task, make_task
@@ -52,14 +52,15 @@ class StepClock:
         self.device = device
         self.marks: list = []
 
-    def mark(self) -> bool:
+    def mark(self, _step: int | None = None) -> bool:
+        """A timestamp now (the engine's ``on_step`` hook; False also lets it serve as a ``cancel`` callback)."""
         if self.device.type == "cuda":
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             self.marks.append(event)
         else:
             self.marks.append(time.perf_counter())
-        return False  # used as the engine's ``cancel`` callback: never cancels the run
+        return False
 
     def deltas(self) -> list[float]:
         """Seconds between consecutive marks since the last call (syncs on CUDA)."""
@@ -73,6 +74,33 @@ class StepClock:
 
     def reset(self) -> None:
         self.marks = []
+
+
+class EngineRunner:
+    """``dip_core.engine.run`` advanced one snapshot at a time; its ``on_step`` hook timestamps every step."""
+
+    def __init__(self, task: Task, config: RunConfig, device: torch.device) -> None:
+        self.clock, self.config = StepClock(device), config
+        self.gen = engine.run(task, resolve(task, config), on_step=self.clock.mark)
+        self.snap: engine.Snapshot | None = None
+        self.snapshot_s = 0.0  # the last snapshot's own cost (measurements and the image)
+
+    @property
+    def done(self) -> int:
+        """Steps run so far (at the last snapshot)."""
+        return self.snap.iter if self.snap is not None else 0
+
+    def __call__(self) -> list[float]:
+        """Run to the next snapshot; the seconds of each step since the last one."""
+        self.clock.reset()
+        self.clock.mark()  # the chunk starts right after the previous snapshot was yielded
+        self.snap = next(self.gen)
+        self.clock.mark()
+        *steps, self.snapshot_s = self.clock.deltas()
+        return steps
+
+    def close(self) -> None:
+        self.gen.close()
 
 
 def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:

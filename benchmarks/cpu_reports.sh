@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU reproduction reports in benchmarks/reports/*_cpu: the paper's network and numerics (reflection
+# The CPU reproduction reports in reports/*_cpu: the paper's network and numerics (reflection
 # padding, exact SVD, fp32) at reduced width and size, every task, vanilla and controlled side by side
 # (one process and one torch thread each). About 2 h 15 min on 2 cores.
 #   DATA=path/to/data bash benchmarks/cpu_reports.sh [TASK ...]     # default: every report
@@ -9,7 +9,7 @@
 set -eu
 DATA=${DATA:?set DATA to the benchmark data folder}
 PY=${PYTHON:-python3}
-OUT=${OUT:-benchmarks/reports}
+OUT=${OUT:-reports}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 common=(--preset paper --width 32 --lr 0.002 --every 10 --device cpu)
 # the machine, as dip_core/machine.py describes it: "<cores>-core <model> (<SIMD flags>), torch <version>"

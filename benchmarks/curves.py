@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dip_core import run
+from dip_core import RunConfig, preset, run
 from dip_core.autotune import resolve
-from dip_core.config import RunConfig, preset
 from dip_core.curves import trailing_average
 from dip_core.stacked import run_stacked
 
@@ -186,7 +185,3 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)
     )
     return 0 if result["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@
 # benchmark at 512² (speed) and the CPU-vs-CUDA curves (curves), (4) the paper's full denoising setting (width 128,
 # 10,000 steps, vanilla and λ = 1.4, all in parallel) on REPRO_IMAGES from GPU_DATA until the deadline (report),
 # (5) with QUALITY_IMAGES set, the quality table against CBM3D and OpenCV at the paper's setting (quality) in the time
-# left (raise DEADLINE for it), (6) REPLAY_EXPERIMENTS and (7) AUTO_LAMBDA_IMAGES, below. Every command is
+# left (raise DEADLINE for it), (6) REPLAY_EXPERIMENTS, below. Every command is
 # python3 -m benchmarks COMMAND.
 # Everything lands in $OUT/session.tgz plus a log.
 #   OUT=DIR bash benchmarks/gpu_session.sh                 # on the GPU machine, repository root
@@ -111,16 +111,6 @@ if [ -n "${REPLAY_EXPERIMENTS:-}" ]; then
   if [ "${SMOKE:-0}" = 1 ]; then RPL=(--smoke); else RPL=(--preset cuda); fi
   part replays "$(left)" python3 -m benchmarks replays --data "${REPLAY_DATA:-.gpu_data}" --out "$OUT/replays" \
     --work "$W/replays" --experiments $REPLAY_EXPERIMENTS "${RPL[@]}"
-fi
-# (7) with AUTO_LAMBDA_IMAGES set (e.g. "image_House256rgb.png"), issue 24's comparison at the paper's scale (width 128,
-# 512 px, 10,000 steps): vanilla, λ 1, λ 1.4, the bound set from the run (fb0.7) and the learned bounds (learnT; their α
-# chosen at CPU scale), five in parallel, on those
-# images from GPU_DATA (python -m benchmarks auto-lambda), in the time left
-if [ -n "${AUTO_LAMBDA_IMAGES:-}" ]; then
-  if [ "${SMOKE:-0}" = 1 ]; then ALS=(--preset cpu --device cpu --size 32 --steps 40 --width 8)
-  else ALS=(--preset cuda --device cuda); fi
-  part auto_lambda "$(left)" python3 -m benchmarks auto-lambda --data "$GPU_DATA" --sets denoise --workers 5 \
-    --lanes vanilla lam1 lam1.4 fb0.7 learnT --images $AUTO_LAMBDA_IMAGES "${ALS[@]}" --out "$W/auto_lambda"
 fi
 (cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
 log "done"

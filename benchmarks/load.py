@@ -612,7 +612,3 @@ def main(argv: list[str] | None = None) -> int:
         ok = result["error"] == 0 and result["responsive_after"] and result["runs_left_active"] == 0
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,16 +19,14 @@ ratio reported is two of their steps over one pair-step.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
 
-from dip_core import run
+from dip_core import RunConfig, preset, run
 from dip_core.autotune import resolve
-from dip_core.config import RunConfig, preset
 from dip_core.stacked import run_stacked
 
 from .common import denoise_task, interleave, machine, median_ms, pick_device, sync
@@ -162,7 +160,3 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

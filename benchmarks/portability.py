@@ -11,7 +11,7 @@ vectorised kernels: default, avx2, avx512), ``ONEDNN_MAX_CPU_ISA`` (oneDNN's con
 ``tests`` runs ``pytest -m outcome`` under each setting and prints which tests pass. ``spread`` re-runs the
 scenarios those tests assert on (same images and settings, through the engine) for several seeds under each
 setting and writes the worst case of each asserted quantity beside the test's threshold to
-``benchmarks/reports/portability/``: a margin counts only if it covers that measured spread. The thresholds and
+``reports/portability/``: a margin counts only if it covers that measured spread. The thresholds and
 the scenarios live with the tests, in ``tests/outcomes.py``.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from .options import parser
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "benchmarks" / "reports" / "portability"
+REPORT = ROOT / "reports" / "portability"
 sys.path.insert(0, str(ROOT / "tests"))  # the outcome tests' thresholds and scenarios: tests/outcomes.py
 from outcomes import CLAIMS, SCENARIOS, holds  # noqa: E402
 
@@ -219,7 +219,3 @@ def main(argv: list[str] | None = None) -> int:
     table = run_tests(args.settings or list(SETTINGS), extra)
     print(json.dumps(table, indent=1) if args.json else tests_markdown(table))
     return 0 if all(v in ("passed", "skipped") for row in table.values() for v in row.values()) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

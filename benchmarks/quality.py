@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import baselines, preset, run
+from dip_core import baseline, preset, resolve_device, run
 from dip_core.curves import stop_iters
-from dip_core.engine import resolve_device
 from dip_core.io import load_image, resize_max_side
 from dip_core.machine import cpu
 from dip_core.metrics import psnr, ssim
@@ -120,7 +119,7 @@ def evaluate(path: Path, args: argparse.Namespace) -> dict:
         {"psnr": psnr(y, clean), "ssim": ssim(y, clean)} if y.shape == clean.shape else None
     )  # SR: the low-res image has another size
     row["cbm3d"] = cbm3d(task)
-    b = baselines.baseline(task)
+    b = baseline(task)
     row["opencv"] = b.summary()
     common = dict(width=args.width, lr=args.lr, iterations=args.iters, every=args.every, seed=args.seed)
     common = {k: v for k, v in common.items() if v is not None}
@@ -269,7 +268,3 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.md").write_text(report(rows, args, device))
     print((out / "report.md").read_text())
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dip_core.engine import RunConfig
+from dip_core import RunConfig
 from dip_core.nets import Decoder, fourier_input
 from dip_core.tasks import Task
 

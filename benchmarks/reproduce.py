@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import make_task, preset
-from dip_core.baselines import baseline
-from dip_core.config import RunConfig
+from dip_core import RunConfig, baseline, make_task, preset
 from dip_core.curves import smoothed_summary
 from dip_core.errors import InputError
 from dip_core.io import load_image, resize_max_side
@@ -387,7 +385,3 @@ def main(argv: list[str] | None = None) -> int:
     write_report(args, base, rows_from_logs(out, base), out, time.perf_counter() - start)
     print(f"report: {out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,11 +29,11 @@ from dataclasses import replace
 
 import torch
 
-from dip_core import autotune, metrics, run
-from dip_core.engine import MAX_ITERATIONS, RunConfig, preset
+from dip_core import MAX_ITERATIONS, RunConfig, autotune, metrics, preset
 from dip_core.errors import InputError
 
 from .common import (
+    EngineRunner,
     StepClock,
     config_summary,
     denoise_task,
@@ -78,26 +78,6 @@ def same_config(device: torch.device, **overrides) -> RunConfig:
 def preset_config(device: torch.device, **overrides) -> RunConfig:
     """The default preset exactly as the app/CLI build it (``preset("auto")`` on this device)."""
     return replace(preset(device_preset(device), device=device.type), **overrides)
-
-
-class EngineRunner:
-    """Drives ``dip_core.run`` chunk by chunk; the ``stop`` callback timestamps every step."""
-
-    def __init__(self, task, config: RunConfig, chunk: int, device: torch.device) -> None:
-        self.clock = StepClock(device)
-        self.config = replace(config, every=chunk, iterations=MAX_ITERATIONS)
-        self.gen = run(task, self.config, cancel=self.clock.mark)
-        self.done = 0
-
-    def __call__(self) -> list[float]:
-        self.clock.reset()
-        self.clock.mark()  # the chunk starts right after the previous snapshot was yielded
-        snap = next(self.gen)
-        self.done = snap.iter
-        return self.clock.deltas()
-
-    def close(self) -> None:
-        self.gen.close()
 
 
 class ReferenceRunner:
@@ -160,6 +140,63 @@ def parse_variants(spec: str | None) -> dict[str, dict]:
     return out
 
 
+def make_runners(
+    dev: torch.device, size: int, image: str | None, chunk: int, ref_chunk: int, configs: tuple, variants: dict
+) -> dict:
+    """The timed configurations, each on its own House task: the reference, ours_same, ours_preset, the variants."""
+
+    def engine(cfg: RunConfig) -> EngineRunner:
+        cfg = replace(cfg, every=chunk, iterations=MAX_ITERATIONS)
+        return EngineRunner(denoise_task(size=size, path=image), cfg, dev)
+
+    same, pre = same_config(dev), preset_config(dev)
+    runners: dict = {}
+    if "reference" in configs:
+        runners["reference"] = ReferenceRunner(denoise_task(size=size, path=image), ref_chunk, dev)
+    if "ours_same" in configs:
+        runners["ours_same"] = engine(same)
+    if "ours_preset" in configs:
+        runners["ours_preset"] = engine(pre)
+    for k, v in variants.items():
+        runners[f"variant_{k}"] = engine(replace(same, **v))
+    return runners
+
+
+def warm(runners: dict, warmup: int) -> None:
+    """Every configuration runs at least ``warmup`` steps first (not timed)."""
+    for r in runners.values():
+        if isinstance(r, EngineRunner):
+            while r.done < max(1, warmup):
+                r()
+        else:
+            for _ in range(min(warmup, 3)):  # the reference has no warm-up phase of its own
+                r.ref.step()
+
+
+def peak_timer(dev: torch.device, dtype: torch.dtype, peaks: list[float]):  # noqa: ANN201 - a runner
+    """A runner that measures the matmul peak in ``dtype`` into ``peaks`` (no step times)."""
+
+    def peak() -> list[float]:
+        cuda = dev.type == "cuda"
+        if cuda:  # the convs use TF32 when cuDNN allows it: measure the matmul the same way
+            old = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+        try:
+            peaks.append(matmul_gflops(dev, dtype))
+        finally:
+            if cuda:
+                torch.backends.cuda.matmul.allow_tf32 = old
+        return []
+
+    return peak
+
+
+def variant(med: dict, name: str, ours: float | None, settings: dict) -> dict:
+    """A variant's median ms, its ratio to ours_same and its settings."""
+    ms = med.get(f"variant_{name}")
+    return {"ms": ratio(ms, 1, 2), "vs_ours_same": ratio(ms, ours), **settings}
+
+
 def benchmark(
     size: int = 256,
     steps: int | None = None,
@@ -177,68 +214,39 @@ def benchmark(
     the same rounds (to price each lever on this device).
     """
     dev = pick_device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     steps = steps or (200 if cuda else 12)
     chunk = chunk or (20 if cuda else 3)
     # CUDA: past the power iteration's 100-step warm-up and the graph capture at step 101.
     warmup = warmup if warmup is not None else (110 if cuda else 2)
     rounds = max(1, -(-steps // chunk))
     ref_chunk = max(1, -(-ref_steps // rounds)) if ref_steps else chunk
-    task_kw = dict(size=size, path=image)
+    variants = variants or {}
     same, pre = same_config(dev), preset_config(dev)
-    runners: dict = {}
-    if "reference" in configs:
-        runners["reference"] = ReferenceRunner(denoise_task(**task_kw), ref_chunk, dev)
-    if "ours_same" in configs:
-        runners["ours_same"] = EngineRunner(denoise_task(**task_kw), same, chunk, dev)
-    if "ours_preset" in configs:
-        runners["ours_preset"] = EngineRunner(denoise_task(**task_kw), pre, chunk, dev)
-    variant_configs = {f"variant_{k}": replace(same, **v) for k, v in (variants or {}).items()}
-    for name, cfg in variant_configs.items():
-        runners[name] = EngineRunner(denoise_task(**task_kw), cfg, chunk, dev)
-    measure = MeasureRunner(denoise_task(**task_kw), dev, reps=chunk)
-    peak_dtype = torch.bfloat16 if same.precision == "bf16" else torch.float32
+    runners = make_runners(dev, size, image, chunk, ref_chunk, configs, variants)
+    measure = MeasureRunner(denoise_task(size=size, path=image), dev, reps=chunk)
     peaks: list[float] = []
-
-    def peak() -> list[float]:
-        if cuda:  # the convs use TF32 when cuDNN allows it: measure the matmul the same way
-            old = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
-        try:
-            peaks.append(matmul_gflops(dev, peak_dtype))
-        finally:
-            if cuda:
-                torch.backends.cuda.matmul.allow_tf32 = old
-        return []
-
-    # Warm-up: every configuration runs at least ``warmup`` steps first (not timed).
-    for r in runners.values():
-        if isinstance(r, EngineRunner):
-            while r.done < max(1, warmup):
-                r()
-        else:
-            for _ in range(min(warmup, 3)):  # the reference has no warm-up phase of its own
-                r.ref.step()
+    peak = peak_timer(dev, torch.bfloat16 if same.precision == "bf16" else torch.float32, peaks)
+    warm(runners, warmup)
     measure()
     times = interleave({**runners, "measure": measure, "peak": peak}, rounds)
     for r in runners.values():
         r.close()
     med = {k: median_ms(v) for k, v in times.items()}
     flops = step_flops(same, 3, size)  # House is RGB
+    ours = med.get("ours_same")
     result = {
         "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if cuda else machine(dev)["cpu"]),
         "size": size,
         "reference_ms": med.get("reference"),
-        "ours_same_ms": med.get("ours_same"),
+        "ours_same_ms": ours,
         "ours_preset_ms": med.get("ours_preset"),
-        "speedup_same": ratio(med.get("reference"), med.get("ours_same")),
-        "measure_overhead_pct": None
-        if med.get("ours_same") is None
-        else round(100 * med["measure"] / med["ours_same"], 2),
+        "speedup_same": ratio(med.get("reference"), ours),
+        "measure_overhead_pct": None if ours is None else round(100 * med["measure"] / ours, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "gflops_achieved": None if med.get("ours_same") is None else round(flops / (med["ours_same"] / 1000) / 1e9, 1),
+        "gflops_achieved": None if ours is None else round(flops / (ours / 1000) / 1e9, 1),
         "gflops_peak": round(max(peaks), 1) if peaks else None,
         # extras
         "speedup_preset": ratio(med.get("reference"), med.get("ours_preset")),
@@ -248,12 +256,9 @@ def benchmark(
         "warmup_steps": warmup,
         "chunk": chunk,
         "ours_same_config": config_summary(same),
-        "auto_conv_path": autotune.describe(autotune.resolve(denoise_task(**task_kw), same)),  # conv_algo="auto"
+        "auto_conv_path": autotune.describe(autotune.resolve(denoise_task(size=size, path=image), same)),
         "ours_preset_config": config_summary(pre),
-        "variants": {
-            k: {"ms": ratio(med.get(k), 1, 2), "vs_ours_same": ratio(med.get(k), med.get("ours_same")), **variant_cfg}
-            for k, variant_cfg in ((k, (variants or {})[k[len("variant_") :]]) for k in variant_configs)
-        },
+        "variants": {f"variant_{k}": variant(med, k, ours, v) for k, v in variants.items()},
         "machine": machine(dev),
     }
     if cuda:
@@ -315,7 +320,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(result) if args.json else table(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,17 +32,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from dip_core import autotune, run
+from dip_core import MAX_ITERATIONS, RunConfig, preset
 from dip_core.curves import target_summary
-from dip_core.engine import MAX_ITERATIONS, Meter, Recorder, RunConfig, Stepper, build, preset
 from dip_core.errors import InputError
+from dip_core.tasks import Task
 
-from .common import StepClock, config_summary, denoise_task, machine, pick_device, ratio, sync
+from .common import EngineRunner, config_summary, denoise_task, machine, pick_device, ratio, sync
 from .options import parser, set_threads
 from .reference import ReferenceRun
 
@@ -59,10 +59,8 @@ LANES = (
 class Lane:
     """One run advanced chunk by chunk; collects per-step PSNR and per-step wall time."""
 
-    name: str
-    budget: int
-
-    def __init__(self) -> None:
+    def __init__(self, name: str, budget: int, config: RunConfig | dict) -> None:
+        self.name, self.budget, self.config = name, budget, config
         self.psnr: list[float] = []
         self.seconds: list[float] = []  # wall time of each step (snapshot cost on the step that took it)
 
@@ -71,54 +69,19 @@ class Lane:
         return len(self.psnr) >= self.budget
 
     def advance(self) -> None:
-        raise NotImplementedError
+        """Run the next chunk."""
 
     def close(self) -> None:
-        pass
-
-    # -- checkpoints (--checkpoint DIR): a killed run resumes where it stopped, with identical results
-    def modules(self) -> tuple[torch.nn.Module, torch.optim.Optimizer] | None:
-        return None
-
-    def save(self, folder: Path) -> None:
-        mods = self.modules()
-        if mods is None:
-            return
-        net, opt = mods
-        updates = [getattr(m, "_updates", None) for m in net.modules()]
-        data = {"psnr": self.psnr, "seconds": self.seconds, "net": net.state_dict(), "opt": opt.state_dict()}
-        data.update(updates=updates, key=self.key(), t=getattr(self, "t", len(self.psnr)))
-        tmp = folder / f"{self.name}.pt.tmp"
-        torch.save(data, tmp)
-        tmp.replace(folder / f"{self.name}.pt")
-
-    def restore(self, folder: Path) -> bool:
-        path, mods = folder / f"{self.name}.pt", self.modules()
-        if mods is None or not path.exists():
-            return False
-        data = torch.load(path, weights_only=False)
-        if data["key"] != self.key():
-            return False
-        net, opt = mods
-        net.load_state_dict(data["net"])
-        opt.load_state_dict(data["opt"])
-        for m, n in zip(net.modules(), data["updates"]):
-            if n is not None:
-                m._updates = n
-        self.psnr, self.seconds = data["psnr"], data["seconds"]
-        self.t = data.get("t", len(self.psnr))  # steps taken (more than values when backtracking undid some)
-        return True
-
-    def key(self) -> str:
-        return json.dumps(self.config if isinstance(self.config, dict) else self.config.to_dict(), sort_keys=True)
+        """Free what the lane holds."""
 
 
 class ReferenceLane(Lane):
-    def __init__(self, name: str, task, lipschitz: float, budget: int, chunk: int, device: torch.device) -> None:
-        super().__init__()
-        self.name, self.budget, self.chunk, self.device = name, budget, chunk, device
+    """The authors' loop (benchmarks/reference.py), each step timed to its end (host copy included)."""
+
+    def __init__(self, name: str, task: Task, lipschitz: float, budget: int, chunk: int, device: torch.device) -> None:
+        super().__init__(name, budget, {"configuration": "authors (benchmarks/reference.py)", "lipschitz": lipschitz})
+        self.chunk, self.device = chunk, device
         self.ref = ReferenceRun(task, lipschitz=lipschitz, device=device.type, measure=True)
-        self.config = {"configuration": "authors (benchmarks/reference.py)", "lipschitz": lipschitz}
 
     def advance(self) -> None:
         for _ in range(min(self.chunk, self.budget - len(self.psnr))):
@@ -128,76 +91,26 @@ class ReferenceLane(Lane):
             self.seconds.append(time.perf_counter() - t)
             self.psnr.append(values["psnr"])
 
-    def modules(self):
-        return self.ref.net, self.ref.optimizer
-
-
-class LoopLane(Lane):
-    """``engine.run`` with ``measure_every_step``, stepped here so that a lane can be checkpointed and resumed.
-
-    The engine's ``build``, ``Stepper`` and ``Recorder``, without snapshots: tests/test_benchmarks.py checks that
-    its PSNR curve is ``run``'s, across a resume too. The DIP tricks' state (input noise, output average,
-    backtracking's copy) is not checkpointed.
-    """
-
-    def __init__(self, name: str, task, config: RunConfig, budget: int, chunk: int, device: torch.device) -> None:
-        super().__init__()
-        self.name, self.budget, self.chunk, self.device, self.task = name, budget, chunk, device, task
-        self.config = replace(config, measure_every_step=True)
-        resolved = autotune.resolve(task, self.config)  # as ``run``: conv_algo="auto" → this machine's path
-        self.state = build(task, resolved)
-        self.stepper = Stepper(self.state, resolved, task)
-        self.recorder = Recorder(task, resolved, None, Meter(task, self.state.device))
-        self.t = 0  # steps taken (a step undone by backtracking has no PSNR)
-
-    def advance(self) -> None:
-        for _ in range(min(self.chunk, self.budget - len(self.psnr))):
-            self.t += 1
-            last = self.t == self.budget
-            sync(self.device)
-            start = time.perf_counter()
-            stepped = self.stepper(self.t, last)
-            if stepped is None:  # backtracking undid the step: no values for it, as in ``run``
-                continue
-            self.recorder.record(self.t, *stepped)
-            self.recorder.flush(True)  # fetches this step's values: synchronous
-            sync(self.device)
-            self.seconds.append(time.perf_counter() - start)
-            self.psnr += [p for _, p in self.recorder.take()["step_psnrs"]]
-            if self.t % self.config.every == 0 or self.t == 1 or last:
-                self.stepper.checkpoint()  # backtracking's copy of the weights, where ``run`` snapshots
-            if last:
-                self.budget = len(self.psnr)  # fewer values than steps when backtracking undid some
-                break
-
-    def modules(self):
-        return self.state.net, self.state.optimizer
-
 
 class EngineLane(Lane):
-    def __init__(self, name: str, task, config: RunConfig, budget: int, device: torch.device) -> None:
-        super().__init__()
-        self.name, self.budget = name, budget
-        self.config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True)
-        self.clock = StepClock(device)
-        self.gen = run(task, self.config, cancel=self.clock.mark)
+    """``engine.run`` measuring every step, timed by its ``on_step`` hook (benchmarks/common.py's EngineRunner)."""
+
+    def __init__(self, name: str, task: Task, config: RunConfig, budget: int, device: torch.device) -> None:
+        config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True)
+        super().__init__(name, budget, config)
+        self.runner = EngineRunner(task, config, device)
 
     def advance(self) -> None:
-        self.clock.reset()
-        self.clock.mark()
-        snap = next(self.gen)  # runs up to the next snapshot (config.every steps, or 1 at the start)
-        self.clock.mark()  # the snapshot's own cost, charged to its step
-        deltas = self.clock.deltas()
-        steps = deltas[:-1]
+        steps = self.runner()  # up to the next snapshot (config.every steps, or 1 at the start)
         if steps:
-            steps[-1] += deltas[-1]
+            steps[-1] += self.runner.snapshot_s  # the snapshot's own cost, charged to its step
         self.seconds += steps
-        self.psnr += [p for _, p in snap.step_psnrs]
-        if snap.done:
+        self.psnr += [p for _, p in self.runner.snap.step_psnrs]
+        if self.runner.snap.done:
             self.budget = len(self.psnr)  # finished (or stopped early on a non-finite loss)
 
     def close(self) -> None:
-        self.gen.close()
+        self.runner.close()
 
 
 def lanes_json(lanes: list[Lane], target: float, window: int) -> dict:
@@ -215,98 +128,99 @@ def summarise(lane: Lane, target: float, window: int) -> dict:
     return {"config": config, **target_summary(lane.psnr, lane.seconds, target, window)}
 
 
-def benchmark(
-    size: int = 256,
-    sigma: float = 25.0,
-    seed: int = 0,
-    steps: int = 600,
-    ref_steps: int = 450,
-    ref_controlled_steps: int = 700,
-    long_steps: int = 0,
-    lanes: tuple[str, ...] = ("reference_vanilla", "reference_controlled", "preset"),
-    preset_name: str = "auto",
-    preset_lipschitz: float | None = None,
-    controlled_lipschitz: float = 1.4,
-    target: float = 30.0,
-    window: int = 25,
-    chunk: int = 10,
-    device: str = "auto",
-    image: str | None = None,
-    curves: bool = False,
-    overrides: dict | None = None,
-    merge: list[str] | None = None,
-    partial: str | None = None,
-    checkpoint: str | None = None,
-) -> dict:
-    """Run the lanes interleaved and return the result dict (see the module docstring)."""
-    dev = pick_device(device)
-    name = preset_name if preset_name != "auto" else ("cuda" if dev.type == "cuda" else "cpu")
-    base = preset(name, device=dev.type, seed=seed, every=chunk, **(overrides or {}))
-    if preset_lipschitz is not None:
-        base = replace(base, lipschitz=preset_lipschitz)
+@dataclass(frozen=True)
+class Options:
+    """What ``benchmark`` runs: the task, the lanes and their budgets, the target, the outputs."""
 
-    def task():
-        return denoise_task(size, sigma, seed, image)
+    size: int = 256
+    sigma: float = 25.0
+    seed: int = 0
+    steps: int = 600
+    ref_steps: int = 450
+    ref_controlled_steps: int = 700
+    long_steps: int = 0
+    lanes: tuple[str, ...] = ("reference_vanilla", "reference_controlled", "preset")
+    preset_name: str = "auto"
+    preset_lipschitz: float | None = None
+    controlled_lipschitz: float = 1.4
+    target: float = 30.0
+    window: int = 25
+    chunk: int = 10
+    device: str = "auto"
+    image: str | None = None
+    curves: bool = False
+    overrides: dict = field(default_factory=dict)
+    merge: tuple[str, ...] = ()
+    partial: str | None = None
 
-    def engine_lane(name: str, cfg: RunConfig, budget: int) -> Lane:
-        if checkpoint:
-            return LoopLane(name, task(), cfg, budget, chunk, dev)
-        return EngineLane(name, task(), cfg, budget, dev)
 
+def make_lanes(o: Options, dev: torch.device) -> list[Lane]:
+    """The lanes ``o.lanes`` names, each on its own task."""
+    name = o.preset_name if o.preset_name != "auto" else ("cuda" if dev.type == "cuda" else "cpu")
+    base = preset(name, device=dev.type, seed=o.seed, every=o.chunk, **o.overrides)
+    if o.preset_lipschitz is not None:
+        base = replace(base, lipschitz=o.preset_lipschitz)
+    same = replace(base, width=128, depth=5, lr=1e-3, lipschitz=1.4, upsample="bilinear", gaussian_sigma=None)
+    engine = {
+        "preset": (base, o.steps),
+        "preset_vanilla": (replace(base, lipschitz=0.0), o.long_steps or o.steps),
+        "preset_controlled": (replace(base, lipschitz=o.controlled_lipschitz), o.long_steps or o.steps),
+        "same_controlled": (same, o.ref_controlled_steps),
+    }
+    reference = {"reference_vanilla": (0.0, o.ref_steps), "reference_controlled": (1.4, o.ref_controlled_steps)}
     made: list[Lane] = []
-    for lane in lanes:
-        if lane == "reference_vanilla":
-            made.append(ReferenceLane(lane, task(), 0.0, ref_steps, chunk, dev))
-        elif lane == "reference_controlled":
-            made.append(ReferenceLane(lane, task(), 1.4, ref_controlled_steps, chunk, dev))
-        elif lane == "preset":
-            made.append(engine_lane(lane, base, steps))
-        elif lane == "preset_vanilla":
-            made.append(engine_lane(lane, replace(base, lipschitz=0.0), long_steps or steps))
-        elif lane == "preset_controlled":
-            cfg = replace(base, lipschitz=controlled_lipschitz)
-            made.append(engine_lane(lane, cfg, long_steps or steps))
-        elif lane == "same_controlled":
-            cfg = replace(base, width=128, depth=5, lr=1e-3, lipschitz=1.4, upsample="bilinear", gaussian_sigma=None)
-            made.append(engine_lane(lane, cfg, ref_controlled_steps))
+    for lane in o.lanes:
+        task = denoise_task(o.size, o.sigma, o.seed, o.image)
+        if lane in reference:
+            made.append(ReferenceLane(lane, task, *reference[lane], o.chunk, dev))
+        elif lane in engine:
+            made.append(EngineLane(lane, task, *engine[lane], dev))
         else:
             raise ValueError(f"unknown lane {lane!r}")
-    folder = Path(checkpoint) if checkpoint else None
-    if folder:
-        folder.mkdir(parents=True, exist_ok=True)
-        for lane in made:
-            if lane.restore(folder):
-                print(f"{lane.name}: resumed at step {len(lane.psnr)}", file=sys.stderr)
-    started = time.perf_counter()
+    return made
+
+
+def drive(made: list[Lane], o: Options, dev: torch.device) -> None:
+    """Advance the lanes alternately, a chunk each, until every one is done (``o.partial``: rewritten each round)."""
     try:
         while not all(lane.done for lane in made):
             for lane in made:
                 if not lane.done:
                     lane.advance()
-                    if folder:
-                        lane.save(folder)
-            if partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
-                snapshot = {"size": size, "sigma": sigma, "seed": seed, "machine": machine(dev), "partial": True}
-                Path(partial).write_text(json.dumps({**snapshot, **lanes_json(made, target, window)}))
+            if o.partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
+                snapshot = {"size": o.size, "sigma": o.sigma, "seed": o.seed, "machine": machine(dev), "partial": True}
+                Path(o.partial).write_text(json.dumps({**snapshot, **lanes_json(made, o.target, o.window)}))
     finally:
         for lane in made:
             lane.close()
-    done = lanes_json(made, target, window)
-    summary, curves_of, seconds_of = done["lanes"], done["curves"], done["step_seconds"]
-    for path in merge or ():
-        old = json.loads(open(path).read())
-        if (old["size"], old["sigma"], old["seed"]) != (size, sigma, seed) or "curves" not in old:
-            raise ValueError(f"{path}: not a --curves output for size {size}, σ {sigma:g}, seed {seed}")
+
+
+def merge(done: dict, o: Options) -> None:
+    """Add the lanes of earlier ``--json --curves`` outputs that this run did not run."""
+    for path in o.merge:
+        old = json.loads(Path(path).read_text())
+        if (old["size"], old["sigma"], old["seed"]) != (o.size, o.sigma, o.seed) or "curves" not in old:
+            raise ValueError(f"{path}: not a --curves output for size {o.size}, σ {o.sigma:g}, seed {o.seed}")
         for name, values in old["curves"].items():
-            if name in summary:
+            if name in done["lanes"]:
                 continue
-            lane = Lane()
-            lane.name, lane.psnr, lane.seconds = name, values, old["step_seconds"][name]
-            lane.config = {**old["lanes"][name]["config"], "merged_from": f"{path} ({old['machine']['date']})"}
-            summary[name] = summarise(lane, target, window)
-            curves_of[name], seconds_of[name] = values, old["step_seconds"][name]
-    ref_c = summary.get("reference_controlled", {})
-    pre = summary.get("preset", {})
+            config = {**old["lanes"][name]["config"], "merged_from": f"{path} ({old['machine']['date']})"}
+            lane = Lane(name, len(values), config)
+            lane.psnr, lane.seconds = values, old["step_seconds"][name]
+            done["lanes"][name] = summarise(lane, o.target, o.window)
+            done["curves"][name], done["step_seconds"][name] = values, lane.seconds
+
+
+def benchmark(o: Options = Options()) -> dict:
+    """Run the lanes interleaved and return the result dict (see the module docstring)."""
+    dev = pick_device(o.device)
+    made = make_lanes(o, dev)
+    started = time.perf_counter()
+    drive(made, o, dev)
+    done = lanes_json(made, o.target, o.window)
+    merge(done, o)
+    summary = done["lanes"]
+    ref_c, pre = summary.get("reference_controlled", {}), summary.get("preset", {})
     # the reference's time to the target: its first lane to get there (vanilla DIP's smoothed PSNR may
     # peak just below 30 dB on House, the controlled one's passes it)
     reached = [n for n in ("reference_vanilla", "reference_controlled") if summary.get(n, {}).get("s_to_target")]
@@ -322,11 +236,9 @@ def benchmark(
         "reference_lane_to_target": ref_lane if reached else None,
         "projected_speedup": ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target"), 2),
         "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"]),
-        "size": size,
-        "sigma": sigma,
-        "seed": seed,
-        "target_db": target,
-        "window": window,
+        **{k: getattr(o, k) for k in ("size", "sigma", "seed")},
+        "target_db": o.target,
+        "window": o.window,
         "lanes": summary,
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": machine(dev),
@@ -335,9 +247,8 @@ def benchmark(
     if same and ref_c:
         result["same_vs_reference_peak_db"] = round(same["peak_psnr"] - ref_c["peak_psnr"], 3)
         result["same_vs_reference_peak_ma_db"] = round(same["peak_ma_psnr"] - ref_c["peak_ma_psnr"], 3)
-    if curves:
-        result["curves"] = curves_of
-        result["step_seconds"] = seconds_of
+    if o.curves:
+        result["curves"], result["step_seconds"] = done["curves"], done["step_seconds"]
     return result
 
 
@@ -395,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curves", action="store_true", help="include per-step PSNR and step times in the JSON")
     p.add_argument("--merge", nargs="+", help="add the lanes of earlier --json --curves outputs")
     p.add_argument("--partial", help="rewrite this JSON file after every round (curves so far)")
-    p.add_argument("--checkpoint", help="folder: save every lane after each chunk and resume from it (CPU)")
     args = p.parse_args(argv)
     if args.size % 32 or args.size < 32:
         p.error("--size must be a positive multiple of 32")
@@ -404,16 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown lane(s): {', '.join(sorted(unknown))}")
     set_threads(args.threads)
     overrides = {k: v for k, v in (("width", args.width), ("lr", args.lr)) if v is not None}
-    options = {k: v for k, v in vars(args).items() if k not in ("lanes", "width", "lr", "threads", "json")}
-    options["preset_name"] = options.pop("preset")
+    skip = ("lanes", "width", "lr", "threads", "json", "preset", "merge")
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    o = Options(lanes=lanes, overrides=overrides, preset_name=args.preset, merge=tuple(args.merge or ()), **options)
     try:
-        result = benchmark(lanes=lanes, overrides=overrides, **options)
+        result = benchmark(o)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else table(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

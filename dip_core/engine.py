@@ -404,13 +404,19 @@ class Watch:
         return snap
 
 
-def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None) -> Iterator[Snapshot]:
+def run(
+    task: Task,
+    config: RunConfig,
+    cancel: Callable[[], bool] | None = None,
+    on_step: Callable[[int], object] | None = None,
+) -> Iterator[Snapshot]:
     """Fit the decoder to ``task`` with a resolved ``config`` (``dip_core.run`` resolves it); yield a Snapshot every
     ``config.every`` steps and a final one.
 
     The caller may end the run by closing the generator, or between steps with ``cancel()`` returning True
     (the final snapshot then holds the image reached). No host sync happens between snapshots unless
-    backtracking is on.
+    backtracking is on. ``on_step(t)``, if given, is called right after each step that happened, before its
+    values are recorded (the benchmarks time steps with it; it must not sync the host itself to keep that true).
     """
     rule = stop_for(config.auto_stop, config.iterations, task)
     state = build(task, config)
@@ -421,6 +427,8 @@ def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None)
         stepped = step(t, last)
         if stepped is None:  # backtracking restored the weights: this step did not happen
             continue
+        if on_step is not None:
+            on_step(t)
         snap = watch(t, *stepped, last=last, cancelled=cancel is not None and cancel())
         if snap is None:
             continue

@@ -12,8 +12,8 @@ import torch
 
 from benchmarks import baseline_speed, options, pair_step, portability, reference, step, time_to_quality
 from benchmarks import curves as curves_command
-from dip_core import curves, make_task, run_to_end
-from dip_core.engine import RunConfig, graph_start
+from dip_core import RunConfig, curves, make_task, run_to_end
+from dip_core.engine import graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
 
 
@@ -291,29 +291,25 @@ def test_graph_capture_step():
     assert graph_start(RunConfig(cuda_graph=True, backtrack=True)) is None  # host sync per step
 
 
-def test_resumable_loop_lane_follows_engine_run(house64, tmp_path):
-    """The --checkpoint lanes (written-out loop) give run()'s PSNR curve, also across a resume."""
+def test_engine_lane_times_every_step_of_engine_run(house64):
+    """The time-to-quality lanes take run()'s own PSNR curve, one time per step from the engine's on_step hook."""
     from dataclasses import replace
 
-    from dip_core.engine import preset
+    from dip_core import preset
 
     cfg = preset("cpu", width=16, depth=3, lr=0.01, lipschitz=1.4, iterations=12, every=4, device="cpu")
     snaps = run_to_end(make_task("denoise", house64, 25, seed=0), replace(cfg, measure_every_step=True))
     expected = [p for s in snaps for _, p in s.step_psnrs]
-    dev = torch.device("cpu")
-    lane = time_to_quality.LoopLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, 4, dev)
-    lane.advance()
-    lane.save(tmp_path)
-    resumed = time_to_quality.LoopLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, 4, dev)
-    assert resumed.restore(tmp_path) and len(resumed.psnr) == 4
-    while not resumed.done:
-        resumed.advance()
-    assert resumed.psnr == pytest.approx(expected, abs=1e-5)
+    lane = time_to_quality.EngineLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, torch.device("cpu"))
+    while not lane.done:
+        lane.advance()
+    lane.close()
+    assert lane.psnr == expected and len(lane.seconds) == 12 and all(s > 0 for s in lane.seconds)
 
 
 def test_outcome_margins_cover_the_measured_spread():
     """Every threshold an outcome test asserts holds for every seed, thread count, CPU code path and convolution
-    path in the committed spread (benchmarks/reports/portability/spread.json), recomputed against today's CLAIMS."""
+    path in the committed spread (reports/portability/spread.json), recomputed against today's CLAIMS."""
     report = json.loads((portability.REPORT / "spread.json").read_text())
     cases = portability.worst_cases(report["rows"])
     assert {c["scenario"] for c in cases} == set(outcomes.CLAIMS)
@@ -340,68 +336,3 @@ def test_portability_runs_a_test_under_another_cpu_code_path():
         "aten-default-2t": {"tests/test_engine.py::test_denoising_raises_psnr_well_above_the_observation": "passed"}
     }
     assert "| pass |" in portability.tests_markdown(table)
-
-
-def test_auto_lambda_compares_a_bound_from_the_run_with_fixed_lambda(tmp_path, capsys):
-    """Issue 24's harness, tiny: every lane runs, the bound is set where the trigger fired (or at the fixed step),
-    rows are kept (a second call runs nothing), and the report has the set's table with the bar per candidate."""
-    from benchmarks import auto_lambda
-
-    argv = ["--sets", "tune", "--images", "astronaut.png", "--steps", "60", "--size", "32", "--width", "4"]
-    argv += ["--lanes", "vanilla", "lam1", "lam1.4", "stop0.7", "at20_0.7", "--workers", "1", "--out", str(tmp_path)]
-    assert auto_lambda.main(argv) == 0
-    rows = auto_lambda.load_rows(tmp_path)
-    assert len(rows) == 15  # astronaut: denoising, JPEG and inpainting, five lanes
-    at = [r for r in rows if r["lane"] == "at20_0.7"]
-    assert all(r["bound_at"] == 20 and len(r["bounds"]) == 12 for r in at)
-    assert all(r["bound_at"] is None for r in rows if r["lane"] in ("vanilla", "lam1", "lam1.4"))
-    assert all(len(r["psnr"]) == 20 and r["scale"]["steps"] == 60 for r in rows)  # a PSNR every 3 steps
-    assert auto_lambda.main(argv) == 0 and len(auto_lambda.load_rows(tmp_path)) == 15
-    text = (tmp_path / "README.md").read_text()
-    assert "## tune (seed 0): 3 images" in text
-    assert "| stop0.7 |" in text and "| at20_0.7 |" in text
-
-
-def test_live_default_picks_the_lane_that_holds_and_peaks_at_the_longest_budget_that_fits():
-    """The choice from long runs: vanilla peaks at 1000 then falls; `lam1` climbs slowly and holds; `lam1.4` peaks
-    high and falls. With the whole 3000-step runs estimated at 40 s, λ 1 at 3000 steps is chosen; at 100 s only
-    the budgets within the minute are candidates."""
-    from benchmarks import live_default as ld
-
-    its = list(range(10, 3001, 10))
-
-    def curve(f) -> dict:
-        return {"iter": its, "psnr": [f(t) for t in its]}
-
-    vanilla = curve(lambda t: 28 - abs(t - 1000) / 250)  # peak 28 at 1000, 20 at 3000
-    shapes = {
-        "vanilla": vanilla,
-        "lam1": curve(lambda t: 28.2 * min(1.0, t / 2800)),  # still learning until 2800, then flat
-        "lam1.4": curve(lambda t: 29 - max(0, t - 1200) / 600),  # falls 3 dB after its peak
-    }
-    curves_, seconds = {}, {}
-    for e in ld.CHOOSE:
-        for lane in ("vanilla", *(c.name for c in ld.CANDIDATES)):
-            curves_[(e, lane)] = shapes.get(lane, vanilla)
-            seconds[(e, lane)] = 40.0
-    rows = ld.choose(curves_, seconds)
-    assert (rows[0]["lane"], rows[0]["budget"], rows[0]["met"]) == ("lam1", 3000, True)
-    assert rows[0]["est_seconds"] == 40.0
-    assert {r["budget"]: r["met"] for r in rows if r["lane"] == "lam1"} == {
-        1500: False,
-        2000: False,
-        2500: False,
-        3000: True,
-    }
-    slow = ld.choose(curves_, {k: 100.0 for k in seconds})
-    assert slow[0]["est_seconds"] <= ld.SECONDS and slow[0]["budget"] == 1500
-
-
-def test_compile_check_times_eager_in_a_process_of_its_own(capsys):
-    from benchmarks import compile_check
-
-    args = "--modes eager --size 32 --width 8 --steps 3 --rounds 1 --warmup 2 --json".split()
-    assert compile_check.main(args) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    (row,) = out["rows"]
-    assert row["mode"] == "eager" and row["compile_s"] is None and row["median_ms"] > 0
