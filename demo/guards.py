@@ -1,13 +1,16 @@
 """Bounds in front of Gradio for what a visitor sends besides an event's values: request bodies and direct REST calls
-(``RequestGuard``), images given as URLs or data URLs, and the mask editor's component server (``bound_component``).
-Each refusal is one line of ours."""
+(``RequestGuard``), images given as URLs or data URLs, and the mask editor's component server (``bound_component``);
+and Gradio's own checks of an event's values, patched (``image_input``, ``guard_inputs``). Each refusal is one line of
+ours."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import inspect
 import json
+import math
 import os
 import re
 import threading
@@ -329,3 +332,85 @@ async def answer(send: Any, status: int, line: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def image_input(**kwargs) -> gr.Image:
+    """A gr.Image (type filepath) that hands uploads to dip_core untouched, so bad files get one-line errors.
+
+    gr.Image would open the file with PIL first and fail with a traceback; an instance attribute replaces its
+    ``preprocess`` (subclassing a gradio component would write a .pyi stub next to this file). An image sent as a
+    data URL is bounded as an upload is (MAX_UPLOAD, then dip_core's pixel bounds from its header); one given by a
+    remote URL is refused, never fetched (``bound_component``).
+    """
+    # image_mode=None: with Gradio's default ("RGB"), once an example had been clicked every later upload reached
+    # the app re-encoded as RGB (a grey photo ran as colour); files must arrive as the user made them
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
+        if payload is None or payload.path:
+            return None if payload is None else str(payload.path)
+        url = payload.url or ""
+        try:
+            if not url.startswith("data:"):
+                raise remote_url(url)
+            return data_url_file(url, image.GRADIO_CACHE, MAX_UPLOAD_BYTES)
+        except InputError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    image.preprocess = preprocess
+    bound_component(image)
+    return image
+
+
+def guard_input(component: gr.components.Component, name: str) -> None:
+    """Check what an API client sends to ``component`` with our one-line messages, before Gradio's own checks
+    (which print library text, or fail with a traceback on values such as 10^400): a number must lie in the
+    widget's range ("seed must be a number between 0 and 2.14748e+09, got 1e+400"), a choice be one of the
+    widget's; any other error of its preprocessing becomes "NAME: this value cannot be used (VALUE)"."""
+    default = component.preprocess
+    numeric = isinstance(component, (gr.Slider, gr.Number))
+    lo = -math.inf if getattr(component, "minimum", None) is None else component.minimum
+    hi = math.inf if getattr(component, "maximum", None) is None else component.maximum
+    options = None
+    if isinstance(component, (gr.Dropdown, gr.Radio)) and not getattr(component, "multiselect", False):
+        options = [c[1] if isinstance(c, tuple) else c for c in component.choices]
+
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
+        if payload is not None:
+            try:
+                if numeric and (math.isfinite(lo) or math.isfinite(hi)):
+                    number(name, payload, lo, hi)
+                if options is not None and payload not in options:
+                    listed = ", ".join(str(o) for o in options)
+                    raise InputError(f"{name} must be one of {listed}, got {shown(payload)}")
+            except InputError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+        try:
+            return default(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - a value Gradio cannot take: one line of ours
+            raise gr.Error(f"{name}: this value cannot be used ({shown(payload)})", print_exception=False) from None
+
+    component.preprocess = preprocess
+
+
+def guard_inputs(demo: gr.Blocks) -> None:
+    """``guard_input`` on every component any event reads (once each), named as the API names it: by the parameter
+    of the public endpoints (``run``, ``replay``), else by its elem_id or label."""
+    names: dict[int, str] = {}
+    for fn in sorted(demo.fns.values(), key=lambda f: f.api_name not in ("run", "replay")):
+        params = [p for p in inspect.signature(fn.fn).parameters if p != "request"] if fn.fn else []
+        public = fn.api_name in ("run", "replay") and len(params) == len(fn.inputs)
+        for i, component in enumerate(fn.inputs):
+            if component._id not in names and hasattr(component, "preprocess"):
+                names[component._id] = (
+                    params[i]
+                    if public
+                    else (component.elem_id or str(component.label or type(component).__name__).lower())
+                )
+    for fn in demo.fns.values():
+        for component in fn.inputs:
+            name = names.pop(component._id, None)
+            if name is not None:
+                guard_input(component, name)

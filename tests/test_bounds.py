@@ -272,7 +272,7 @@ def test_a_deleted_upload_is_one_line_without_its_path():
 
 @pytest.fixture(scope="module")
 def image_component():
-    from demo.ui import image_input
+    from demo.guards import image_input
 
     return image_input(label="Image")
 
