@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dip_core import RunConfig, autotune, run
-from dip_core.baselines import Baseline, baseline
+from dip_core import Baseline, RunConfig, autotune, baseline, run
 from dip_core.replay import SpectrumView
 from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy

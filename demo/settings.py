@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dip_core import preset
+from dip_core import preset, resolve_device
 from dip_core.config import default_control as config_default_control
 
 from . import budget
@@ -15,9 +15,9 @@ from . import budget
 #: Our CPU demo network: narrower than the CPU preset and a larger Adam step, so that a 128 px image
 #: is visibly restored within about 30 s on 2 cores (measured; see docs/app.md, The app).
 CPU_DEMO_OVERRIDES = dict(width=24, lr=0.007)
-#: The CPU default run's steps: the longest budget benchmarks/live_default.py tried that a compare run does within a
+#: The CPU default run's steps: the longest budget live-default tried that a compare run does within a
 #: minute on 2 cores (41-54 s on a 2-core AMD EPYC), where λ 1 holds and catches up with vanilla's peak
-#: (benchmarks/reports/live_default/README.md).
+#: (reports/live_default/README.md).
 CPU_ITERATIONS = 3000
 #: Every live run ends by itself after this long, keeping what it reached (a public Space must not let one visitor hold
 #: it for an hour): 5 minutes. On ZeroGPU the call's own budget ends it sooner (demo/budget.py).
@@ -43,9 +43,9 @@ AUTO_STOP_LABELS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Defaults and caps of one device (the UI's slider ranges and the API's accepted ranges)."""
+    """Defaults and caps of one device (the UI's slider ranges and the API's accepted ranges), made by keyword."""
 
     device: str  # cpu | cuda
     preset: str
@@ -75,33 +75,33 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         side, width = GPU_DEFAULT["max_side"], GPU_DEFAULT["width"]
         cap = budget.max_iterations(side, width, runs=1) if zero_gpu else 20_000
         return Limits(
-            "cuda",
-            "cuda",
-            side,
-            1024,
-            GPU_DEFAULT["iterations"],
-            cap,
-            width,
-            256,
-            GPU_DEFAULT["lr"],
-            base.every,
-            0.5,
+            device="cuda",
+            preset="cuda",
+            max_side=side,
+            max_side_cap=1024,
+            iterations=GPU_DEFAULT["iterations"],
+            iterations_cap=cap,
+            width=width,
+            width_cap=256,
+            lr=GPU_DEFAULT["lr"],
+            every=base.every,
+            update_seconds=0.5,
             stacked=stacked_pair(True),
             run_seconds=RUN_SECONDS,
         )
     base = preset("cpu", **CPU_DEMO_OVERRIDES)
     return Limits(
-        "cpu",
-        "cpu",
-        128,
-        256,
-        CPU_ITERATIONS,
-        5000,
-        base.width,
-        64,
-        base.lr,
-        base.every,
-        0.5,
+        device="cpu",
+        preset="cpu",
+        max_side=128,
+        max_side_cap=256,
+        iterations=CPU_ITERATIONS,
+        iterations_cap=5000,
+        width=base.width,
+        width_cap=64,
+        lr=base.lr,
+        every=base.every,
+        update_seconds=0.5,
         stacked=stacked_pair(False),
         run_seconds=RUN_SECONDS,
     )
@@ -114,7 +114,7 @@ def stacked_pair(default: bool) -> bool:
     return default if value == "" else value in ("1", "true", "yes", "on")
 
 
-LIMITS = limits_for("cuda" if torch.cuda.is_available() else "cpu")
+LIMITS = limits_for(resolve_device().type)  # the device dip_core resolves "auto" to
 
 
 def default_control(task: str, limits: Limits = LIMITS) -> dict:

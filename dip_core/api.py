@@ -1,4 +1,5 @@
-"""What a script calls: a run whose ``auto`` choices are made first, in one place (``resolve``), then the engine."""
+"""What a script calls: a run whose ``auto`` choices are made first (``autotune.resolve``, their one place), then
+the engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .engine import Snapshot
 from .engine import run as run_resolved
 from .tasks import Task
 
-__all__ = ["resolve", "run", "run_to_end"]
+__all__ = ["run", "run_to_end"]
 
 
 def run(task: Task, config: RunConfig, cancel: Callable[[], bool] | None = None) -> Iterator[Snapshot]:

@@ -1,5 +1,8 @@
-"""``conv_algo="auto"``: the fastest CPU convolution path for a run's network, timed on this machine, then cached.
+"""Every ``auto`` choice, made here and nowhere else: the preset (``preset_name``, ``preset``), the device
+(``resolve_device``) and the convolution path; ``resolve`` makes a config's, and the engine refuses one that still
+says ``auto``.
 
+``conv_algo="auto"``: the fastest CPU convolution path for a run's network, timed on this machine, then cached.
 Which path wins depends on the CPU: NNPACK's Winograd beat oneDNN's direct convolution on an AMD EPYC (AVX2)
 and lost to it on an Intel Xeon with AVX-512 (benchmarks/RESULTS.md). So the first run of a network shape
 times a few steps of each candidate, interleaved, and keeps the fastest: per process in memory and across
@@ -18,17 +21,14 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from .config import MAX_ITERATIONS, resolve_device
+from .config import MAX_ITERATIONS, PRESET_NAMES, PRESETS, RunConfig, check_device
 from .engine import run
+from .errors import InputError
 from .machine import cpu_model
-
-if TYPE_CHECKING:
-    from .config import RunConfig
-    from .tasks import Task
+from .tasks import Task
 
 #: The paths ``auto`` chooses from: name → the RunConfig settings that select it.
 CANDIDATES: dict[str, dict] = {
@@ -144,10 +144,31 @@ def choose(task: Task, config: RunConfig) -> str:
         return _memory[key]
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU (the one place the device is chosen); asking for CUDA without a GPU
+    is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(check_device(name))
+
+
+def preset_name(name: str = "auto") -> str:
+    """The preset ``name`` stands for: ``auto`` is ``cuda`` where ``resolve_device`` finds a GPU, else ``cpu``."""
+    return resolve_device().type if name == "auto" else name
+
+
+def preset(name: str = "auto", **overrides) -> RunConfig:
+    """A RunConfig from a named preset (``auto``: ``cuda`` when a GPU is present, else ``cpu``)."""
+    name = preset_name(name)
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return replace(RunConfig(), **{**PRESETS[name], **overrides})
+
+
 def resolve(task: Task, config: RunConfig) -> RunConfig:
     """``config`` with every ``auto`` choice made: the device (CUDA when present) and the convolution path (on CPU
-    the fastest candidate for this network here, on a GPU the direct cuDNN one). The one place they are made:
-    ``dip_core.run`` calls it, and the engine refuses a config that still says ``auto``."""
+    the fastest candidate for this network here, on a GPU the direct cuDNN one). ``dip_core.run`` calls it, and
+    the engine refuses a config that still says ``auto``."""
     device = resolve_device(config.device).type
     if config.device == "auto":
         config = replace(config, device=device)

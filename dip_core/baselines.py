@@ -1,22 +1,22 @@
-"""Classical baselines with OpenCV, computed from the observation (and mask) only; each task's spec picks its
-one (``TaskSpec.baseline``) from the functions here.
+"""Classical baselines with OpenCV, on arrays, computed from the observation (and mask) only; each task's spec picks
+its one (``TaskSpec.baseline``) from the functions here, and ``dip_core.tasks.baseline`` runs and scores it.
 
 Their parameter rules were fitted once on two CBSD68 images outside every test set (0000.png, 0001.png) by
-``python -m benchmarks fit-baselines DATA``; the figures are in ``benchmarks/reports/baselines_fit.md``.
+``python -m benchmarks fit-baselines DATA``; the figures are in ``reports/baselines_fit.md``.
 OpenCV (``opencv-python-headless``) is imported lazily, so the engine imports without it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .metrics import psnr, ssim
-from .tasks import Task, to_image
 
-#: NL-means strength h = slope · σ (σ and h on 0-255), fitted per colour/grey (benchmarks/fit_baselines.py).
+#: NL-means strength h = slope · σ (σ and h on 0-255), fitted per colour/grey (reports/baselines_fit.md).
 NLM_SLOPE = {"colour": 0.6, "grey": 0.95}
 #: JPEG: per fitted quality, the best filter on the fitting images: ("bilateral", d, σ colour) or None = the JPEG
 #: itself; a quality uses the rule of the nearest fitted one (the lower on a tie).
@@ -55,7 +55,7 @@ SR_METHOD = "lanczos"
 def opencv():
     """The cv2 module, or an ImportError of one line saying how to install it."""
     try:
-        import cv2
+        import cv2  # lazy on purpose: OpenCV is optional, the engine imports without it
     except ImportError:
         raise ImportError("OpenCV is missing: pip install opencv-python-headless (see requirements.txt)") from None
     return cv2
@@ -161,21 +161,17 @@ def enhance(y: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(y + gain / 2 * (detail - y), 0, 1).astype(np.float32)
 
 
-def baseline(task: Task) -> Baseline:
-    """The task's classical baseline, scored against the clean image when it is known.
-
-    It never sees the clean image; if it cannot run (OpenCV missing or refusing the image), ``unavailable``
-    says why in one line and ``image`` is None.
-    """
+def scored(make: Callable[[], tuple[np.ndarray, str]], clean: np.ndarray | None = None) -> Baseline:
+    """The baseline ``make()`` returns (image, method), timed, and scored against ``clean`` (H×W×C in [0, 1]) when
+    given; if it cannot run (OpenCV missing or refusing the image), ``unavailable`` says why in one line."""
     start = time.perf_counter()
     try:
-        image, method = task.spec.baseline(task)
+        image, method = make()
     except Exception as err:  # noqa: BLE001 - cv2.error, ImportError: the DIP run goes on without it
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         return Baseline("unavailable", None, None, unavailable=f"classical baseline unavailable: {reason}")
     seconds = time.perf_counter() - start
     result = Baseline(method, image.astype(np.float32), round(seconds, 4))
-    if task.clean is not None:
-        clean = to_image(task.clean)
+    if clean is not None:
         result.psnr, result.ssim = psnr(image, clean), ssim(image, clean)
     return result

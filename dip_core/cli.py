@@ -10,14 +10,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .autotune import resolve
-from .baselines import baseline
-from .config import PRESET_NAMES, PRESETS, RunConfig, choices, default_control, preset
+from . import sweep
+from .autotune import preset, preset_name, resolve
+from .config import PRESET_NAMES, PRESETS, RunConfig, choices, default_control
 from .curves import summarise
 from .engine import run
 from .errors import InputError
 from .io import load_image, save_png
-from .tasks import TASKS, Task, make_task, observed_task, to_image
+from .tasks import TASKS, Task, baseline, make_task, observed_task, to_image
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = OneLineParser(prog="python -m dip_core", description="Deep Image Prior with spectral-bias control")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_run_parser(sub)
+    add_sweep_parser(sub)
+    return p
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``run`` subcommand's arguments."""
     r = sub.add_parser("run", help="fit one image and write the result, the metrics and a summary")
     r.add_argument("--task", required=True, choices=TASKS)
     r.add_argument("--image", required=True, help="clean image (or the degraded one with --observed)")
@@ -93,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=choices("device"))
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``sweep`` subcommand's arguments."""
     w = sub.add_parser("sweep", help="run a λ × σ × image × seed grid (Ray when installed), resumable")
     w.add_argument("--task", required=True, choices=TASKS)
     w.add_argument("--images", required=True, help="an image file or a folder of clean images")
@@ -132,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cpus-per-run", type=int, default=1)
     w.add_argument("--gpus-per-run", type=float, default=0)
     w.add_argument("--stop-rule", default="paper", choices=[r for r in choices("auto_stop") if r != "off"])
-    return p
 
 
 def task_from_args(args: argparse.Namespace) -> Task:
@@ -165,7 +174,7 @@ def control_of(args: argparse.Namespace) -> dict:
         return dict(lipschitz=args.lipschitz, upsample="bilinear", gaussian_sigma=None)
     if args.controlled:
         return default_control(args.task, "paper")
-    return default_control(args.task, args.preset)
+    return default_control(args.task, preset_name(args.preset))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -229,9 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the grid, appending to DIR/results.jsonl, then print and write DIR/summary.md."""
-    from . import sweep
-
-    control = default_control(args.task, args.preset)
+    control = default_control(args.task, preset_name(args.preset))
     lams = args.lipschitz if args.lipschitz is not None else [control["lipschitz"]]
     sigmas = args.gaussian_sigma
     if sigmas is None:

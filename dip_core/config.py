@@ -4,7 +4,7 @@ CLI and app read them), and the named presets."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from .errors import InputError, shown
 from .layers import CONV_ALGOS
 from .nets import UPSAMPLE_MODES
 from .stopping import STOP_RULES
+from .tasks import TASKS
 
 MAX_ITERATIONS = 100_000
 
@@ -138,12 +139,12 @@ def choices(name: str) -> tuple[str, ...]:
 
 
 #: The CPU scale's control (λ, upsampling, σ): chosen on two images and confirmed on two others, at the app's CPU
-#: network, by ``python -m benchmarks live-default`` (benchmarks/reports/live_default/README.md).
+#: network, by ``python -m benchmarks live-default`` (reports/live_default/README.md).
 CPU_CONTROL = dict(lipschitz=1.0, upsample="bilinear", gaussian_sigma=None)
 #: Named starting points. ``paper``: the authors' configuration. ``cpu``/``cuda``: fast presets whose
 #: shortcuts were checked against the paper's curves (benchmarks/RESULTS.md).
 #: Each is a controlled network: on the paper's scale the paper's λ (1.4: denoising and deblocking; the CLI uses the
-#: task's own), on the CPU preset's scale the control chosen by benchmarks/live_default.py (its report says why).
+#: task's own), on the CPU preset's scale the control chosen by reports/live_default/README.md (and why).
 PRESETS: dict[str, dict] = {
     "paper": dict(
         width=128, padding="reflect", sn_method="svd", precision="fp32", iterations=10_000, every=50, lipschitz=1.4
@@ -177,36 +178,20 @@ PAPER_SCALE = ("paper", "cuda")
 PRESET_NAMES = ("auto", *PRESETS)
 
 
-def preset_name(name: str = "auto") -> str:
-    """The preset ``name`` stands for: ``auto`` is ``cuda`` when a GPU is present, else ``cpu``."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def preset(name: str = "auto", **overrides) -> RunConfig:
-    """A RunConfig from a named preset (``auto``: ``cuda`` when a GPU is present, else ``cpu``)."""
-    name = preset_name(name)
-    if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
-    return replace(RunConfig(), **{**PRESETS[name], **overrides})
-
-
-def default_control(task: str, preset: str = "auto") -> dict:
+def default_control(task: str, preset: str) -> dict:
     """The controlled network when none is asked for (λ, upsampling, σ), the one rule of the CLI's ``run`` and
     ``sweep``, the API and the app: on the paper's scale (``paper``, ``cuda``) the paper's λ for the task with
-    bilinear upsampling; on the CPU preset its own control (``CPU_CONTROL``, chosen at that scale)."""
-    from .tasks import TASKS
-
-    if preset_name(preset) in PAPER_SCALE:
+    bilinear upsampling; on the CPU preset its own control (``CPU_CONTROL``, chosen at that scale). ``preset`` is a
+    resolved name (``autotune.preset_name`` makes ``auto`` one)."""
+    if preset not in PRESETS:
+        raise ValueError(f"default_control takes a resolved preset name, got {preset!r} (autotune.preset_name)")
+    if preset in PAPER_SCALE:
         return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
     return dict(CPU_CONTROL)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available else CPU; asking for CUDA without a GPU is an input error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def check_device(name: str) -> str:
+    """``name`` (``cpu`` or ``cuda``) if it can run here; asking for CUDA without a GPU is an input error."""
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but no CUDA GPU is available")
-    return torch.device(name)
+    return name

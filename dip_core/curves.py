@@ -18,9 +18,6 @@ from .engine import Snapshot
 from .stopping import first_discrepancy_stop, first_stop
 from .tasks import Task
 
-#: The stop rules a recorded curve is evaluated on, in the order of the summaries' keys.
-CURVE_STOP_RULES = ("paper", "relative", "discrepancy")
-
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     """Centred moving average: m_i = mean v[i − w//2 … i + w//2] (window w in samples), shrinking at the ends."""

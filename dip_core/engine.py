@@ -19,23 +19,24 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import MAX_ITERATIONS, PRESETS, RunConfig, preset, resolve_device
+from .config import RunConfig, check_device
 from .layers import POWER_WARMUP_STEPS
 from .machine import keep_freed_memory
 from .nets import Decoder, fourier_input
 from .stopping import StopRule, stop_for
-from .tasks import PAPER_LIPSCHITZ, Task, to_image
+from .tasks import Task, to_image
 
 __all__ = [
-    "MAX_ITERATIONS",
-    "PAPER_LIPSCHITZ",
-    "PRESETS",
-    "RunConfig",
+    "Meter",
+    "Recorder",
+    "RunState",
     "Snapshot",
+    "Stepper",
+    "Watch",
     "build",
     "check_resolved",
-    "preset",
-    "resolve_device",
+    "forward",
+    "graph_start",
     "run",
     "run_to_end",
 ]
@@ -94,17 +95,19 @@ class RunState:
 
 
 def check_resolved(config: RunConfig) -> RunConfig:
-    """``config`` if its convolution path is chosen; ``conv_algo="auto"`` is a programmer's error here: the choice is
+    """``config`` if its device and convolution path are chosen; ``auto`` is a programmer's error here: the choice is
     made once, before a run is built, by ``dip_core.resolve`` (``dip_core.run`` calls it)."""
-    if config.conv_algo == "auto":
-        raise ValueError('conv_algo="auto" reached the engine: resolve the config first (dip_core.resolve)')
+    for name in ("device", "conv_algo"):
+        if getattr(config, name) == "auto":
+            raise ValueError(f'{name}="auto" reached the engine: resolve the config first (dip_core.resolve)')
+    check_device(config.device)
     return config
 
 
 def build(task: Task, config: RunConfig) -> RunState:
     """Build the decoder (weights drawn from a generator seeded with ``config.seed``, not the global RNG) and
     its input for ``task`` on the configured device."""
-    device = resolve_device(check_resolved(config).device)
+    device = torch.device(check_resolved(config).device)
     net = Decoder(
         task.channels,
         width=config.width,

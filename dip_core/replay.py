@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .io import to_uint8
 from .metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
-from .tasks import Task, to_tensor
+from .tasks import Task, baseline, to_image, to_tensor
 
 FORMAT = 1
 MAX_FRAMES = 40
@@ -121,8 +122,6 @@ class SpectrumView:
 
 def save_webp(img: np.ndarray, path: Path, side: int = FRAME_SIDE) -> None:
     """An H×W×C float image in [0, 1] as a WebP of at most ``side`` pixels a side."""
-    from PIL import Image
-
     u8 = to_uint8(img)
     pil = Image.fromarray(u8)
     if max(pil.size) > side:
@@ -133,9 +132,6 @@ def save_webp(img: np.ndarray, path: Path, side: int = FRAME_SIDE) -> None:
 
 def write_images(task: Task, folder: Path) -> None:
     """An experiment's still images: the clean image (when known), the observation and the OpenCV baseline."""
-    from .baselines import baseline
-    from .tasks import to_image
-
     folder.mkdir(parents=True, exist_ok=True)
     if task.clean is not None:
         save_webp(to_image(task.clean), folder / "clean.webp")

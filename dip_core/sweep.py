@@ -12,25 +12,28 @@ import importlib.util
 import ipaddress
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .autotune import resolve
-from .baselines import baseline
-from .config import PRESETS, RunConfig, preset
+import torch
+
+from .autotune import preset, resolve
+from .config import PRESETS, RunConfig
 from .curves import run_stats
 from .engine import run
 from .errors import InputError, shown
 from .io import load_image, resize_mask, resize_max_side
 from .replay import FrameWriter, frame_every, write_images
 from .stopping import task_noise_energy
-from .tasks import make_task
+from .tasks import baseline, make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -131,8 +134,6 @@ def config_of(spec: RunSpec) -> RunConfig:
 
 def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = None) -> dict:
     """Execute one run to the end of its budget; returns its result row (and writes its curve if asked)."""
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     img, _ = load_image(spec.image)
@@ -307,7 +308,7 @@ def connect_ray(address: str) -> None:
             ) from None
     for name, value in RAY_CONNECT_LIMITS.items():
         os.environ.setdefault(name, value)
-    import ray
+    import ray  # optional (requirements-sweep.txt), and imported after its connection limits are set above
 
     failure = None
     with stderr_to_file() as log:  # Ray's retries log a screenful to stderr: the line below says it all
@@ -373,7 +374,7 @@ def execute(
     if use_ray and ray_address and not ray_available():
         raise InputError(f"--ray-address {ray_address} needs Ray here too: pip install -r requirements-sweep.txt")
     if use_ray and ray_available():
-        import ray
+        import ray  # optional (requirements-sweep.txt): a sweep without it runs here or in local processes
 
         if not ray.is_initialized():
             if ray_address:
@@ -397,9 +398,6 @@ def execute(
                 "rerun the same command to run only the missing ones"
             )
     elif jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for done in as_completed([pool.submit(run_spec, s, curve_dir, cpus_per_run) for s in todo]):
                 record(done.result())

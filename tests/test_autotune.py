@@ -10,7 +10,6 @@ import pytest
 from helpers import small
 
 from dip_core import autotune, make_task, preset, run_to_end
-from dip_core.autotune import CANDIDATES
 
 
 @pytest.fixture()
@@ -38,7 +37,7 @@ def test_auto_measures_once_then_reads_the_cache(fresh_cache, house64):
     task = make_task("denoise", house64, 25)
     cfg = small(conv_algo="auto", width=8)
     resolved = autotune.resolve(task, cfg)
-    assert autotune.describe(resolved) in CANDIDATES and resolved.conv_algo != "auto"
+    assert autotune.describe(resolved) in autotune.CANDIDATES and resolved.conv_algo != "auto"
     assert autotune.resolve(task, cfg) == resolved and len(calls) == 1  # in memory
     assert json.loads(path.read_text()) == {calls[0]: autotune.describe(resolved)}
     autotune._memory.clear()  # another process: reads the file, measures nothing
@@ -57,12 +56,12 @@ def test_a_corrupt_or_foreign_cache_is_measured_again(fresh_cache, house64):
     autotune._memory.clear()
     path.write_text(json.dumps({autotune.cache_key(task, cfg): "fastest-please"}))  # not a candidate
     autotune.resolve(task, cfg)
-    assert len(calls) == 2 and json.loads(path.read_text())[calls[0]] in CANDIDATES
+    assert len(calls) == 2 and json.loads(path.read_text())[calls[0]] in autotune.CANDIDATES
 
 
 def test_measure_times_every_candidate(house64):
     times = autotune.measure(make_task("denoise", house64, 25), small(width=8))
-    assert set(times) == set(CANDIDATES) and all(t > 0 for t in times.values())
+    assert set(times) == set(autotune.CANDIDATES) and all(t > 0 for t in times.values())
 
 
 def test_auto_is_only_a_choice_the_curve_is_the_chosen_paths(fresh_cache, house64):
@@ -74,12 +73,12 @@ def test_auto_is_only_a_choice_the_curve_is_the_chosen_paths(fresh_cache, house6
     assert auto == fixed  # bit-identical: same machine, same seed, same path
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", list(autotune.CANDIDATES))
 def test_every_candidate_fits_the_same_image(name, house64):
     """The three paths are the same network: after 12 steps the curves agree closely (not bitwise)."""
     task = make_task("denoise", house64, 25)
     ref = run_to_end(task, small(iterations=12, every=12, lipschitz=1.4))[-1].psnr
-    got = run_to_end(task, small(iterations=12, every=12, lipschitz=1.4, **CANDIDATES[name]))[-1].psnr
+    got = run_to_end(task, small(iterations=12, every=12, lipschitz=1.4, **autotune.CANDIDATES[name]))[-1].psnr
     assert got == pytest.approx(ref, abs=0.05)
 
 
@@ -100,7 +99,7 @@ def test_two_runs_resolving_at_once_measure_once_and_share_the_path(fresh_cache,
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(json.loads(path.read_text())) == 1
-    assert autotune.describe(got[0.0]) == autotune.describe(got[1.0]) in CANDIDATES
+    assert autotune.describe(got[0.0]) == autotune.describe(got[1.0]) in autotune.CANDIDATES
 
 
 def test_measure_times_nine_steps_of_each_candidate(house64, monkeypatch):
@@ -109,7 +108,7 @@ def test_measure_times_nine_steps_of_each_candidate(house64, monkeypatch):
     real = statistics.median
     monkeypatch.setattr(autotune.statistics, "median", lambda v: gaps.setdefault(len(gaps), len(v)) and real(v))
     autotune.measure(make_task("denoise", house64, 25), small(width=8))
-    assert list(gaps.values()) == [9] * len(CANDIDATES) == [autotune.ROUNDS * (autotune.CHUNK - 1)] * 3
+    assert list(gaps.values()) == [9] * len(autotune.CANDIDATES) == [autotune.ROUNDS * (autotune.CHUNK - 1)] * 3
 
 
 def test_the_engine_takes_resolved_configs_only(house64):

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dip_core import make_task, observed_task, run
-from dip_core.baselines import baseline
-from dip_core.engine import RunConfig
+from dip_core import RunConfig, make_task, observed_task, run
 from dip_core.errors import InputError
 from dip_core.io import load_image
-from dip_core.tasks import to_image
+from dip_core.tasks import baseline, to_image
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 RNG = np.random.default_rng(0)

@@ -16,7 +16,7 @@ from PIL import Image
 from dip_core import baselines as B
 from dip_core.io import load_image, resize_max_side, save_png
 from dip_core.metrics import psnr
-from dip_core.tasks import make_task, observed_task, to_image
+from dip_core.tasks import baseline, make_task, observed_task, to_image
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--preset", "cpu", "--width", "8", "--iters", "4", "--every", "2", "--quiet", "--device", "cpu"]
@@ -37,7 +37,7 @@ def photo(request, house128) -> np.ndarray:
 
 
 def scored(task) -> B.Baseline:
-    b = B.baseline(task)
+    b = baseline(task)
     assert b.unavailable is None and b.image is not None, b.unavailable
     assert b.image.shape == to_image(task.clean).shape and b.image.dtype == np.float32
     assert 0 <= b.image.min() and b.image.max() <= 1 and b.seconds >= 0
@@ -88,7 +88,7 @@ def test_upscaling_beats_nearest_neighbour(photo):
 
 def test_detail_enhance_follows_the_gain(photo):
     task = make_task("enhance", photo, 2)
-    b = B.baseline(task)
+    b = baseline(task)
     assert b.image.shape == photo.shape and b.psnr is None  # no ground truth of an enhanced image
     assert np.allclose(B.enhance(photo, 0), photo, atol=1e-6)
 
@@ -103,7 +103,7 @@ def test_detail_enhance_follows_the_gain(photo):
 def test_baseline_never_sees_the_clean_image(house128, name, level):
     task = make_task(name, house128[:64, :64], level, seed=0)
     blind = replace(task, clean=None)
-    a, b = B.baseline(task), B.baseline(blind)
+    a, b = baseline(task), baseline(blind)
     assert np.array_equal(a.image, b.image) and a.method == b.method
     assert b.psnr is None and b.ssim is None
 
@@ -111,17 +111,17 @@ def test_baseline_never_sees_the_clean_image(house128, name, level):
 def test_tiny_and_observed_images(house128):
     tiny = house128[:16, :16]
     for task in (make_task("denoise", tiny, 25), make_task("inpaint", grey(tiny), 0.5), observed_task("sr", tiny, 8)):
-        b = B.baseline(task)
+        b = baseline(task)
         assert b.unavailable is None and b.image.shape[:2] == task.out_size
 
 
 def test_every_baseline_runs_at_512_px(house128):
-    """Every baseline takes a 512² image and times itself (how fast: python -m benchmarks.baseline_speed, not a
+    """Every baseline takes a 512² image and times itself (how fast: python -m benchmarks baseline-speed, not a
     test; 0.44 s at most on the 2-core Xeon, benchmarks/RESULTS.md)."""
     big = np.kron(house128, np.ones((4, 4, 1), dtype=np.float32))
     for name, level in [("denoise", 25), ("jpeg", 10), ("inpaint", 0.5), ("sr", 4), ("enhance", 1)]:
         task = make_task(name, big, level, seed=0)
-        b = B.baseline(task)
+        b = baseline(task)
         assert b.unavailable is None and b.image.shape[:2] == task.out_size and b.seconds >= 0, name
 
 
@@ -131,7 +131,7 @@ NO_CV2 = "import sys; sys.modules['cv2'] = None\n"
 def test_without_opencv_the_engine_imports_and_the_baseline_says_why():
     code = NO_CV2 + (
         "import numpy as np, dip_core, dip_core.cli\n"
-        "from dip_core.baselines import baseline\n"
+        "from dip_core.tasks import baseline\n"
         "from dip_core.tasks import make_task\n"
         "b = baseline(make_task('denoise', np.full((32, 32, 3), 0.5, np.float32), 25))\n"
         "print(b.image is None, b.unavailable)"

@@ -10,8 +10,8 @@ import torch
 from helpers import small
 from outcomes import threshold
 
-from dip_core import make_task, observed_task, preset, run, run_to_end
-from dip_core.engine import RunConfig, build, forward
+from dip_core import RunConfig, make_task, observed_task, preset, resolve, resolve_device, run, run_to_end
+from dip_core.engine import build, forward
 from dip_core.errors import InputError
 from dip_core.metrics import psnr
 from dip_core.tasks import to_image
@@ -55,10 +55,19 @@ def test_stop_callback_ends_the_run_between_steps(house64):
 
 
 def test_closing_the_generator_stops(house64):
+    """Closing the generator ends the run: no step is taken after it and nothing more is yielded."""
     task = make_task("denoise", house64, 25)
-    gen = run(task, small(iterations=1000, every=1))
+    steps = []
+
+    def count_steps() -> bool:  # the engine asks after every step
+        steps.append(len(steps) + 1)
+        return False
+
+    gen = run(task, small(iterations=1000, every=1), cancel=count_steps)
     next(gen), next(gen)
-    gen.close()  # no exception, no further work
+    assert steps == [1, 2]  # lazy: two snapshots, two steps
+    gen.close()  # no exception
+    assert next(gen, None) is None and steps == [1, 2]
 
 
 def test_same_seed_same_curve_different_seed_different(house64):
@@ -102,6 +111,17 @@ def test_crop_maps_back_to_the_image_size():
     state = build(task, config)
     assert tuple(state.z.shape[-2:]) == (40 // 8, 56 // 8)
     assert forward(state, config).shape == (1, 3, 37, 53)
+
+
+def test_build_takes_a_resolved_device_only(house64):
+    """``device="auto"`` is chosen once, by dip_core.resolve (``resolve_device``); ``build`` refuses it in one line."""
+    task = make_task("denoise", house64, 25)
+    with pytest.raises(ValueError, match=r'^device="auto" reached the engine: resolve the config first') as err:
+        build(task, small(device="auto"))
+    assert "\n" not in str(err.value)
+    resolved = resolve(task, small(device="auto"))
+    assert resolved.device == resolve_device().type == resolve_device("auto").type
+    assert build(task, resolved).device == torch.device(resolved.device)
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 3), (17, 40, 1), (32, 32, 3)])

@@ -18,12 +18,12 @@ glibc = pytest.mark.skipif(
 PROBE = """
 import numpy as np
 from dip_core import machine
-from dip_core.config import preset
+from dip_core import preset
 from dip_core.engine import build
 from dip_core.tasks import make_task
 print(machine._kept)
 task = make_task("denoise", np.random.default_rng(0).random((32, 32, 3)), 25, seed=0)
-build(task, preset("cpu", width=4, conv_algo="direct"))
+build(task, preset("cpu", width=4, conv_algo="direct", device="cpu"))
 print(machine._kept)
 """
 

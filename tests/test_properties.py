@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dip_core import make_task, run_to_end
-from dip_core.engine import RunConfig
+from dip_core import RunConfig, make_task, run_to_end
 from dip_core.io import load_image
 from dip_core.metrics import blurriness, frequency_band_correspondence, psnr, sharpness
 

@@ -1,4 +1,5 @@
-"""The tasks, one module each, collected in ``TASKS``; ``make_task`` and ``observed_task`` build a ``Task``.
+"""The tasks, one module each, collected in ``TASKS``; ``make_task`` and ``observed_task`` build a ``Task``, and
+``baseline`` runs its classical (OpenCV) baseline.
 
 Adding a task: a new module here with a ``TaskSpec`` subclass and its ``SPEC``; it is found by name.
 """
@@ -10,23 +11,10 @@ import pkgutil
 
 import numpy as np
 
+from ..baselines import Baseline, scored
 from ..errors import InputError
 from ..io import MIN_SIDE
-from .base import (
-    Identity,
-    LanczosDownsample,
-    Level,
-    Mask,
-    Task,
-    TaskSpec,
-    as_hwc,
-    check_size,
-    lanczos2_taps,
-    to_image,
-    to_tensor,
-)
-from .inpaint import bernoulli_mask, binarise_mask
-from .jpeg import jpeg_compress
+from .base import LanczosDownsample, Task, TaskSpec, as_hwc, check_size, lanczos2_taps, to_image, to_tensor
 
 
 #: Every task by name, in the order the CLI and the UI list them.
@@ -83,19 +71,20 @@ def observed_task(
     return spec.observe(as_hwc(observation), level, mask)
 
 
+def baseline(task: Task) -> Baseline:
+    """The task's classical baseline (its spec's), from the observation only; scored against the clean image when
+    it is known. If it cannot run, ``unavailable`` says why in one line and ``image`` is None."""
+    return scored(lambda: task.spec.baseline(task), None if task.clean is None else to_image(task.clean))
+
+
 __all__ = [
     "PAPER_LIPSCHITZ",
     "TASKS",
-    "Identity",
     "LanczosDownsample",
-    "Level",
-    "Mask",
     "Task",
     "TaskSpec",
-    "bernoulli_mask",
-    "binarise_mask",
+    "baseline",
     "check_level",
-    "jpeg_compress",
     "lanczos2_taps",
     "make_task",
     "observed_task",

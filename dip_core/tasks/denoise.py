@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import baselines as cv
 from ..io import MIN_SIDE
 from ..metrics import noise_sigma_estimate
 from .base import Identity, Level, Task, TaskSpec, check_size, to_image, to_tensor
@@ -38,8 +39,6 @@ class Denoise(TaskSpec):
         return f"σ {task.level:g}"
 
     def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        from .. import baselines as cv
-
         y = to_image(task.observation)
         h = cv.nlm_strength(task.level, y.shape[2] == 3)
         return cv.denoise(y, task.level, h), f"OpenCV NL-means (h {h:.1f})"

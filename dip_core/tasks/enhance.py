@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import baselines as cv
 from .base import Identity, Level, Task, TaskSpec, to_image, to_tensor
 
 
@@ -22,8 +23,6 @@ class Enhance(TaskSpec):
         return f"gain {task.level:g}"
 
     def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        from .. import baselines as cv
-
         return cv.enhance(to_image(task.observation), task.level), f"OpenCV detailEnhance (gain {task.level:g})"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import baselines as cv
 from ..errors import InputError
 from ..io import MIN_SIDE
 from .base import Level, Mask, Task, TaskSpec, as_hwc, check_size, to_image, to_tensor
@@ -48,8 +49,6 @@ class Inpaint(TaskSpec):
         return "drawn mask" if mask_given else f"{task.level:.0%} kept"
 
     def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        from .. import baselines as cv
-
         method, radius = cv.INPAINT_RULE
         name = "Telea" if method == "telea" else "Navier-Stokes"
         image = cv.inpaint(to_image(task.observation), to_image(task.mask), method, radius)

@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from .. import baselines as cv
 from .base import Identity, Level, Task, TaskSpec, to_image, to_tensor
 
 
@@ -29,8 +30,6 @@ class Jpeg(TaskSpec):
         return f"JPEG q{task.level:g}"
 
     def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        from .. import baselines as cv
-
         return cv.deblock(to_image(task.observation), task.level)
 
 

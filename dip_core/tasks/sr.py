@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import baselines as cv
 from ..errors import InputError
 from ..io import MIN_SIDE
 from .base import LanczosDownsample, Level, Task, TaskSpec, check_size, to_image, to_tensor
@@ -39,8 +40,6 @@ class SuperResolution(TaskSpec):
         return f"÷{task.level:g}, {task.observation.shape[-1]}×{task.observation.shape[-2]}"
 
     def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        from .. import baselines as cv
-
         image = cv.upscale(to_image(task.observation), task.out_size, cv.SR_METHOD)
         return image, f"OpenCV {cv.SR_METHOD} upscaling ×{task.level:g}"
 
