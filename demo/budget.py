@@ -43,7 +43,7 @@ class GpuCost:
 COSTS = {
     "NVIDIA H100 80GB HBM3": GpuCost(
         "NVIDIA H100 80GB HBM3",
-        "benchmarks/reports/gpu_h100/graph_check.json (256²) and step_512.json (512²), torch 2.11.0+cu130",
+        "reports/gpu_h100/graph_check.json (256²) and step_512.json (512²), torch 2.11.0+cu130",
         graph_ms=(4.97, 11.39),
         eager_ms=(14.03, 15.2),
     ),

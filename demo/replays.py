@@ -1,4 +1,4 @@
-"""The "Paper experiments" tab: precomputed runs (assets/replays, built by ``python -m benchmarks.replays``)
+"""The "Paper experiments" tab: precomputed runs (assets/replays, built by ``python -m benchmarks replays``)
 played back with no computation but plotting: images, curves, FBC bands and spectrum follow the iteration.
 
 A class opens this tab at once, so its events hold no thread while they wait: they are coroutines that draw a frame
@@ -78,7 +78,7 @@ def scale_note() -> str:
     """What the replays are: their scale, machine and the command that rebuilt them (shown on the tab)."""
     r = replays()
     if r is None:
-        return f"No replays in {ROOT}: build them with `python -m benchmarks.replays --data DATA --out {ROOT}`."
+        return f"No replays in {ROOT}: build them with `python -m benchmarks replays --data DATA --out {ROOT}`."
     s = r.manifest["scale"]
     scale = "the paper's scale" if s["preset"] == "cuda" else "this CPU demo's scale, not the paper's"
     return (

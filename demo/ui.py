@@ -39,7 +39,7 @@ HELP = """**Images.** The observation is what the networks are fitted to; in com
 controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.1 dB over
 3000 steps on House, Peppers, F16 and kodim03) but learns more slowly: it reaches vanilla's best PSNR late (within
 0.3 dB of it on these four, or above); λ = 1.4 peaks higher but loses up to 2.3 dB
-(benchmarks/reports/live_default). ★ marks the best so far; the status line gives each run's drop from it (−). The
+(reports/live_default). ★ marks the best so far; the status line gives each run's drop from it (−). The
 numbered marks ①②… are the lessons as they happen (the *Paper experiments* tab explains them).
 
 **FBC per band**: how much of each frequency band of the observation the output reproduces (band 1 = lowest,

@@ -20,7 +20,7 @@ T = TypeVar("T")
 #: Refuse images with more pixels than this before decoding them (decompression bombs, huge scans).
 #: 50 MP, down from 64: the native 8/16-bit decode is now the only full-size copy, and at 64 MP (8000×8000) a noisy
 #: RGBA PNG took 1.76-2.12 s over 8 loads on a 2-core EPYC (mostly inflating it), at or over the 2 s target, though
-#: ≤ 261 MB; at 50 MP every case of benchmarks/decode_memory.py took ≤ 1.32 s and ≤ 207 MB over the idle process.
+#: ≤ 261 MB; at 50 MP every case of the decode-memory test took ≤ 1.32 s and ≤ 207 MB over the idle process.
 #: A 50-megapixel camera's 8160×6120 photo still fits.
 MAX_PIXELS = 50_000_000
 #: The smallest image side the decoder takes (its coarsest grid must keep ≥ 2×2 pixels). Downscaling to a maximum
