@@ -2,22 +2,11 @@
 
     python -m benchmarks load --classroom [--small] [--one-address] [--app-root DIR] [--out FILE] [--json]
 
-The app runs in a subprocess (``app.make_app`` on 127.0.0.1 with one trusted proxy hop, as on a Space), so its memory
-is its own: a thread reads the server's RSS from /proc every 0.1 s. Every visitor speaks Gradio's HTTP protocol as the
-page does (``/gradio_api/queue/join``, then the ``/gradio_api/queue/data`` event stream), each with its own session
-hash and X-Forwarded-For address (``--one-address``: the whole class behind one school NAT). Nothing leaves the
-machine, and every loop is bounded in count and in time (the class ends by ``Plan.deadline_s``).
-
-Before the class, on the otherwise idle server: a warm-up run, five replay scrubs to compare with, and
-``POST /gradio_api/run/replay`` sent outside the queue. In the class, a student opens the page (GET / and /config),
-joins the page-load event, scrubs ``scrubs`` replays, presses Play (all its frames) and Next lesson; ``live`` of them
-then upload an image and press Run (a few hundred steps at 32 px), and one of those presses Stop after a few frames.
-Meanwhile one address joins ``flood_joins`` events, each with a fresh session hash, never reading them, and one
-visitor reads its live run with pauses of several seconds between messages. After the class: are the downloads of
-every finished live run still served, and does a fresh replay still answer? Last (a run that never ended would hold
-the live queue's one slot), a 20000×16 PNG is uploaded and run, the server's peak RSS read around it.
-
-``verdict`` lists the criteria of the issue's done-when that failed (empty: all held).
+The app runs in a subprocess (``harness.Server``); every visitor speaks Gradio's queue protocol as the page does, with
+its own session hash and address (``--one-address``: one school NAT). After a warm-up, each student opens the page,
+scrubs replays, presses Play and Next lesson; ``live`` of them run an image (one presses Stop) while one address floods
+the queue and one visitor reads slowly. Then: the downloads, a fresh replay, a 20000×16 PNG. All ends by
+``Plan.deadline_s``; ``verdict`` lists the issue's done-when criteria that failed.
 """
 
 from __future__ import annotations
@@ -29,30 +18,42 @@ import os
 import random
 import re
 import secrets
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
+from .harness import (
+    IMAGE,
+    ROOT,
+    App,
+    Call,
+    Server,
+    Visitor,
+    failure,
+    file_urls,
+    largest_gap,
+    percentile,
+    rounded,
+    rss_mb,
+    stats,
+)
 from .options import parser
 
-ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "public_space"
-IMAGE = ROOT / "assets" / "house256.png"
 #: Events a student (or the slow reader) waits for; one that never completes is an honest event lost.
 HONEST = ("page", "page_load", "replay", "play", "next_lesson", "upload", "live_run", "slow_reader")
 #: The issue's bounds (done-when): replays and Stop within 1 s at p95, the long-thin image within 300 MB more memory.
 REPLAY_P95_S, STOP_S, THIN_MB = 1.0, 1.0, 300.0
+LATE = "not sent: the class's time was up"
+OVER = "answered events (a refusal or an HTTP error is an answer); ok_*: successful ones only"
 
 
 @dataclass(frozen=True)
@@ -83,50 +84,10 @@ class Plan:
     seed: int = 0
 
 
-SMALL = Plan(
-    students=6,
-    live=1,
-    scrubs=2,
-    live_iterations=150,
-    stop_iterations=1000,
-    flood_joins=300,
-    flood_workers=8,
-    flood_seconds=20.0,
-    flood_delay_s=1.0,
-    slow_pause_s=2.0,
-    slow_iterations=60,
-    thin_timeout_s=20.0,
-    stagger_s=1.0,
-    deadline_s=90.0,  # a served class ends in about 25 s: the rest is room for a slow machine
-)
-
-
-# ---------------------------------------------------------------------------------------------------- small helpers
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The nearest-rank ``q``-th percentile (None for no values)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(-(-q * len(ordered) // 100)) - 1))] if values else None
-
-
-def rounded(x: float | None, digits: int = 3) -> float | None:
-    return None if x is None else round(x, digits)
-
-
-def stats(values: list[float]) -> dict:
-    """p50, p95 and max (rounded) and how many."""
-    p50, p95, top = percentile(values, 50), percentile(values, 95), max(values, default=None)
-    return {"p50_s": rounded(p50), "p95_s": rounded(p95), "max_s": rounded(top), "n": len(values)}
-
-
-def largest_gap(*series: list[float]) -> float | None:
-    """The most seconds between consecutive times of any series (rounded; None for no two)."""
-    return rounded(max((b - a for times in series for a, b in zip(times, times[1:])), default=None))
-
-
-def failure(err: Exception, n: int = 300) -> str:
-    return f"{type(err).__name__}: {err}"[:n]
+#: A served small class ends in about 25 s: the rest of ``deadline_s`` is room for a slow machine.
+SMALL = Plan(students=6, live=1, scrubs=2, live_iterations=150, stop_iterations=1000, thin_timeout_s=20.0)
+SMALL = replace(SMALL, flood_joins=300, flood_workers=8, flood_seconds=20.0, flood_delay_s=1.0, stagger_s=1.0)
+SMALL = replace(SMALL, slow_pause_s=2.0, slow_iterations=60, deadline_s=90.0)
 
 
 def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
@@ -144,23 +105,6 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def file_urls(value: object) -> list[str]:
-    """Every ``url`` of a Gradio FileData inside an output value (lists and updates searched)."""
-    if isinstance(value, dict) and value.get("url") and (value.get("meta") or {}).get("_type") == "gradio.FileData":
-        return [value["url"]]
-    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
-    return [u for v in values for u in file_urls(v)]
-
-
-MSG, EVENT = re.compile(r'"msg"\s*:\s*"(\w+)"'), re.compile(r'"event_id"\s*:\s*"(\w+)"')
-
-
-def sse_kind(line: str) -> tuple[str | None, str | None]:
-    """(msg, event_id) of one ``data:`` line of the event stream, read from its head (no JSON parsing)."""
-    msg, event = MSG.search(line[:160]), EVENT.search(line[:160])
-    return (msg.group(1) if msg else None), (event.group(1) if event else None)
-
-
 def tally(downloads: list[dict | None]) -> dict:
     """Runs whose downloads were fetched, those all served, and the HTTP codes of their files."""
     codes = sum((Counter((d or {}).get("codes", {})) for d in downloads), Counter())
@@ -171,12 +115,7 @@ def machine() -> dict:
     """The CPU model and cores of this machine, and its load when the run started."""
     model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
     cpu, cores, usable = model.group(1).strip() if model else "unknown", os.cpu_count(), len(os.sched_getaffinity(0))
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "usable_cores": usable,
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return dict(cpu=cpu, cores=cores, usable_cores=usable, load_avg_at_start=[round(x, 2) for x in os.getloadavg()])
 
 
 def git_state(root: Path) -> dict:
@@ -192,318 +131,19 @@ def git_state(root: Path) -> dict:
     return {"commit": git("rev-parse", "HEAD").strip()[:12] or None, "changed_files": changed}
 
 
-def rss_mb(pid: int, field_name: str = "VmRSS") -> float | None:
-    """A process's resident set (VmRSS) or its peak (VmHWM) in MB, from /proc (None when unreadable)."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        return next((int(ln.split()[1]) / 1024 for ln in lines if ln.startswith(field_name + ":")), None)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-# ---------------------------------------------------------------------------------------------------- the server
-
-SERVER = """
-import sys, time
-from app import make_app
-from demo.ui import launch_options
-demo = make_app()
-demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True,
-            **launch_options())
-print("SERVING", flush=True)
-time.sleep(10**9)
-"""
-
-
-class Server:
-    """The app of ``root`` served by a subprocess on a free loopback port, with a temp folder of its own, and a
-    thread reading its RSS every 0.1 s: the peak per phase in ``peaks`` (``mark`` starts a phase)."""
-
-    def __init__(self, root: Path, start_timeout: float = 120.0) -> None:
-        self.temp = tempfile.TemporaryDirectory(prefix="classroom-", ignore_cleanup_errors=True)
-        self.log = Path(self.temp.name) / "server.log"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PYTHONPATH": str(root), "SPECTRAL_BIAS_LAB_PROXY_HOPS": "1"}
-        env.update(GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(Path(self.temp.name) / "gradio"))
-        env.pop("SPACE_ID", None)
-        with open(self.log, "w") as log:
-            command = [sys.executable, "-c", SERVER, str(port)]
-            self.proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.url, self.pid, self.phase, self.peaks = f"http://127.0.0.1:{port}/", self.proc.pid, "start", {}
-        self.done, self.thread = threading.Event(), threading.Thread(target=self.watch, daemon=True)
-        deadline = time.monotonic() + start_timeout
-        while "SERVING" not in self.tail(None):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                error = f"the server did not start in {start_timeout:.0f} s (exit {self.proc.poll()}): {self.tail()}"
-                self.stop()
-                raise RuntimeError(error)
-            time.sleep(0.25)
-        self.at_start = self.sample()
-        self.thread.start()
-
-    def sample(self) -> float | None:
-        """The server's RSS now (MB), kept in the current phase's peak."""
-        rss = rss_mb(self.pid)
-        if rss is not None:
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
-        return rss
-
-    def watch(self) -> None:
-        while not self.done.wait(0.1):
-            self.sample()
-
-    def mark(self, phase: str) -> float | None:
-        """Start ``phase``; the RSS at its start."""
-        self.phase = phase
-        return self.sample()
-
-    def tail(self, n: int | None = 1500) -> str:
-        """The last ``n`` characters of the server's output (None: all of it)."""
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-n:] if n else text
-
-    def stop(self) -> None:
-        """Stop the sampler and the server, and remove its temp folder."""
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join(5)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.temp.cleanup()
-
-
-# ---------------------------------------------------------------------------------------------------- the app's API
-
-
-@dataclass
-class App:
-    """What a visitor reads from the server: the functions' indexes, the run's parameters, the replay choices."""
-
-    url: str
-    fn: dict[str, int]
-    run_params: list[tuple[str, object]]
-    files_index: int
-    experiments: list[str]
-    lanes: list[str]
-    iterations: tuple[int, int, int]
-
-    @classmethod
-    def read(cls, url: str) -> App:
-        """The page's config and the run endpoint's parameters."""
-        config = httpx.get(url + "config", timeout=60).json()
-        props = {c["id"]: c.get("props", {}) for c in config["components"]}
-        by_elem = {p.get("elem_id"): i for i, p in props.items()}
-
-        def event(api_name: str, button: str | None = None) -> dict:
-            """The event named ``api_name``, else the one ``button`` (an elem_id) triggers."""
-            deps = config["dependencies"]
-            named = [d for d in deps if d.get("api_name") == api_name]
-            named += [d for d in deps if button and any(t[0] == by_elem.get(button) for t in d["targets"])]
-            if not named:
-                raise KeyError(f"no event {api_name!r} in the app's config")
-            return named[0]
-
-        def choices(elem_id: str) -> list[str]:
-            values = [c[1] if isinstance(c, list) else c for c in props[by_elem[elem_id]]["choices"]]
-            return [v for v in values if v]
-
-        buttons = {"stop": "stop", "play": "replay_play", "next_lesson": "replay_next"}
-        deps = {k: event(k, buttons.get(k)) for k in ("run", "stop", "replay", "play", "next_lesson", "default_image")}
-        info = httpx.get(url + "gradio_api/info", timeout=60).json()["named_endpoints"]["/run"]["parameters"]
-        slider = props[by_elem["replay_iteration"]]
-        return cls(
-            url=url,
-            fn={name: d["id"] for name, d in deps.items()},
-            run_params=[(p["parameter_name"], p.get("parameter_default")) for p in info],
-            files_index=[props[c].get("elem_id") for c in deps["run"]["outputs"]].index("downloads"),
-            experiments=choices("replay_experiment"),
-            lanes=choices("replay_lane"),
-            iterations=(int(slider["minimum"]), int(slider["maximum"]), int(slider.get("step") or 1)),
-        )
-
-    def run_data(self, image: dict | None, **values: object) -> list:
-        """The run endpoint's inputs in order, the app's defaults where not given."""
-        known = dict(self.run_params)
-        if set(values) - set(known):
-            raise KeyError(f"the run endpoint has no parameter {sorted(set(values) - set(known))}")
-        known.update(image=image, **values)
-        return [known[name] for name, _ in self.run_params]
-
-    def replay_args(self, rng: random.Random) -> list:
-        lo, hi, step = self.iterations
-        lane = rng.choice(self.lanes)
-        other = rng.choice(["vanilla", ""]) if lane != "vanilla" else ""
-        return [rng.choice(self.experiments), lane, other, rng.randrange(lo, hi + 1, step)]
-
-
-@dataclass
-class Call:
-    """One event as its visitor saw it: answered (a final message), ok (success), times from ``t0`` (seconds)."""
-
-    kind: str
-    who: str
-    answered: bool = False
-    ok: bool = False
-    message: str | None = None
-    seconds: float | None = None
-    start_s: float | None = None  # process_starts
-    frames: list[float] = field(default_factory=list)  # process_generating times
-    output: list | None = None
-    extra: dict = field(default_factory=dict)
-    t0: float = field(default_factory=time.perf_counter, repr=False)
-
-    def done(self) -> Call:
-        """The Call, its ``seconds`` set (now) if not yet."""
-        self.seconds = time.perf_counter() - self.t0 if self.seconds is None else self.seconds
-        return self
-
-    def summary(self) -> dict:
-        out = {"kind": self.kind, "who": self.who, "answered": self.answered, "ok": self.ok}
-        out.update(seconds=rounded(self.seconds), message=self.message)
-        if self.frames:
-            out.update(frames=len(self.frames), first_frame_s=rounded(self.frames[0]))
-            out["largest_gap_s"] = largest_gap(self.frames)
-        if self.start_s is not None:
-            out["start_s"] = rounded(self.start_s)
-        return {**out, **self.extra}
-
-    def row(self) -> list:
-        """The report's line for every event: kind, visitor, answered, ok, seconds, started, first frame, frames."""
-        times = (self.seconds, self.start_s, min(self.frames, default=None))
-        return [self.kind, self.who, self.answered, self.ok, *map(rounded, times), len(self.frames)]
-
-    def status(self, n: int) -> str | None:
-        """The run's status line (its 7th output), cut to ``n`` characters."""
-        return str(self.output[6])[:n] if self.output and len(self.output) > 6 else None
-
-
-class Visitor:
-    """One browser tab (a session hash) from one address, speaking Gradio's queue protocol."""
-
-    def __init__(self, app: App, who: str, address: str, **client: object) -> None:
-        self.app, self.who, self.address, self.session = app, who, address, f"{who}-{secrets.token_hex(4)}"
-        headers = {"X-Forwarded-For": address}
-        self.http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), headers=headers, **client)
-
-    def page(self) -> Call:
-        call = Call("page", self.who)
-        try:
-            codes = [self.http.get(self.app.url + p).status_code for p in ("", "config")]
-            call.answered, call.ok = True, codes == [200, 200]
-            call.message = None if call.ok else f"HTTP {codes}"
-        except httpx.HTTPError as err:
-            call.message = failure(err, 200)
-        return call.done()
-
-    def upload(self, name: str, data: bytes) -> tuple[Call, dict | None]:
-        """Upload a file: the Call, and the FileData to pass to a run (None when refused)."""
-        call, path = Call("upload", self.who), None
-        try:
-            r = self.http.post(self.app.url + "gradio_api/upload", files={"files": (name, data)})
-            call.answered, call.ok, call.extra["status"] = True, r.status_code == 200, r.status_code
-            path = r.json()[0] if call.ok else None
-            call.message = None if call.ok else r.text[:200]
-        except (httpx.HTTPError, ValueError, IndexError) as err:
-            call.message = failure(err, 200)
-        return call.done(), ({"path": path, "meta": {"_type": "gradio.FileData"}} if path else None)
-
-    def join(self, fn: int, data: list, session: str | None = None) -> tuple[int, str]:
-        body = {"data": data, "fn_index": fn, "session_hash": session or self.session, "event_data": None}
-        r = self.http.post(self.app.url + "gradio_api/queue/join", json=body)
-        return r.status_code, r.text
-
-    def stop(self) -> int:
-        """Press Stop (the app serves it outside the queue): the HTTP status."""
-        body = {"data": [], "fn_index": self.app.fn["stop"], "session_hash": self.session}
-        return self.http.post(self.app.url + "gradio_api/run/predict", json=body).status_code
-
-    def call(self, kind: str, fn_name: str, data: list, timeout: float, on_message: Callable | None = None) -> Call:
-        """Join ``fn_name`` with ``data`` and read the session's event stream until the event's final message, or
-        ``timeout`` seconds (``on_message(call, msg)`` sees every other message)."""
-        call = Call(kind, self.who)
-        try:
-            code, text = self.join(self.app.fn[fn_name], data)
-            if code != 200:
-                call.answered, call.message = True, f"HTTP {code}: {text[:160]}"
-                return call.done()
-            mine = json.loads(text).get("event_id")
-            for msg, line in self.stream(call.t0 + timeout, mine):
-                if msg == "process_starts":
-                    call.start_s = time.perf_counter() - call.t0
-                elif msg == "process_generating":
-                    call.frames.append(time.perf_counter() - call.t0)
-                elif msg == "process_completed":
-                    call.done()
-                    final = json.loads(line[5:])
-                    call.answered, call.ok = True, bool(final.get("success"))
-                    output = final.get("output") or {}
-                    call.output = output.get("data")
-                    call.message = None if call.ok else str(output.get("error"))[:300]
-                    break
-                elif msg in ("unexpected_error", "http_error"):
-                    call.message = line[:300]
-                if on_message is not None:
-                    on_message(call, msg)
-            if not call.answered and call.message is None:
-                call.message = f"no final message within {timeout:.0f} s"
-        except (httpx.HTTPError, ValueError) as err:
-            call.message = failure(err)
-        return call.done()
-
-    def stream(self, deadline: float, event_id: str | None) -> Iterator[tuple[str | None, str]]:
-        """(msg, line) of the session's event stream (another event's skipped) until it closes or ``deadline``."""
-        # heartbeats come every 15 s: a read that waits past the deadline ends the stream
-        timeout = httpx.Timeout(30.0, connect=10.0, read=max(1.0, min(30.0, deadline - time.perf_counter())))
-        url, params = self.app.url + "gradio_api/queue/data", {"session_hash": self.session}
-        with self.http.stream("GET", url, params=params, timeout=timeout) as r:
-            if r.status_code != 200:
-                yield "http_error", f"HTTP {r.status_code}"
-                return
-            for line in r.iter_lines():
-                if line.startswith("data:"):
-                    msg, event = sse_kind(line)
-                    if event is None or not event_id or event == event_id:
-                        yield msg, line
-                    if msg == "close_stream":
-                        return
-                if time.perf_counter() > deadline:
-                    return
-
-    def downloads(self, call: Call) -> dict:
-        """GET every file of a finished run's downloads: their HTTP status codes."""
-        urls, codes = file_urls(call.output[self.app.files_index]) if call.output else [], Counter()
-        for u in urls:
-            try:
-                codes[str(self.http.get(u).status_code)] += 1
-            except httpx.HTTPError as err:
-                codes[type(err).__name__] += 1
-        return {"files": len(urls), "codes": dict(codes), "ok": bool(urls) and set(codes) == {"200"}}
-
-
-# ---------------------------------------------------------------------------------------------------- the visitors
 # Each visitor appends its Calls to one shared list (list.append is atomic) and its finished runs to ``runs``.
 
 
 def student(app: App, plan: Plan, i: int, calls: list, image: bytes, end: float, role: str | None, runs: list) -> None:
     """One student's lesson: page, page-load event, scrubs, Play, Next lesson, and (``role``) Run and maybe Stop."""
     rng = random.Random(plan.seed * 1000 + i)
-    me = Visitor(app, f"student{i:02d}", "192.0.2.10" if plan.one_address else f"198.51.100.{i + 1}")
+    me = Visitor(app, "192.0.2.10" if plan.one_address else f"198.51.100.{i + 1}", f"student{i:02d}")
     try:
         time.sleep(rng.uniform(0, plan.stagger_s))
         for kind in ["page", "page_load", *["replay"] * plan.scrubs, "play", "next_lesson"]:
             left = max(1.0, end - time.perf_counter())
             if time.perf_counter() > end:
-                calls.append(Call(kind, me.who, message="not sent: the class's time was up"))
+                calls.append(Call(kind, me.who, message=LATE))
             elif kind == "page":
                 calls.append(me.page())
             elif kind == "page_load":
@@ -519,16 +159,16 @@ def student(app: App, plan: Plan, i: int, calls: list, image: bytes, end: float,
         calls.append(Call("harness_error", me.who, message=failure(err)))
         role = None
     if role is None:
-        me.http.close()
+        me.close()
     elif time.perf_counter() > end:
-        calls.extend(Call(k, me.who, message="not sent: the class's time was up") for k in ("upload", "live_run"))
+        calls.extend(Call(k, me.who, message=LATE) for k in ("upload", "live_run"))
     else:
         live_run(app, plan, me, calls, image, end, role, runs)
 
 
 def live_run(app: App, plan: Plan, me: Visitor, calls: list, image: bytes, end: float, role: str, runs: list) -> None:
-    """Upload an image and press Run; ``role``: "run", "stop" (press Stop after ``stop_after_frames`` frames) or
-    "slow" (the slow reader: ``slow_pause_s`` between the messages it reads)."""
+    """Upload an image and press Run; ``role``: "run", "stop" (Stop after ``stop_after_frames`` frames) or "slow"
+    (the slow reader: ``slow_pause_s`` between the messages it reads)."""
     kind = "slow_reader" if role == "slow" else "live_run"
     try:
         up, image_data = me.upload("house256.png", image)
@@ -572,7 +212,7 @@ def flood(app: App, plan: Plan, end: float) -> dict:
     rng, sent = random.Random(plan.seed + 7), []  # (HTTP status, seconds) per join
     stop_at = min(end, time.perf_counter() + plan.flood_seconds)
     limits = httpx.Limits(max_connections=plan.flood_workers, max_keepalive_connections=plan.flood_workers)
-    script = Visitor(app, "flood", "203.0.113.66", limits=limits)
+    script = Visitor(app, "203.0.113.66", "flood", limits=limits)
     image = script.upload("house256.png", IMAGE.read_bytes())[1] if plan.flood_fn == "run" else None
 
     def one(k: int) -> None:
@@ -585,7 +225,7 @@ def flood(app: App, plan: Plan, end: float) -> dict:
             data = app.replay_args(rng) if plan.flood_fn in ("replay", "play") else []
         t0 = time.perf_counter()
         try:
-            code = str(script.join(app.fn[plan.flood_fn], data, session=f"flood{k}-{secrets.token_hex(4)}")[0])
+            code = str(script.join(plan.flood_fn, data, session=f"flood{k}-{secrets.token_hex(4)}")[0])
         except httpx.HTTPError as err:
             code = type(err).__name__
         sent.append((code, time.perf_counter() - t0))
@@ -594,7 +234,7 @@ def flood(app: App, plan: Plan, end: float) -> dict:
     with ThreadPoolExecutor(plan.flood_workers) as pool:
         list(pool.map(one, range(plan.flood_joins)))
     duration, latencies = time.perf_counter() - t0, [s for _, s in sent if s is not None]
-    script.http.close()
+    script.close()
     out = {"fn": plan.flood_fn, "address": script.address, "joins": plan.flood_joins, "sent": len(latencies)}
     out.update(codes=dict(Counter(code for code, _ in sent)), duration_s=round(duration, 2))
     return out | {"join_p50_s": rounded(percentile(latencies, 50)), "join_p95_s": rounded(percentile(latencies, 95))}
@@ -603,9 +243,9 @@ def flood(app: App, plan: Plan, end: float) -> dict:
 def long_thin(app: App, plan: Plan, server: Server) -> dict:
     """Upload a ``thin`` (width × height) PNG and run it: refused with a line, or brought within max_side; the
     server's peak RSS around it (VmHWM reset before it, and the 0.1 s samples)."""
-    me, (width, height) = Visitor(app, "long-thin", "192.0.2.202"), plan.thin
+    me, (width, height) = Visitor(app, "192.0.2.202", "long-thin"), plan.thin
     max_side = dict(app.run_params).get("max_side") or plan.max_side
-    before = server.mark("long_thin")
+    before = server.rss.mark("long_thin")
     try:  # VmHWM back to the current RSS (Linux)
         Path(f"/proc/{server.pid}/clear_refs").write_text("5")
         hwm_reset = True
@@ -620,9 +260,9 @@ def long_thin(app: App, plan: Plan, server: Server) -> dict:
         run = me.call("long_thin", "run", app.run_data(image, iterations=plan.thin_iterations), plan.thin_timeout_s)
         out["seconds"] = rounded(run.seconds)
         out.update(thin_answer(me, run, max_side))
-    me.http.close()
+    me.close()
     time.sleep(0.5)
-    peak = max(server.peaks.get("long_thin", 0.0), (rss_mb(server.pid, "VmHWM") or 0.0) if hwm_reset else 0.0)
+    peak = max(server.rss.peaks.get("long_thin", 0.0), (rss_mb(server.pid, "VmHWM") or 0.0) if hwm_reset else 0.0)
     out["rss_mb"] = {"before": rounded(before, 1), "peak": rounded(peak, 1)}
     out["rss_delta_mb"] = rounded(peak - before, 1) if before else None
     out["peak_from"] = "VmHWM (reset before) and 0.1 s samples" if hwm_reset else "0.1 s samples"
@@ -655,17 +295,14 @@ def direct_call(app: App) -> dict:
         return {"status": None, "answer": failure(err, 160)}
 
 
-# ---------------------------------------------------------------------------------------------------- the class
-
-
 def warm_up(app: App, plan: Plan, calls: list) -> Call:
     """A first run (imports, conv path choice: not measured), then 5 replay scrubs on the quiet server."""
-    warm = Visitor(app, "warm", "192.0.2.200")
+    warm = Visitor(app, "192.0.2.200", "warm")
     _, image = warm.upload("house256.png", IMAGE.read_bytes())
     run = warm.call("warm", "run", app.run_data(image, iterations=10, max_side=32, width=8), 120.0)
     rng = random.Random(plan.seed + 5)
     calls.extend(warm.call("replay_alone", "replay", app.replay_args(rng), 60.0) for _ in range(5))
-    warm.http.close()
+    warm.close()
     return run
 
 
@@ -675,7 +312,7 @@ def the_class(app: App, plan: Plan, calls: list, end: float) -> tuple[list, dict
     live_every = max(1, plan.students // max(1, plan.live))
     live_ids = [k * live_every for k in range(min(plan.live, plan.students))]
     roles = {i: "stop" if n == min(1, len(live_ids) - 1) else "run" for n, i in enumerate(live_ids)}
-    image, runs, slow = IMAGE.read_bytes(), [], Visitor(app, "slow-reader", "192.0.2.201")
+    image, runs, slow = IMAGE.read_bytes(), [], Visitor(app, "192.0.2.201", "slow-reader")
     with ThreadPoolExecutor(plan.students + 2) as pool:
         futures = [
             pool.submit(student, app, plan, i, calls, image, end, roles.get(i), runs) for i in range(plan.students)
@@ -688,67 +325,54 @@ def the_class(app: App, plan: Plan, calls: list, end: float) -> tuple[list, dict
     return runs, flooded
 
 
+def lesson(app: App, plan: Plan, server: Server, calls: list, say: Callable[[str], None]) -> dict:
+    """Warm up, the class, then what is left of the server after it: the report's part that is not per event."""
+    warm_run = warm_up(app, plan, calls)
+    say(f"warm-up run: {warm_run.ok} {warm_run.message or ''}")
+    direct = direct_call(app)
+    say(f"direct POST /gradio_api/run/replay: {direct.get('status')}")
+    rss_class, t_class = server.rss.mark("class"), time.perf_counter()
+    runs, flooded = the_class(app, plan, calls, t_class + plan.deadline_s)
+    class_s = time.perf_counter() - t_class
+    say(f"class over in {class_s:.1f} s; flood: {flooded.get('codes')}")
+    server.rss.mark("after")
+    after = [me.downloads(run) for me, run in runs if run.answered and run.ok]  # once more, after the flood
+    end = Visitor(app, "192.0.2.203", "end")
+    end_replay = end.call("end_replay", "replay", app.replay_args(random.Random(3)), 60.0)
+    say(f"a fresh replay after the class: {end_replay.ok} in {end_replay.seconds:.1f} s")
+    for me in [end, *(me for me, _ in runs)]:
+        me.close()
+    thin = long_thin(app, plan, server)
+    say(f"long-thin {plan.thin}: {thin.get('answer')} ({thin.get('message') or thin.get('observation_size')})")
+    alive, hwm, rss_end = server.proc.poll() is None, rss_mb(server.pid, "VmHWM"), server.rss.sample()
+    out = dict(long_thin=thin, flood=flooded, direct_run_replay=direct, downloads_after_flood=tally(after))
+    out.update(queue_serves_at_end=end_replay.answered and end_replay.ok)
+    out["end_replay"] = dict(
+        answered=end_replay.answered, seconds=rounded(end_replay.seconds), message=end_replay.message
+    )
+    out["server_alive_at_end"] = alive
+    # after_warm_up: read when the server came up, before the warm-up run
+    rss = dict(after_warm_up=server.at_start, class_start=rss_class, class_peak=server.rss.peaks.get("class"))
+    rss.update(peak=server.rss.peak(), end=rss_end, vm_hwm_since_long_thin=hwm)
+    out["server_rss_mb"] = {k: rounded(v, 1) for k, v in rss.items()}
+    out["warm_up"] = dict(ok=warm_run.ok, seconds=rounded(warm_run.seconds), message=warm_run.message)
+    return out | {"class_s": round(class_s, 1)}
+
+
 def classroom_test(plan: Plan = Plan(), app_root: Path = ROOT, say: Callable[[str], None] = lambda s: None) -> dict:
     """Serve the app of ``app_root`` in a subprocess and play the class; the report (``verdict`` reads it)."""
     started, facts, calls = time.perf_counter(), machine(), []
     server = Server(app_root)
     say(f"server up at {server.url} in {time.perf_counter() - started:.1f} s")
     try:
-        app = App.read(server.url)
-        warm_run = warm_up(app, plan, calls)
-        say(f"warm-up run: {warm_run.ok} {warm_run.message or ''}")
-        direct = direct_call(app)
-        say(f"direct POST /gradio_api/run/replay: {direct.get('status')}")
-        rss_class, t_class = server.mark("class"), time.perf_counter()
-        runs, flooded = the_class(app, plan, calls, t_class + plan.deadline_s)
-        class_s = time.perf_counter() - t_class
-        say(f"class over in {class_s:.1f} s; flood: {flooded.get('codes')}")
-        server.mark("after")
-        after = [me.downloads(run) for me, run in runs if run.answered and run.ok]  # once more, after the flood
-        end = Visitor(app, "end", "192.0.2.203")
-        end_replay = end.call("end_replay", "replay", app.replay_args(random.Random(3)), 60.0)
-        say(f"a fresh replay after the class: {end_replay.ok} in {end_replay.seconds:.1f} s")
-        for me in [end, *(me for me, _ in runs)]:
-            me.http.close()
-        thin = long_thin(app, plan, server)
-        say(f"long-thin {plan.thin}: {thin.get('answer')} ({thin.get('message') or thin.get('observation_size')})")
-        alive, hwm, rss_end = server.proc.poll() is None, rss_mb(server.pid, "VmHWM"), server.sample()
+        after = lesson(App.read(server.url), plan, server, calls, say)
     finally:
         server_log = log_summary(server.tail(200_000))
         server.stop()
-    report = summarise(calls, plan)
-    report.update(
-        long_thin=thin,
-        flood=flooded,
-        direct_run_replay=direct,
-        downloads_after_flood=tally(after),
-        queue_serves_at_end=end_replay.answered and end_replay.ok,
-        end_replay={
-            "answered": end_replay.answered,
-            "seconds": rounded(end_replay.seconds),
-            "message": end_replay.message,
-        },
-        server_alive_at_end=alive,
-        server_rss_mb={  # after_warm_up: read when the server came up, before the warm-up run
-            "after_warm_up": rounded(server.at_start, 1),
-            "class_start": rounded(rss_class, 1),
-            "class_peak": rounded(server.peaks.get("class"), 1),
-            "peak": rounded(max(server.peaks.values()), 1),
-            "end": rounded(rss_end, 1),
-            "vm_hwm_since_long_thin": rounded(hwm, 1),
-        },
-        warm_up={"ok": warm_run.ok, "seconds": rounded(warm_run.seconds), "message": warm_run.message},
-        class_s=round(class_s, 1),
-        wall_s=round(time.perf_counter() - started, 1),
-        machine=facts,
-        app=git_state(Path(app_root)) | {"root": str(app_root)},
-        server_log=server_log,
-    )
+    report = summarise(calls, plan) | after | {"wall_s": round(time.perf_counter() - started, 1), "machine": facts}
+    report |= {"app": git_state(Path(app_root)) | {"root": str(app_root)}, "server_log": server_log}
     report["fails"] = verdict(report)
     return report
-
-
-# ---------------------------------------------------------------------------------------------------- the report
 
 
 def log_summary(text: str) -> dict:
@@ -785,56 +409,41 @@ def summarise(calls: list[Call], plan: Plan) -> dict:
     delays = [c.extra["stop_delay_s"] for c in stops if c.extra.get("stop_delay_s") is not None]
     events["stop"] = {"count": len(stops), "pressed": sum("stop_sent_s" in c.extra for c in stops), **stats(delays)}
     honest, runs = [c for c in calls if c.kind in HONEST], [c for c in calls if c.kind in ("live_run", "slow_reader")]
-    return {
-        "mode": "classroom",
-        "plan": asdict(plan),
-        "events": events,
-        "honest_events": len(honest),
-        "honest_lost": sum(not c.answered for c in honest),
-        "honest_refused_or_failed": sum(c.answered and not c.ok for c in honest),
-        "harness_errors": [c.message for c in calls if c.kind == "harness_error"],
-        "live_runs": [c.summary() for c in runs],
-        # the students' runs (the slow reader's gaps are its own pauses)
-        "live_largest_frame_gap_s": largest_gap(*(c.frames for c in lives)),
-        "stop_delay_s": rounded(max(delays)) if delays else None,
-        "latencies_over": "answered events (a refusal or an HTTP error is an answer); ok_*: successful ones only",
-        "calls": [c.row() for c in calls],
-        "downloads": tally([c.extra.get("downloads") for c in runs if c.answered and c.ok]),
-    }
+    out = dict(mode="classroom", plan=asdict(plan), events=events, honest_events=len(honest))
+    out.update(honest_lost=sum(not c.answered for c in honest))
+    out.update(honest_refused_or_failed=sum(c.answered and not c.ok for c in honest))
+    out.update(harness_errors=[c.message for c in calls if c.kind == "harness_error"])
+    out.update(live_runs=[c.summary() for c in runs])  # largest gap: the students' (the slow reader's are pauses)
+    out.update(live_largest_frame_gap_s=largest_gap(*(c.frames for c in lives)))
+    out.update(
+        stop_delay_s=rounded(max(delays)) if delays else None, latencies_over=OVER, calls=[c.row() for c in calls]
+    )
+    return out | {"downloads": tally([c.extra.get("downloads") for c in runs if c.answered and c.ok])}
 
 
 def verdict(r: dict) -> list[str]:
     """The issue's done-when criteria that failed (empty: the class was served)."""
-    fails = []
-    if r["honest_lost"]:
-        lost = {k: e["lost"] for k, e in r["events"].items() if e.get("lost")}
-        fails.append(f"{r['honest_lost']} honest events lost (never completed): {lost}")
-    if r.get("harness_errors"):
-        fails.append(f"visitors that could not go on: {r['harness_errors'][:3]}")
-    replay = r["events"].get("replay", {})
-    p95 = replay.get("ok_p95_s", replay.get("p95_s"))
-    if p95 is None or p95 > REPLAY_P95_S:
-        fails.append(f"replay scrubs answered in {p95} s at p95 (bound {REPLAY_P95_S} s)")
-    if replay.get("refused_or_failed"):
-        fails.append(f"{replay['refused_or_failed']} replay scrubs refused or failed: {replay.get('messages', [])[:2]}")
-    if r.get("stop_delay_s") is None or r["stop_delay_s"] > STOP_S:
-        fails.append(f"Stop took {r.get('stop_delay_s')} s to end the run (bound {STOP_S} s)")
+    lost = {k: e["lost"] for k, e in r["events"].items() if e.get("lost")}
+    replay, thin, stop = r["events"].get("replay", {}), r.get("long_thin", {}), r.get("stop_delay_s")
+    p95, bad = replay.get("ok_p95_s", replay.get("p95_s")), replay.get("refused_or_failed")
     d, after = r.get("downloads", {}), r.get("downloads_after_flood", {})
-    if d.get("ok") != d.get("runs") or after.get("ok") != after.get("runs"):
-        fails.append(f"downloads not served: {d.get('codes')}, after the flood {after.get('codes')}")
-    thin = r.get("long_thin", {})
-    if thin.get("answer") not in ("refused", "within max_side", "upload refused"):
-        fails.append(f"the {thin.get('size')} image: {thin.get('answer')} ({thin.get('message')})")
-    if thin.get("rss_delta_mb") is None or thin["rss_delta_mb"] > THIN_MB:
-        fails.append(
-            f"the {thin.get('size')} image took the server {thin.get('rss_delta_mb')} MB more (bound {THIN_MB})"
-        )
+    unserved = d.get("ok") != d.get("runs") or after.get("ok") != after.get("runs")
+    image, answer, grew = f"the {thin.get('size')} image", thin.get("answer"), thin.get("rss_delta_mb")
     status = (r.get("direct_run_replay") or {}).get("status")
-    if status is None or not 400 <= status < 500:
-        fails.append(f"a direct POST /gradio_api/run/replay answered HTTP {status} (should be refused, 4xx)")
-    if not r.get("queue_serves_at_end"):
-        fails.append(f"the queue no longer serves a fresh replay: {(r.get('end_replay') or {}).get('message')}")
-    return fails
+    refused, end = status is not None and 400 <= status < 500, (r.get("end_replay") or {}).get("message")
+    checks = [
+        (r["honest_lost"], f"{r['honest_lost']} honest events lost (never completed): {lost}"),
+        (r.get("harness_errors"), f"visitors that could not go on: {r.get('harness_errors', [])[:3]}"),
+        (p95 is None or p95 > REPLAY_P95_S, f"replay scrubs answered in {p95} s at p95 (bound {REPLAY_P95_S} s)"),
+        (bad, f"{bad} replay scrubs refused or failed: {replay.get('messages', [])[:2]}"),
+        (stop is None or stop > STOP_S, f"Stop took {stop} s to end the run (bound {STOP_S} s)"),
+        (unserved, f"downloads not served: {d.get('codes')}, after the flood {after.get('codes')}"),
+        (answer not in ("refused", "within max_side", "upload refused"), f"{image}: {answer} ({thin.get('message')})"),
+        (grew is None or grew > THIN_MB, f"{image} took the server {grew} MB more (bound {THIN_MB})"),
+        (not refused, f"a direct POST /gradio_api/run/replay answered HTTP {status} (should be refused, 4xx)"),
+        (not r.get("queue_serves_at_end"), f"the queue no longer serves a fresh replay: {end}"),
+    ]
+    return [message for failed, message in checks if failed]
 
 
 def pq(r: dict, kind: str) -> str:
@@ -940,7 +549,18 @@ def readme(folder: Path = REPORTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(r: dict, out: Path | None, name: str) -> None:
+    """The report as ``out`` (default: reports/public_space/NAME.json), and that folder's README rebuilt."""
+    out = out or REPORTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
+    if out.parent.resolve() == REPORTS.resolve():
+        (REPORTS / "README.md").write_text(readme(REPORTS))
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Play the class ``argv`` describes, write its report; 0 when every criterion held."""
     p = parser("load --classroom", __doc__, json=False)
     p.add_argument("--small", action="store_true", help="6 students, 1 live run, a 300-join flood (under a minute)")
     p.add_argument("--one-address", action="store_true", help="the whole class behind one address (a school's NAT)")
@@ -963,13 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks load --classroom " + " ".join(words)
     r = {"command": command.strip(), "date": _dt.datetime.now().isoformat(timespec="seconds"), "note": args.note, **r}
     if str(args.out) != "-":
-        name = "classroom" + ("_small" if args.small else "") + ("_one_address" if args.one_address else "")
-        out = args.out or REPORTS / f"{name}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
-        if out.parent.resolve() == REPORTS.resolve():
-            (REPORTS / "README.md").write_text(readme(REPORTS))
-        print(f"wrote {out}", file=sys.stderr)
+        write(
+            r, args.out, "classroom" + ("_small" if args.small else "") + ("_one_address" if args.one_address else "")
+        )
     if args.json:
         print(json.dumps(r, ensure_ascii=False))
     else:

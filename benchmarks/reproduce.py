@@ -208,24 +208,20 @@ def baseline_table(args: argparse.Namespace, rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def write_report(
-    args: argparse.Namespace, config: RunConfig, rows: list[dict], out: Path, wall: float | None = None
-) -> None:
-    """report.md: setting, per-run table, averages over images, and the claims check."""
-    device = rows[0]["device"] if rows else "?"
-    discrepancy = any(r.get("has_discrepancy") for r in rows)
-    lines = [
+def header(args: argparse.Namespace, config: RunConfig, rows: list[dict], wall: float | None) -> list[str]:
+    """report.md's title, command, machine, setting and how its columns were computed."""
+    device, discrepancy = rows[0]["device"] if rows else "?", any(r.get("has_discrepancy") for r in rows)
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows})) or "—"
+    return [
         f"# Reproduction report: {args.task}",
         "",
         f"- command: `python -m benchmarks report {' '.join(args.argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device: {device}; "
-        f"machine: {cpu()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"machine: {cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"- setting: size ≤ {args.size or 'native'} px, width {config.width}, depth {config.depth}, "
         f"lr {config.lr}, {config.iterations} iterations, padding {config.padding}, σ by {config.sn_method}, "
         f"precision {config.precision}, level {args.level if args.level is not None else 'default'}, "
-        f"seed(s) {', '.join(str(s) for s in sorted({r['seed'] for r in rows})) or '—'}; "
-        + f"sum of run times {sum(r['seconds'] for r in rows) / 60:.1f} min"
+        f"seed(s) {seeds}; sum of run times {sum(r['seconds'] for r in rows) / 60:.1f} min"
         + ("" if wall is None else f" (this invocation's wall time {wall / 60:.1f} min)"),
         *([f"- note: {args.note}"] if args.note else []),
         "- PSNR is smoothed over ~50 steps (centred moving average of the snapshots) before taking peak and"
@@ -240,6 +236,13 @@ def write_report(
         )
         + ". PSNR at a stop is the smoothed PSNR at the first snapshot at or after it.",
         "",
+    ]
+
+
+def runs_table(rows: list[dict], config: RunConfig) -> list[str]:
+    """One line per run: peak, end, drop, each stop, seconds and iterations done."""
+    discrepancy = any(r.get("has_discrepancy") for r in rows)
+    lines = [
         "| image | seed | config | peak PSNR | peak iter | raw peak | within 0.3 dB of peak from | end PSNR | drop |"
         " paper stop (iter / PSNR) | relative stop (iter / PSNR) |"
         + (" discrepancy stop (iter / PSNR) |" if discrepancy else "")
@@ -247,13 +250,8 @@ def write_report(
         "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if discrepancy else "") + "---|---|",
     ]
     for r in rows:
-        disc = (
-            ""
-            if not discrepancy
-            else f" {fmt(r['stop_discrepancy_iter'])} / {fmt(r['stop_discrepancy_psnr'])} |"
-            if r.get("has_discrepancy")
-            else " n/a |"
-        )
+        disc = f" {fmt(r['stop_discrepancy_iter'])} / {fmt(r['stop_discrepancy_psnr'])} |"
+        disc = "" if not discrepancy else disc if r.get("has_discrepancy") else " n/a |"
         lines.append(
             f"| {r['image']} | {r['seed']} | {r['config']} | {fmt(r['peak_psnr'])} | {r['peak_iter']} | "
             f"{fmt(r['raw_peak_psnr'])} | {fmt(r['near_peak_iter'])} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
@@ -261,7 +259,12 @@ def write_report(
             f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} |{disc} {r['seconds']:.0f} | "
             f"{r.get('completed_iters', config.iterations)} |"
         )
-    lines += ["", "## Averages over images and seeds", "", "| config | peak PSNR | end PSNR | drop | seconds |"]
+    return lines
+
+
+def averages(rows: list[dict]) -> list[str]:
+    """Per configuration, its runs' mean peak, end, drop and seconds."""
+    lines = ["", "## Averages over images and seeds", "", "| config | peak PSNR | end PSNR | drop | seconds |"]
     lines.append("|---|---|---|---|---|")
     for name in dict.fromkeys(r["config"] for r in rows):
         sel = [r for r in rows if r["config"] == name]
@@ -272,12 +275,24 @@ def write_report(
         lines.append(
             f"| {name} | {fmt(avg['peak_psnr'])} | {fmt(avg['end_psnr'])} | {fmt(avg['drop'])} | {avg['seconds']:.0f} |"
         )
-    lines += ["", *baseline_table(args, rows)]
+    return lines
+
+
+def write_report(
+    args: argparse.Namespace, config: RunConfig, rows: list[dict], out: Path, wall: float | None = None
+) -> None:
+    """report.md: setting, per-run table, averages over images, and the claims check."""
+    lines = [
+        *header(args, config, rows, wall),
+        *runs_table(rows, config),
+        *averages(rows),
+        "",
+        *baseline_table(args, rows),
+    ]
     lines += ["## FBC (against the observation) at the peak and at the end", ""]
     lines += ["| image | seed | config | bands 1→5 at peak | bands 1→5 at end |", "|---|---|---|---|---|"]
     for r in rows:
-        peak = ", ".join(f"{v:.2f}" for v in r["fbc_at_peak"])
-        end = ", ".join(f"{v:.2f}" for v in r["fbc_at_end"])
+        peak, end = (", ".join(f"{v:.2f}" for v in r[k]) for k in ("fbc_at_peak", "fbc_at_end"))
         lines.append(f"| {r['image']} | {r['seed']} | {r['config']} | {peak} | {end} |")
     lines += ["", "## The paper's claims, checked per image", ""]
     lines += ["| image | seed | config | claim | result | detail |", "|---|---|---|---|---|---|"]
@@ -286,14 +301,13 @@ def write_report(
         f"| {image} | {seed} | {name} | {text} | {'held' if held else 'NOT held'} | {detail} |"
         for image, seed, name, text, held, detail in checked
     ]
-    lines += ["", "## Claims summary (held / checked, over images and seeds)", ""]
-    lines += claims_summary(checked)
+    lines += ["", "## Claims summary (held / checked, over images and seeds)", "", *claims_summary(checked)]
     lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in sorted(out.glob("*.png")))]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the grid, write the report."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m benchmarks report``."""
     p = parser("report", __doc__, size=None, width=None, lr=None, device="auto")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--images", required=True, help="an image file or a folder of images")
@@ -304,9 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lipschitz", type=float, nargs="+", default=None, help="controlled λ values")
     p.add_argument("--gaussian-sigma", type=float, nargs="+", default=None, help="Gaussian upsampling σ values")
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument(
-        "--variants", default="all", choices=("all", "vanilla", "controlled"), help="run only some (parallel jobs)"
-    )
+    only = dict(choices=("all", "vanilla", "controlled"), help="run only some (parallel jobs)")
+    p.add_argument("--variants", default="all", **only)
     p.add_argument("--preset", default="auto", choices=("auto", "cpu", "cuda", "paper"))
     p.add_argument("--out", required=True)
     p.add_argument("--ray", action="store_true", help="run the grid as Ray tasks (the sweep machinery)")
@@ -315,22 +328,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus-per-run", type=float, default=0)
     p.add_argument("--cuda-graph", action="store_true", help="replay each step as a captured CUDA graph (CUDA only)")
     p.add_argument("--note", default=None, help="a line for the report (e.g. where --report-only curves came from)")
-    p.add_argument(
-        "--report-only", action="store_true", help="rebuild report.md and plots from the .jsonl curves in --out"
+    rebuild = "rebuild report.md and plots from the .jsonl curves in --out"
+    p.add_argument("--report-only", action="store_true", help=rebuild)
+    return p
+
+
+def grid(args: argparse.Namespace, overrides: dict) -> list[RunSpec]:
+    """One run per image, seed and variant (``--variants``: all, vanilla only or the controlled ones only)."""
+    chosen = variants(args.task, args.lipschitz, args.gaussian_sigma)
+    chosen = [v for v in chosen if args.variants == "all" or (v.name == "vanilla") == (args.variants == "vanilla")]
+    shared = dict(
+        level=args.level, max_side=args.size, preset=args.preset, overrides={**overrides, "device": args.device}
     )
-    args = p.parse_args(argv)
+    return [
+        RunSpec(args.task, str(image), v.lipschitz, v.upsample, v.gaussian_sigma, seed, variant=v.name, **shared)
+        for image in image_files(args.images)
+        for seed in range(args.seeds)
+        for v in chosen
+    ]
+
+
+def progress(row: dict) -> None:
+    """One line per finished run: its best and final PSNR, its stops and seconds."""
+    print(
+        f"{row['key']}: best {fmt(row['best_psnr'])} @ {row['best_iter']}, final {fmt(row['final_psnr'])}, "
+        f"paper stop {row['stop_paper_iter']}, relative stop {row['stop_relative_iter']}, "
+        f"discrepancy stop {row['stop_discrepancy_iter']}, {row['seconds']:.0f} s",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the grid, write the report."""
+    args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     args.ray = args.ray or args.ray_address is not None
-
-    overrides = {
-        k: v
-        for k, v in dict(
-            width=args.width, depth=args.depth, lr=args.lr, iterations=args.iters, every=args.every
-        ).items()
-        if v is not None
-    }
-    if args.cuda_graph:
-        overrides["cuda_graph"] = True
+    given = dict(width=args.width, depth=args.depth, lr=args.lr, iterations=args.iters, every=args.every)
+    overrides = {k: v for k, v in given.items() if v is not None} | ({"cuda_graph": True} if args.cuda_graph else {})
     base = preset(args.preset, device=args.device, measure_every_step=True, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,46 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args, base, rows, out)
         print(f"report: {out / 'report.md'} ({len(rows)} runs)")
         return 0
-    specs = [
-        RunSpec(
-            args.task,
-            str(image),
-            v.lipschitz,
-            v.upsample,
-            v.gaussian_sigma,
-            seed,
-            level=args.level,
-            max_side=args.size,
-            preset=args.preset,
-            overrides={**overrides, "device": args.device},
-            variant=v.name,
-        )
-        for image in image_files(args.images)
-        for seed in range(args.seeds)
-        for v in variants(args.task, args.lipschitz, args.gaussian_sigma)
-        if args.variants == "all" or (v.name == "vanilla") == (args.variants == "vanilla")
-    ]
-
-    def progress(row: dict) -> None:
-        print(
-            f"{row['key']}: best {fmt(row['best_psnr'])} @ {row['best_iter']}, final {fmt(row['final_psnr'])}, "
-            f"paper stop {row['stop_paper_iter']}, relative stop {row['stop_relative_iter']}, "
-            f"discrepancy stop {row['stop_discrepancy_iter']}, "
-            f"{row['seconds']:.0f} s",
-            flush=True,
-        )
-
+    ray = dict(use_ray=args.ray, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run)
     start = time.perf_counter()
     try:
-        execute(
-            specs,
-            out,
-            use_ray=args.ray,
-            ray_address=args.ray_address,
-            cpus_per_run=args.cpus_per_run,
-            gpus_per_run=args.gpus_per_run,
-            on_row=progress,
-        )
+        execute(grid(args, overrides), out, **ray, gpus_per_run=args.gpus_per_run, on_row=progress)
     except InputError as err:  # an unreachable Ray cluster, a refused token, runs lost: one line, as the CLI's
         print(f"error: {err}", file=sys.stderr)
         return 2

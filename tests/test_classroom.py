@@ -1,4 +1,4 @@
-"""The classroom test (benchmarks/classroom.py, issue 32 item 8): its small version against the app, and its helpers.
+"""The classroom test (benchmarks/classroom.py, issue 32 item 8): its small version against the app, its helpers.
 
 The small class asserts what holds on any machine (no honest event lost, every event answered, the queue serves at
 the end), not the timing bounds of the issue's done-when: ``python -m benchmarks load --classroom`` reports those."""
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from benchmarks import classroom
+from benchmarks import classroom, harness
 from benchmarks.classroom import Call, percentile, verdict
 
 
@@ -60,8 +60,8 @@ def test_the_png_writer_and_reader_agree():
 
 def test_sse_lines_are_read_from_their_head():
     line = 'data: {"msg":"process_generating","event_id":"ab12","output":{"data":["' + "x" * 5000 + '"]}}'
-    assert classroom.sse_kind(line) == ("process_generating", "ab12")
-    assert classroom.sse_kind('data: {"msg": "close_stream", "event_id": null}') == ("close_stream", None)
+    assert harness.sse_kind(line) == ("process_generating", "ab12")
+    assert harness.sse_kind('data: {"msg": "close_stream", "event_id": null}') == ("close_stream", None)
 
 
 def test_file_urls_are_found_in_a_run_output():

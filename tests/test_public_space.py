@@ -8,6 +8,7 @@ import os
 import re
 import time
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -98,10 +99,10 @@ def test_a_visitor_holds_one_live_run_and_an_address_half_the_queue(space, tiny_
 
 def test_a_run_nobody_reads_stops_within_seconds_and_leaves_nothing(space, tiny_png):
     demo, url = space
-    raw = load.Raw(url, "198.51.100.7")
-    image = raw.upload(tiny_png)
+    raw = load.Visitor(url, "198.51.100.7")
+    image = raw.upload(tiny_png)[1]
     stop_files = len(list(STOP_DIR.glob("*"))) if STOP_DIR.is_dir() else 0
-    code, _ = raw.join("run", load.run_data(image, iterations=5000, **TINY), "never-reads")  # never opens the stream
+    code, _ = raw.join("run", raw.app.run_data(image, iterations=5000, **TINY), "never-reads")  # never opens the stream
     assert code == 200
     assert wait_for(lambda: demo._spectral_turns.holds("never-reads", running=True), 60)
     t0 = time.perf_counter()
@@ -134,11 +135,11 @@ def test_stop_pressed_while_the_run_waits_means_it_never_starts(space, tiny_png,
 
 def test_session_hashes_never_become_file_names(space):
     _, url = space
-    raw = load.Raw(url, "198.51.100.9")
+    raw = load.Visitor(url, "198.51.100.9")
     before = sorted(STOP_DIR.glob("*")) if STOP_DIR.is_dir() else []
     for i in range(20):
         body = {"data": [], "fn_index": raw.fn["stop"], "session_hash": f"{i}-" + "a" * 300}
-        r = load.httpx.post(
+        r = httpx.post(
             url + "gradio_api/run/predict",
             content=json.dumps(body),
             headers={**raw.headers, "content-type": "application/json"},
@@ -240,17 +241,17 @@ RUN_ROWS = [
 ]
 
 
-def error_of(final: dict) -> str:
-    assert final.get("success") is False, final
-    return str((final.get("output") or {}).get("error"))
+def error_of(call) -> str:
+    assert call.answered and not call.ok, call
+    return str(call.message)
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), RUN_ROWS)
 def test_values_no_float_holds_are_one_line_through_run(space, tiny_png, kwargs, expected):
     _, url = space
-    raw = load.Raw(url, f"198.51.100.{20 + len(str(kwargs)) % 50}")
-    final = raw.result(
-        "run", load.run_data(raw.upload(tiny_png), **{**TINY, "iterations": 10, **kwargs}), f"row-{sorted(kwargs)[0]}"
+    raw = load.Visitor(url, f"198.51.100.{20 + len(str(kwargs)) % 50}")
+    final = raw.call(
+        "run", "run", raw.app.run_data(raw.upload(tiny_png)[1], **{**TINY, "iterations": 10, **kwargs}), 60
     )
     assert re.match(expected, error_of(final)), error_of(final)
 
@@ -258,7 +259,7 @@ def test_values_no_float_holds_are_one_line_through_run(space, tiny_png, kwargs,
 @pytest.mark.parametrize("value", [float("nan"), HUGE])
 def test_a_replay_iteration_no_float_holds_is_one_line(space, value):
     _, url = space
-    final = load.Raw(url, "198.51.100.80").result("replay", ["denoise_house", "lam2", "", value], f"replay-{value}")
+    final = load.Visitor(url, "198.51.100.80").call("replay", "replay", ["denoise_house", "lam2", "", value], 60)
     assert error_of(final).startswith("iteration must be a number between 0 and "), error_of(final)
 
 
@@ -288,7 +289,7 @@ def test_an_upload_over_20_mb_is_refused_before_it_is_kept(space, tmp_path):
     blob = tmp_path / "big.png"
     blob.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(21 * 2**20))
     with open(blob, "rb") as fh:
-        r = load.httpx.post(url + "gradio_api/upload", files={"files": fh}, timeout=60)
+        r = httpx.post(url + "gradio_api/upload", files={"files": fh}, timeout=60)
     assert r.status_code == 413, r.text[:200]
 
 
@@ -440,7 +441,7 @@ def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_
         table.max_size = size + 5  # a small table: the flood would have evicted the visitor at Gradio's own
         budget, rules.new_sessions = rules.new_sessions, turns.NewSessions(clock=lambda: 0.0)  # no refill meanwhile
         try:
-            raw = load.Raw(url, "203.0.113.66")
+            raw = load.Visitor(url, "203.0.113.66")
             codes = [raw.join("replay", ["denoise_house", "lam1", "", 10], f"flood-{i}")[0] for i in range(150)]
         finally:
             table.max_size, rules.new_sessions = max_size, budget
@@ -464,9 +465,9 @@ def test_a_message_for_a_session_that_is_gone_is_dropped(space):
 
 def test_direct_rest_calls_skip_no_queue(space):
     _, url = space
-    r = load.httpx.post(url + "gradio_api/run/replay", json={"data": ["denoise_house", "lam1", "", 10]}, timeout=30)
+    r = httpx.post(url + "gradio_api/run/replay", json={"data": ["denoise_house", "lam1", "", 10]}, timeout=30)
     assert r.status_code == 404 and r.json() == {"detail": guards.DIRECT_CALL.format(name="replay")}
-    deep = load.httpx.get(url + "gradio_api/deep_link", params={"session_hash": "x"}, timeout=30)
+    deep = httpx.get(url + "gradio_api/deep_link", params={"session_hash": "x"}, timeout=30)
     assert deep.status_code == 404 and deep.json() == {"detail": "this server does not offer /gradio_api/deep_link"}
     client = Client(url, verbose=False, download_files=False)  # the queue's door stays open
     try:
