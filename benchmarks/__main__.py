@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "portability": ("portability", "the outcome tests under other CPU code paths, and their spread"),
     "app-overhead": ("app_overhead", "the live run's own cost: the app's steps/s against the bare pair's"),
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
-    "replays": ("replays", "build the app's replays of the paper's experiments"),
+    "replays": ("make_replays", "build the app's replays of the paper's experiments"),
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
 }
 #: retired one-off commands → the report that says which commit holds their script.

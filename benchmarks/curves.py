@@ -34,8 +34,8 @@ import torch
 
 from dip_core import RunConfig, preset, run
 from dip_core.autotune import resolve
-from dip_core.curves import trailing_average
 from dip_core.stacked import run_stacked
+from dip_core.summary import trailing_average
 
 from .common import StepClock, denoise_task, machine, median_ms, parse_settings, pick_device, ratio
 from .options import parser

@@ -96,16 +96,16 @@ def load_test(
 
 def scrub(rng: random.Random, other: str | None = None) -> tuple:
     """A random replay: experiment, lane, the lane beside it ("" or vanilla, or ``other``), iteration."""
-    from demo import replays
+    from demo import experiments
 
-    experiment, lane = rng.choice(replays.experiment_choices())[1], rng.choice(replays.lane_choices())[1]
+    experiment, lane = rng.choice(experiments.experiment_choices())[1], rng.choice(experiments.lane_choices())[1]
     other = rng.choice(["", "vanilla"]) if other is None else other
-    return experiment, lane, other, rng.randrange(0, replays.last_iteration(), replays.frame_step())
+    return experiment, lane, other, rng.randrange(0, experiments.last_iteration(), experiments.frame_step())
 
 
 def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int, headers: dict | None = None) -> dict:
     """A replay viewer: after the barrier, ``requests`` scrubs of random experiments, lanes and iterations."""
-    from demo.replays import REPLAY_OUTPUTS
+    from demo.experiments import REPLAY_OUTPUTS
 
     rng, client, seconds, errors = random.Random(seed), new_client(url, headers), [], []
     barrier.wait()
@@ -125,14 +125,14 @@ def one_viewer(url: str, barrier: threading.Barrier, requests: int, seed: int, h
 
 def replay_server_ms(rounds: int = 40) -> dict:
     """The replay endpoint's server time: its function and Gradio's postprocessing of the outputs, in process."""
-    from demo import replays
+    from demo import experiments
     from demo.ui import build_demo
 
     blocks, rng, times = build_demo(), random.Random(0), []
     fn = next(f for f in blocks.fns.values() if f.api_name == "replay")
     for _ in range(rounds):
         args, t0 = scrub(rng, "vanilla"), time.perf_counter()
-        for block, value in zip(fn.outputs, replays.replay(*args)):
+        for block, value in zip(fn.outputs, experiments.replay(*args)):
             block.postprocess(value["value"] if isinstance(value, dict) and "value" in value else value)
         times.append((time.perf_counter() - t0) * 1000)
     blocks.close()

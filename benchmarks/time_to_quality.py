@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 
 from dip_core import MAX_ITERATIONS, RunConfig, preset
-from dip_core.curves import target_summary
 from dip_core.errors import InputError
+from dip_core.summary import target_summary
 from dip_core.tasks import Task
 
 from .common import EngineRunner, config_summary, denoise_task, machine, pick_device, ratio, sync

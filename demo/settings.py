@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from dip_core import preset, resolve_device
-from dip_core.config import default_control as config_default_control
+from dip_core.config import preset_control
 
 from . import budget
 
@@ -119,9 +119,9 @@ LIMITS = limits_for(resolve_device().type)  # the device dip_core resolves "auto
 
 def default_control(task: str, limits: Limits = LIMITS) -> dict:
     """The controlled network a run starts with (the UI's λ, upsampling and σ; the API's defaults): the engine's one
-    rule for this device's preset (``dip_core.config.default_control``), with σ 0.5 for the σ slider when the rule
+    rule for this device's preset (``dip_core.config.preset_control``), with σ 0.5 for the σ slider when the rule
     has none (it applies only once Gaussian upsampling is picked)."""
-    control = config_default_control(task, limits.preset)
+    control = preset_control(task, limits.preset)
     return {**control, "gaussian_sigma": control["gaussian_sigma"] or 0.5}
 
 

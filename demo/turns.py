@@ -8,7 +8,7 @@ queue by ``demo.app.make_app``) admits each event as it joins:
 - a live run (the ``run`` endpoint): at most PER_SESSION per visitor (browser tab or API client) waiting or running,
   at most ADDRESS_SHARE per client address, and at most LIVE_WAITING waiting in all;
 - any other event: at most OTHER_PER_SESSION waiting per visitor, OTHER_PER_ADDRESS per address and OTHER_WAITING in
-  all (replays hold no thread while they wait: demo/replays.py).
+  all (replays hold no thread while they wait: demo/experiments.py).
 
 Addresses are normalised (an IPv4-mapped IPv6 address is its IPv4 address, an IPv6 address is its /64 network), so
 one visitor cannot pose as many. A refused event is answered at once as a finished event with one line of ours (the

@@ -9,10 +9,10 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from dip_core.config import choices, limits
+from dip_core.config import choices, field_bounds
 from dip_core.tasks import TASKS
 
-from . import events, replays
+from . import events, experiments
 from .errors import guarded
 from .examples import ASSETS, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
@@ -85,7 +85,7 @@ def build_demo() -> gr.Blocks:
     # of them when the app shuts down)
     # the replays' frames are served where they lie, never copied to Gradio's cache once per answer (its checks and
     # copies were a quarter of the server's event loop while a class scrubbed); they are public, committed files
-    gr.set_static_paths(paths=[replays.ROOT])
+    gr.set_static_paths(paths=[experiments.ROOT])
     with gr.Blocks(title="Spectral Bias Lab", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(HEADER, elem_id="header")
         with gr.Tabs(selected="replay_tab"):
@@ -112,28 +112,36 @@ def _replay_tab() -> dict:
     Every widget is built with the default replay's values, so the page shows it (and its lessons) on opening."""
     r: dict = {}
     gr.Markdown(REPLAY_INTRO)
-    first = replays.show_replay() if replays.replays() is not None else None
-    last = replays.last_iteration()
+    first = experiments.show_replay() if experiments.replays() is not None else None
+    last = experiments.last_iteration()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             r["experiment"] = gr.Dropdown(
-                replays.experiment_choices(),
-                value=replays.DEFAULT_EXPERIMENT,
+                experiments.experiment_choices(),
+                value=experiments.DEFAULT_EXPERIMENT,
                 label="Experiment",
                 elem_id="replay_experiment",
             )
             # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
             r["other"] = gr.Dropdown(
-                replays.lane_choices(none=True),
-                value=replays.DEFAULT_OTHER,
+                experiments.lane_choices(none=True),
+                value=experiments.DEFAULT_OTHER,
                 label="Left image: lane (or none)",
                 elem_id="replay_other",
             )
             r["lane"] = gr.Dropdown(
-                replays.lane_choices(), value=replays.DEFAULT_LANE, label="Right image: lane", elem_id="replay_lane"
+                experiments.lane_choices(),
+                value=experiments.DEFAULT_LANE,
+                label="Right image: lane",
+                elem_id="replay_lane",
             )
             r["iteration"] = gr.Slider(
-                0, max(1, last), value=last, step=replays.frame_step(), label="Iteration", elem_id="replay_iteration"
+                0,
+                max(1, last),
+                value=last,
+                step=experiments.frame_step(),
+                label="Iteration",
+                elem_id="replay_iteration",
             )
             with gr.Row():
                 r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
@@ -143,7 +151,7 @@ def _replay_tab() -> dict:
             # heartbeat open)
             r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
             r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
-            gr.Markdown(replays.scale_note(), elem_id="replay_scale")
+            gr.Markdown(experiments.scale_note(), elem_id="replay_scale")
         with gr.Column(scale=3):
             kw = dict(type="filepath", interactive=False, buttons=["download"], min_width=0)
             # the default replay's labels at first; each scrub then says lane, λ / σ, PSNR and iteration
@@ -183,37 +191,37 @@ def _replay_tab() -> dict:
 
 def _wire_replays(r: dict) -> None:
     """Replays use no GPU and never wait behind live runs: groups of their own (views; Play), bounded, whose events are
-    coroutines that hold no thread while they wait and draw in the tab's own threads (demo/replays.py)."""
-    view_ = dict(concurrency_id="replay", concurrency_limit=replays.VIEW_EVENTS, show_progress="hidden")
-    g, on_loop = guarded, replays.on_loop
+    coroutines that hold no thread while they wait and draw in the tab's own threads (demo/experiments.py)."""
+    view_ = dict(concurrency_id="replay", concurrency_limit=experiments.VIEW_EVENTS, show_progress="hidden")
+    g, on_loop = guarded, experiments.on_loop
     view = [r[k] for k in ("experiment", "lane", "other", "iteration")]
-    shown_ = [r[k] for k in replays.TAB_OUTPUTS]  # the captions last: API clients do not receive them
-    labelled, scrub = g(on_loop(replays.replay)), g(on_loop(replays.scrub))
+    shown_ = [r[k] for k in experiments.TAB_OUTPUTS]  # the captions last: API clients do not receive them
+    labelled, scrub = g(on_loop(experiments.replay)), g(on_loop(experiments.scrub))
     r["iteration"].release(labelled, view, shown_, api_name="replay", **view_)
     r["iteration"].input(scrub, view, shown_, api_visibility="private", trigger_mode="always_last", **view_)
     for name in ("lane", "other"):
         r[name].input(labelled, view, shown_, api_visibility="private", **view_)
     r["experiment"].input(
-        g(on_loop(replays.on_experiment_change)),
+        g(on_loop(experiments.on_experiment_change)),
         view[:3],
         [r["iteration"], r["current"], *shown_],
         api_visibility="private",
         **view_,
     )
     r["next"].click(
-        g(on_loop(replays.next_lesson)),
+        g(on_loop(experiments.next_lesson)),
         [*view[:3], r["current"]],
         [r["current"], r["iteration"], *shown_],
         api_visibility="private",
         **view_,
     )
     playing = r["play"].click(
-        g(replays.play),
+        g(experiments.play),
         view,
         [r["iteration"], *shown_],
         api_visibility="private",
         concurrency_id="replay_play",
-        concurrency_limit=replays.PLAY_EVENTS,
+        concurrency_limit=experiments.PLAY_EVENTS,
         show_progress="hidden",
     )
     r["pause"].click(None, None, None, cancels=[playing], api_visibility="private")
@@ -324,7 +332,7 @@ def _run_settings(w: dict) -> None:
     w["iterations"] = gr.Slider(
         10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations", elem_id="iterations"
     )
-    w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=limits("seed")[1], elem_id="seed")
+    w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=field_bounds("seed")[1], elem_id="seed")
     w["auto_stop"] = gr.Radio(
         [(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")],
         value="off",
@@ -341,7 +349,7 @@ def _run_settings(w: dict) -> None:
     )
     w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)", elem_id="width")
     w["lr"] = gr.Number(
-        lim.lr, label="Adam learning rate", minimum=limits("lr")[0], maximum=limits("lr")[1], elem_id="lr"
+        lim.lr, label="Adam learning rate", minimum=field_bounds("lr")[0], maximum=field_bounds("lr")[1], elem_id="lr"
     )
 
 
@@ -439,8 +447,8 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
 UI_EVENTS = 4
 #: Events running at once in the whole queue (Gradio's ``max_threads``, 40 by default: forty students' Play held every
 #: place, and a scrub waited for a Play to end): every group's limit with room to spare. Threads stay bounded by the
-#: groups' limits (replays hold none: demo/replays.py).
-RUNNING_EVENTS = 1 + UI_EVENTS + replays.VIEW_EVENTS + replays.PLAY_EVENTS + 32
+#: groups' limits (replays hold none: demo/experiments.py).
+RUNNING_EVENTS = 1 + UI_EVENTS + experiments.VIEW_EVENTS + experiments.PLAY_EVENTS + 32
 
 
 def launch_options() -> dict:

@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from . import sweep
 from .autotune import preset, preset_name, resolve
-from .config import PRESET_NAMES, PRESETS, RunConfig, choices, default_control
-from .curves import summarise
+from .config import PRESET_NAMES, PRESETS, RunConfig, choices, preset_control
 from .engine import run
 from .errors import InputError
 from .io import load_image, save_png
+from .summary import summarise
 from .tasks import TASKS, Task, baseline, make_task, observed_task, to_image
 
 
@@ -167,14 +167,14 @@ def control_label(control: dict) -> str:
 
 def control_of(args: argparse.Namespace) -> dict:
     """The run's λ (and upsampling): ``--vanilla``; ``--lipschitz``; ``--controlled``: the paper's λ for the task;
-    else the one default rule for the task and preset (``config.default_control``)."""
+    else the one default rule for the task and preset (``config.preset_control``)."""
     if args.vanilla:
         return dict(lipschitz=0.0, upsample="bilinear", gaussian_sigma=None)
     if args.lipschitz is not None:  # a λ alone means bilinear upsampling (--upsample and --gaussian-sigma apply after)
         return dict(lipschitz=args.lipschitz, upsample="bilinear", gaussian_sigma=None)
     if args.controlled:
-        return default_control(args.task, "paper")
-    return default_control(args.task, preset_name(args.preset))
+        return preset_control(args.task, "paper")
+    return preset_control(args.task, preset_name(args.preset))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -238,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the grid, appending to DIR/results.jsonl, then print and write DIR/summary.md."""
-    control = default_control(args.task, preset_name(args.preset))
+    control = preset_control(args.task, preset_name(args.preset))
     lams = args.lipschitz if args.lipschitz is not None else [control["lipschitz"]]
     sigmas = args.gaussian_sigma
     if sigmas is None:

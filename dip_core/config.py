@@ -122,7 +122,7 @@ class RunConfig:
 _FIELDS = {f.name: f for f in fields(RunConfig)}
 
 
-def limits(name: str) -> tuple[float, float]:
+def field_bounds(name: str) -> tuple[float, float]:
     """The accepted (lo, hi) of a numeric RunConfig field."""
     accepted = range_of(name)
     return accepted.lo, accepted.hi
@@ -178,13 +178,13 @@ PAPER_SCALE = ("paper", "cuda")
 PRESET_NAMES = ("auto", *PRESETS)
 
 
-def default_control(task: str, preset: str) -> dict:
+def preset_control(task: str, preset: str) -> dict:
     """The controlled network when none is asked for (λ, upsampling, σ), the one rule of the CLI's ``run`` and
     ``sweep``, the API and the app: on the paper's scale (``paper``, ``cuda``) the paper's λ for the task with
     bilinear upsampling; on the CPU preset its own control (``CPU_CONTROL``, chosen at that scale). ``preset`` is a
     resolved name (``autotune.preset_name`` makes ``auto`` one)."""
     if preset not in PRESETS:
-        raise ValueError(f"default_control takes a resolved preset name, got {preset!r} (autotune.preset_name)")
+        raise ValueError(f"preset_control takes a resolved preset name, got {preset!r} (autotune.preset_name)")
     if preset in PAPER_SCALE:
         return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
     return dict(CPU_CONTROL)

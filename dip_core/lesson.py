@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .curves import moving_average
+from .summary import moving_average
 
 LOW_FITTED, HIGH_UNFITTED = 0.9, 0.3
 SMOOTH = 5  # snapshots in the PSNR's centred moving average (one snapshot's PSNR jitters by tenths of a dB)

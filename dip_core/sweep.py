@@ -27,12 +27,12 @@ import torch
 
 from .autotune import preset, resolve
 from .config import PRESETS, RunConfig
-from .curves import run_stats
 from .engine import run
 from .errors import InputError, shown
 from .io import load_image, resize_mask, resize_max_side
 from .replay import FrameWriter, frame_every, write_images
 from .stopping import task_noise_energy
+from .summary import run_stats
 from .tasks import baseline, make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

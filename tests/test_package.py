@@ -217,9 +217,9 @@ def test_installed_commands_run_outside_the_checkout(installed):
 
 def test_installed_imports_and_examples_come_from_the_venv(installed):
     code = (
-        "import json, dip_core, demo, demo.app, demo.replays, demo.examples as e; "
+        "import json, dip_core, demo, demo.app, demo.experiments, demo.examples as e; "
         "print(json.dumps([dip_core.__file__, demo.__file__, demo.app.__file__, str(e.ASSETS), str(e.DEFAULT_EXAMPLE),"
-        " all((e.ASSETS / f).is_file() for f, *_ in e.EXAMPLES) and demo.replays.replays() is not None]))"
+        " all((e.ASSETS / f).is_file() for f, *_ in e.EXAMPLES) and demo.experiments.replays() is not None]))"
     )
     *files, assets, default, all_found = json.loads(
         _run([installed["python"], "-c", code], cwd=installed["work"]).stdout

@@ -9,7 +9,7 @@ import re
 import pytest
 from test_app_browser import ARTIFACTS, CHROMIUM, assert_named_in_full, assert_side_by_side, browser_page
 
-from demo import replays as tab
+from demo import experiments as tab
 
 pytestmark = [
     pytest.mark.browser,

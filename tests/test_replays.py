@@ -15,8 +15,8 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from benchmarks import replays as builder
-from demo import replays as tab
+from benchmarks import make_replays as builder
+from demo import experiments as tab
 from dip_core import lesson
 from dip_core.replay import EXPERIMENTS, LANES, MAX_FRAMES, Replays
 

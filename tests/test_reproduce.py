@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import reproduce
-from dip_core import curves
+from dip_core import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ def test_summary_of_a_decaying_and_a_flat_curve():
         }
         for t in iters
     ]
-    s = curves.smoothed_summary(decaying, 1000, 10)
+    s = summary.smoothed_summary(decaying, 1000, 10)
     assert s["peak_iter"] == pytest.approx(300, abs=20)
     assert s["drop"] == pytest.approx(s["peak_psnr"] - s["end_psnr"]) and s["drop"] > 6
     assert s["stop_paper_iter"] is None
@@ -80,12 +80,12 @@ def test_summary_of_a_decaying_and_a_flat_curve():
 def test_stop_rules_on_recorded_ratios():
     t = np.arange(1, 3001)
     flat_after = [(int(i), float(5 + 20 * np.exp(-i / 200))) for i in t]  # settles: both rules fire
-    stops = curves.stop_iters([{"step_ratios": flat_after}], 3000)
+    stops = summary.stop_iters([{"step_ratios": flat_after}], 3000)
     assert stops["paper"] is not None and 200 < stops["paper"] < 3000
     assert stops["relative"] is not None and stops["relative"] < 3000
     assert stops["discrepancy"] is None  # no noise energy in the curve
     drifting = [(int(i), float(i)) for i in t]  # keeps drifting by 100 per window: never fires
-    assert curves.stop_iters([{"step_ratios": drifting}], 3000)["paper"] is None
+    assert summary.stop_iters([{"step_ratios": drifting}], 3000)["paper"] is None
 
 
 def test_variants():
@@ -113,9 +113,9 @@ def test_discrepancy_stop_is_judged_only_where_it_applies():
         for i in t
     ]
     records[0]["noise_energy"] = 1.0
-    s = curves.smoothed_summary(records, 300, 1)
+    s = summary.smoothed_summary(records, 300, 1)
     assert s["has_discrepancy"] and s["stop_discrepancy_iter"] == 125  # mean of 2 − i/100 over i = 76 … 125 is 1
     del records[0]["noise_energy"]  # a JPEG curve, or one recorded before the rule existed
-    s = curves.smoothed_summary(records, 300, 1)
+    s = summary.smoothed_summary(records, 300, 1)
     assert not s["has_discrepancy"] and s["stop_discrepancy_iter"] is None
     assert not reproduce.has_stop(s, "discrepancy") and reproduce.has_stop(s, "paper")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dip_core import curves, sweep
+from dip_core import summary, sweep
 from dip_core.io import load_image, resize_max_side, save_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +44,11 @@ def test_run_stats_read_the_raw_snapshots_and_the_reproduction_summary_the_smoot
     records[0]["noise_energy"] = 1.0
     for i, rec in enumerate(records):  # the loss reaches the noise energy at step 50 (window 50)
         rec["step_losses"] = [(t, 1.0 if t <= 50 else 0.5) for t in range(10 * i + 1, 10 * i + 11)]
-    stats = curves.run_stats(records, 60)
+    stats = summary.run_stats(records, 60)
     assert (stats["best_psnr"], stats["best_iter"], stats["final_psnr"]) == (30.0, 30, 25.0)
     assert stats["stop_discrepancy_iter"] == 50 and stats["stop_discrepancy_psnr"] == 26.0
     assert stats["stop_paper_iter"] is None and stats["stop_paper_psnr"] is None  # no ratios recorded
-    smoothed = curves.smoothed_summary(records, 60, 10)  # centred over 5 snapshots
+    smoothed = summary.smoothed_summary(records, 60, 10)  # centred over 5 snapshots
     assert smoothed["stop_discrepancy_iter"] == 50
     assert smoothed["stop_discrepancy_psnr"] == pytest.approx((30.0 + 22.0 + 26.0 + 25.0) / 4)
 
@@ -250,18 +250,18 @@ def test_a_bad_sigma_anywhere_in_the_grid_fails_before_any_run(images, tmp_path)
 
 @pytest.mark.parametrize("task", ["inpaint", "enhance", "denoise"])
 def test_sweep_and_run_take_the_same_default_lambda(task):
-    """One rule (dip_core.config.default_control): on the paper's scale a sweep without --lipschitz uses the task's
+    """One rule (dip_core.config.preset_control): on the paper's scale a sweep without --lipschitz uses the task's
     own λ, as ``run`` does (it used 1.4 for every task), and the CPU preset's own control on CPU."""
     from dip_core import cli
-    from dip_core.config import default_control
+    from dip_core.config import preset_control
     from dip_core.tasks import TASKS
 
     for preset in ("paper", "cuda", "cpu"):
         args = cli.build_parser().parse_args(["run", "--task", task, "--image", "x", "--out", "y", "--preset", preset])
-        expected = TASKS[task].paper_lipschitz if preset != "cpu" else default_control(task, "cpu")["lipschitz"]
+        expected = TASKS[task].paper_lipschitz if preset != "cpu" else preset_control(task, "cpu")["lipschitz"]
         assert cli.control_of(args)["lipschitz"] == expected
-    assert default_control(task, "paper")["lipschitz"] == TASKS[task].paper_lipschitz
-    assert default_control("inpaint", "paper")["lipschitz"] != default_control("denoise", "paper")["lipschitz"]
+    assert preset_control(task, "paper")["lipschitz"] == TASKS[task].paper_lipschitz
+    assert preset_control("inpaint", "paper")["lipschitz"] != preset_control("denoise", "paper")["lipschitz"]
 
 
 def test_sweep_cli_uses_the_tasks_lambda_on_the_paper_preset(images, tmp_path):
