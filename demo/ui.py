@@ -106,6 +106,47 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def _replay_controls(r: dict, first: dict | None) -> None:
+    """The tab's left column: experiment, the two lanes, the iteration, Play / Pause / Next lesson, the readout."""
+    last = experiments.last_iteration()
+    r["experiment"] = gr.Dropdown(
+        experiments.experiment_choices(),
+        value=experiments.DEFAULT_EXPERIMENT,
+        label="Experiment",
+        elem_id="replay_experiment",
+    )
+    # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
+    r["other"] = gr.Dropdown(
+        experiments.lane_choices(none=True),
+        value=experiments.DEFAULT_OTHER,
+        label="Left image: lane (or none)",
+        elem_id="replay_other",
+    )
+    r["lane"] = gr.Dropdown(
+        experiments.lane_choices(),
+        value=experiments.DEFAULT_LANE,
+        label="Right image: lane",
+        elem_id="replay_lane",
+    )
+    r["iteration"] = gr.Slider(
+        0,
+        max(1, last),
+        value=last,
+        step=experiments.frame_step(),
+        label="Iteration",
+        elem_id="replay_iteration",
+    )
+    with gr.Row():
+        r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
+        r["pause"] = gr.Button("❚❚ Pause", elem_id="replay_pause", size="sm")
+        r["next"] = gr.Button("Next lesson →", variant="secondary", elem_id="replay_next", size="sm")
+    # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a
+    # heartbeat open)
+    r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
+    r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
+    gr.Markdown(experiments.scale_note(), elem_id="replay_scale")
+
+
 def _replay_tab() -> dict:
     """Precomputed runs of the paper's experiments: pick an experiment and lanes, play, scrub, or follow the lesson.
 
@@ -113,45 +154,9 @@ def _replay_tab() -> dict:
     r: dict = {}
     gr.Markdown(REPLAY_INTRO)
     first = experiments.show_replay() if experiments.replays() is not None else None
-    last = experiments.last_iteration()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
-            r["experiment"] = gr.Dropdown(
-                experiments.experiment_choices(),
-                value=experiments.DEFAULT_EXPERIMENT,
-                label="Experiment",
-                elem_id="replay_experiment",
-            )
-            # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
-            r["other"] = gr.Dropdown(
-                experiments.lane_choices(none=True),
-                value=experiments.DEFAULT_OTHER,
-                label="Left image: lane (or none)",
-                elem_id="replay_other",
-            )
-            r["lane"] = gr.Dropdown(
-                experiments.lane_choices(),
-                value=experiments.DEFAULT_LANE,
-                label="Right image: lane",
-                elem_id="replay_lane",
-            )
-            r["iteration"] = gr.Slider(
-                0,
-                max(1, last),
-                value=last,
-                step=experiments.frame_step(),
-                label="Iteration",
-                elem_id="replay_iteration",
-            )
-            with gr.Row():
-                r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
-                r["pause"] = gr.Button("❚❚ Pause", elem_id="replay_pause", size="sm")
-                r["next"] = gr.Button("Next lesson →", variant="secondary", elem_id="replay_next", size="sm")
-            # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a
-            # heartbeat open)
-            r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
-            r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
-            gr.Markdown(experiments.scale_note(), elem_id="replay_scale")
+            _replay_controls(r, first)
         with gr.Column(scale=3):
             kw = dict(type="filepath", interactive=False, buttons=["download"], min_width=0)
             # the default replay's labels at first; each scrub then says lane, λ / σ, PSNR and iteration

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import math
 import re
@@ -304,3 +306,211 @@ def test_the_readme_python_example_runs(capsys, monkeypatch):
     exec(compile(short, "README.md (Python)", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 3 and lines[-1].split()[0] == "10"  # the stacked pair's last snapshot
+
+
+# --- the shape (issue 34): parameters, circles, lengths, one door to the benchmarks, a complete map ---
+
+APP_FILES = [*sorted((ROOT / "demo").glob("*.py")), ROOT / "app.py"]
+ENGINE_FILES = sorted((ROOT / "dip_core").rglob("*.py"))
+BENCH_FILES = sorted((ROOT / "benchmarks").glob("*.py"))
+MAX_PARAMETERS = 8  # a function of demo/ takes a request object, not its fields one by one
+MAX_LINES = 80  # a function of dip_core/ and demo/ reads on one screen
+
+
+def _functions(path: Path):
+    """Every function (methods and nested ones too) of a file, with the file's name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    a = fn.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    bound = 1 if names[:1] in (["self"], ["cls"]) else 0
+    return len(names) - bound + (a.vararg is not None) + (a.kwarg is not None)
+
+
+def test_no_function_of_the_app_takes_more_than_eight_parameters():
+    """The run's values travel as one request object: a new control is one field, not four edits in lockstep."""
+    wide = [
+        f"{p.relative_to(ROOT)}:{fn.lineno} {fn.name} ({_parameters(fn)})"
+        for p in APP_FILES
+        for fn in _functions(p)
+        if _parameters(fn) > MAX_PARAMETERS
+    ]
+    assert not wide, wide
+
+
+def test_no_function_of_the_engine_or_the_app_is_longer_than_a_screen():
+    long = [
+        f"{p.relative_to(ROOT)}:{fn.lineno} {fn.name} ({fn.end_lineno - fn.lineno + 1} lines)"
+        for p in [*ENGINE_FILES, *APP_FILES]
+        for fn in _functions(p)
+        if fn.end_lineno - fn.lineno + 1 > MAX_LINES
+    ]
+    assert not long, long
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> tuple[set[str], list[str]]:
+    """The dip_core modules a file imports at its top, and those it imports inside a function (file:line)."""
+    tree = ast.parse(path.read_text())
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    top, inner = set(), []
+    nested = {id(n) for fn in _functions(path) for n in ast.walk(fn)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            names = [f"{base}.{a.name}" for a in node.names]
+            targets = [
+                n
+                if (ROOT / n.replace(".", "/")).with_suffix(".py").exists() or (ROOT / n.replace(".", "/")).is_dir()
+                else base
+                for n in names
+            ]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        targets = {t for t in targets if t.split(".")[0] == "dip_core"}
+        if not targets:
+            continue
+        if id(node) in nested:
+            inner.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        top |= targets
+    return top, inner
+
+
+def test_the_engine_has_no_import_circle_and_imports_at_the_top():
+    """Each dip_core module imports its own package's modules at the top of the file, and the imports run one way."""
+    graph, inner = {}, []
+    for p in ENGINE_FILES:
+        top, late = _imports(p)
+        graph[_module_name(p)] = top - {_module_name(p)}
+        inner += late
+    assert not inner, f"imports of dip_core inside functions: {inner}"
+
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> list[str] | None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if n == "dip_core" or n not in graph:
+                continue  # the package's face imports everything; a module importing it is not a circle of modules
+            if state.get(n) == 1:
+                return [*path, m, n]
+            if n not in state and (cycle := visit(n, [*path, m])):
+                return cycle
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m, [])):
+            pytest.fail(" → ".join(cycle))
+
+
+def test_no_local_name_shadows_an_import():
+    """A local called like an imported module or function hides it for the rest of the function."""
+    shadows = []
+    for p in [*APP_FILES, *ENGINE_FILES]:
+        tree = ast.parse(p.read_text())
+        imported = {
+            (a.asname or a.name).split(".")[0]
+            for n in tree.body
+            if isinstance(n, ast.Import | ast.ImportFrom)
+            for a in n.names
+        }
+        for fn in _functions(p):
+            a = fn.args
+            local = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+            local |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            shadows += [f"{p.relative_to(ROOT)}:{fn.lineno} {fn.name}: {name}" for name in sorted(local & imported)]
+    assert not shadows, shadows
+
+
+def test_display_labels_are_not_parsed_back():
+    """A track carries its short name (``Track.short``); no code splits a label it made to find the name again."""
+    parse = re.compile(r"label\w*\.(?:r?split|partition|rpartition)\(")
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in APP_FILES
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if parse.search(line)
+    ]
+    assert not found, found
+
+
+MAX_BENCHMARK_LINES = 4000  # the tool, not an archive: retired scripts live in git history, their reports stay
+
+
+def test_the_benchmarks_have_one_door():
+    """`python -m benchmarks COMMAND` is the only way in: no module has a `__main__` of its own, no text names one."""
+    mains = [
+        p.name
+        for p in BENCH_FILES
+        if p.name != "__main__.py" and re.search(r"^if __name__ == .__main__.:", p.read_text(), re.M)
+    ]
+    assert not mains, mains
+    doors = [
+        f"{p.relative_to(ROOT)}" for p in _reader_files() if re.search(r"python3? -m benchmarks\.\w", p.read_text())
+    ]
+    assert not doors, doors
+    assert sum(len(p.read_text().splitlines()) for p in BENCH_FILES) < MAX_BENCHMARK_LINES
+    assert not (ROOT / "benchmarks" / "reports").exists(), "reports live in their own top-level folder"
+
+
+def _reader_files():
+    """What a reader or a visitor meets: the README, docs, the engine's, app's and tools' code, the packaging."""
+    yield from (ROOT / "README.md", ROOT / "app.py", ROOT / "pyproject.toml", *ROOT.glob("requirements*.txt"))
+    for folder in ("docs", "dip_core", "demo", "benchmarks"):
+        yield from (p for p in sorted((ROOT / folder).rglob("*")) if p.suffix in {".py", ".md", ".sh"})
+
+
+def test_the_layout_page_names_every_module():
+    """docs/layout.md has a line for every module of dip_core/, demo/ and benchmarks/."""
+    text = (ROOT / "docs" / "layout.md").read_text()
+    missing = [
+        str(p.relative_to(ROOT))
+        for folder in ("dip_core", "demo", "benchmarks")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if p.name != "__init__.py"
+        and f"`{p.relative_to(ROOT / folder)}`" not in text
+        and f"`{p.relative_to(ROOT)}`" not in text
+    ]
+    assert not missing, f"docs/layout.md does not name: {missing}"
+
+
+#: Each concern of the app in its own module (events.py keeps the page's plain event functions).
+HOMES = {
+    "demo.form": ["RunForm"],
+    "demo.live": ["live_run", "frame_outputs"],
+    "demo.gpu": ["gpu_duration", "on_gpu", "request_seconds"],
+    "demo.errors": ["guarded", "checked_request"],
+    "demo.guards": ["image_input", "guard_inputs", "RequestGuard"],
+    "demo.events": ["run_lab", "request_stop", "load_config", "on_task_change"],
+}
+
+
+def test_each_concern_of_the_app_has_one_module():
+    for home, names in HOMES.items():
+        module = importlib.import_module(home)
+        for name in names:
+            assert getattr(module, name).__module__ == home, f"{name} belongs in {home}"
+    patched = [
+        f"{p.relative_to(ROOT)}:{n.lineno}"
+        for p in APP_FILES
+        if p.name != "guards.py"
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Attribute) and t.attr in {"preprocess", "postprocess", "api_info", "process_example"}
+    ]
+    assert not patched, f"Gradio is patched only in demo/guards.py: {patched}"
