@@ -10,10 +10,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from dip_core import InputError, RunConfig
+from dip_core import TASKS, InputError, RunConfig
 from dip_core.config import choices
 from dip_core.io import MIN_SIDE, to_uint8
-from dip_core.tasks import TASKS
 
 from .examples import DEFAULT_EXAMPLE
 from .exports import read_config

@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dip_core import InputError, RunConfig, Task, make_task, observed_task, preset
+from dip_core import TASKS, InputError, RunConfig, Task, make_task, observed_task, preset
 from dip_core.config import Range, choices
 from dip_core.errors import shown
 from dip_core.io import MIN_SIDE, load_image, load_mask
 from dip_core.stopping import noise_sigma
-from dip_core.tasks import TASKS
 
 from .exports import DOWNLOAD_TTL_S, gradio_temp_dir
 from .form import RunForm

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from dip_core import RunConfig, Snapshot
-from dip_core.baselines import Baseline
+from dip_core import Baseline, RunConfig, Snapshot
 
 from .inputs import RunRequest
 from .settings import UPSAMPLE_LABELS

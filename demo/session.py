@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from dip_core import Baseline, RunConfig, autotune, baseline, run
+from dip_core import Baseline, RunConfig, autotune, baseline, run, to_image
 from dip_core.replay import SpectrumView
 from dip_core.stacked import run_stacked, unstackable
 from dip_core.stopping import task_noise_energy
-from dip_core.tasks import to_image
 
 from .inputs import RunRequest
 from .records import Ending, RunData, Track, run_short

@@ -9,8 +9,8 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
+from dip_core import TASKS
 from dip_core.config import choices, field_bounds
-from dip_core.tasks import TASKS
 
 from . import events, experiments
 from .errors import guarded

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dip_core
 import dip_core.tasks as tasks_pkg
 from dip_core import InputError, RunConfig, make_task, run_to_end
 from dip_core.cli import build_parser, main
@@ -514,3 +515,18 @@ def test_each_concern_of_the_app_has_one_module():
         if isinstance(t, ast.Attribute) and t.attr in {"preprocess", "postprocess", "api_info", "process_example"}
     ]
     assert not patched, f"Gradio is patched only in demo/guards.py: {patched}"
+
+
+def test_the_app_and_the_benchmarks_take_the_engines_names_from_its_face():
+    """A name ``dip_core`` exports is imported from ``dip_core``, not from the module behind it (one door per name)."""
+    behind = []
+    for p in [*APP_FILES, *BENCH_FILES]:
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dip_core."):
+                module = importlib.import_module(n.module)
+                behind += [
+                    f"{p.relative_to(ROOT)}:{n.lineno} {a.name} from {n.module}"
+                    for a in n.names
+                    if a.name in dip_core.__all__ and getattr(dip_core, a.name) is getattr(module, a.name, None)
+                ]
+    assert not behind, behind
