@@ -13,15 +13,13 @@ import os
 import re
 import tempfile
 import time
-from pathlib import Path
 
+from .common import HOUSE
 from .options import parser
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("app-gpu", __doc__, image=str(ROOT / "assets" / "house256.png"), width=None)
+    p = parser("app-gpu", __doc__, image=str(HOUSE), width=None)
     p.add_argument("--iterations", type=int, help="default: the app's")
     p.add_argument("--max-side", type=int)
     args = p.parse_args(argv)
@@ -34,11 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     demo, url = load.serve(4)
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="app-gpu-"))
-    overrides = {
-        k: v
-        for k, v in dict(iterations=args.iterations, max_side=args.max_side, width=args.width).items()
-        if v is not None
-    }
+    given = dict(iterations=args.iterations, max_side=args.max_side, width=args.width)
+    overrides = {k: v for k, v in given.items() if v is not None}
     start = time.perf_counter()
     job = client.submit(image=handle_file(args.image), api_name="/run", **overrides)
     first = None
@@ -54,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     best = re.search(r"vanilla [\d.]+ dB \(best ([\d.]+) at (\d+)", status)
     out = {
         "device": LIMITS.device,
-        "defaults": {
-            "max_side": LIMITS.max_side,
-            "width": LIMITS.width,
-            "iterations": LIMITS.iterations,
-            "lr": LIMITS.lr,
-            **overrides,
-        },
+        "defaults": {k: getattr(LIMITS, k) for k in ("max_side", "width", "iterations", "lr")} | overrides,
         "seconds_to_first_frame": None if first is None else round(first, 2),
         "seconds_total_client": round(total, 2),
         "gpu_seconds_used": None if used is None else int(used.group(1)),

@@ -11,54 +11,48 @@ them alike). Target (issue 26): ``app`` within 10 % of ``bare``.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from dip_core import run
+from demo import frames
+from demo.exports import FrameFiles
+from demo.inputs import parse_request
+from demo.live import frame_outputs
+from demo.session import LabRun
 from dip_core.machine import cpu
 
+from .common import HOUSE, emit
 from .options import parser
+from .step import PairRunner
 
-HOUSE = Path(__file__).resolve().parent.parent / "assets" / "house256.png"
 
-
-def lab_run(image: Path, size: int, width: int, steps: int):  # noqa: ANN201 - demo.session.LabRun
+def lab_run(image: Path, size: int, width: int, steps: int) -> LabRun:
     """The app's default compare run of ``steps`` iterations (its request, its resolved configs)."""
-    from demo.inputs import parse_request
-    from demo.session import LabRun
-
     return LabRun(parse_request(str(image), iterations=steps, compare=True, max_side=size, width=width))
 
 
-def bare(lab) -> float:  # noqa: ANN001
-    """Steps/s of the two run generators in a two-thread pool, one torch thread each, in lockstep."""
-    gens = [run(lab.request.task, t.config) for t in lab.tracks.values()]
-    with ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        start, done = time.perf_counter(), False
-        while not done:
-            snaps = list(pool.map(lambda g: next(g, None), gens))
-            done = all(s is None or s.done for s in snaps)
-        return lab.iterations / (time.perf_counter() - start)
+def bare(lab: LabRun) -> float:
+    """Steps/s of the two run generators in lockstep, a thread and a torch thread each (pair-speed's ``threads``)."""
+    start = time.perf_counter()
+    pair = PairRunner("threads", lab.request.task, [t.config for t in lab.tracks.values()], torch.device("cpu"))
+    while not all(s is None or s.done for s in pair.snaps):
+        pair.advance()
+    pair.close()
+    return lab.iterations / (time.perf_counter() - start)
 
 
-def data(lab) -> float:  # noqa: ANN001
+def data(lab: LabRun) -> float:
     """Steps/s of ``LabRun.stream()`` read at once, no views."""
     for _ in lab.stream():
         pass
     return lab.iterations / (lab.ended - lab.started)
 
 
-def app(lab) -> float:  # noqa: ANN001
+def app(lab: LabRun) -> float:
     """Steps/s of the run as the page gets it: every update turned into figures, status and PNG files."""
-    from demo import frames
-    from demo.exports import FrameFiles
-    from demo.live import frame_outputs
-
     files, first = FrameFiles(), True
     for frame in frames.stream(lab.stream()):
         frame_outputs(frame, files, first)
@@ -79,23 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.modes:
             got[name].append(MODES[name](lab_run(Path(args.image), args.size, args.width, args.steps)))
     median = {m: statistics.median(v) for m, v in got.items()}
-    result = {
-        "machine": str(cpu()),
-        "torch": torch.__version__,
-        "size": args.size,
-        "width": args.width,
-        "steps": args.steps,
-        "steps_per_s": {m: round(v, 1) for m, v in median.items()},
-        "runs": {m: [round(x, 1) for x in v] for m, v in got.items()},
-    }
+    result = dict(machine=str(cpu()), torch=torch.__version__, size=args.size, width=args.width, steps=args.steps)
+    result["steps_per_s"] = {m: round(v, 1) for m, v in median.items()}
+    result["runs"] = {m: [round(x, 1) for x in v] for m, v in got.items()}
     if "app" in median and "bare" in median:
         result["app_vs_bare"] = round(median["app"] / median["bare"], 3)
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        print(f"{result['machine']}, torch {result['torch']}: {args.size} px, width {args.width}, {args.steps} steps")
-        for m in args.modes:
-            print(f"  {m:5s} {median[m]:5.1f} steps/s  (runs: {', '.join(f'{x:.1f}' for x in got[m])})")
-        if "app_vs_bare" in result:
-            print(f"  app / bare: {result['app_vs_bare']:.2f}")
+    emit(result, args.json)
     return 0

@@ -6,8 +6,8 @@ Each task degrades the image at its default level as the engine does (``make_tas
 ``dip_core.tasks.baseline`` runs on the observation (the call every CLI and app run makes); the figures
 are medians over ``--repeats`` calls after one untimed call: the method alone (``Baseline.seconds``), and
 the whole call with its PSNR/SSIM against the clean image. The default images are the
-repository's own (assets/astronaut.png in colour, assets/camera.png in grey), resized to ``--size``² by
-Lanczos: the baselines' cost depends on the pixel count, not on the content.
+repository's own (assets/astronaut.png in colour, assets/camera.png in grey), resized to ``--size``² (bicubic,
+``common.house``): the baselines' cost depends on the pixel count, not on the content.
 """
 
 from __future__ import annotations
@@ -21,20 +21,12 @@ import cv2
 import numpy as np
 import torch
 
-from dip_core.io import load_image
 from dip_core.tasks import TASKS, baseline, make_task
 
-from .common import machine
+from .common import ROOT, house, machine
 from .options import parser
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def square(path: Path, size: int) -> np.ndarray:
-    """The image at ``path`` as a size × size float image (Lanczos)."""
-    img = load_image(path)[0]
-    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_LANCZOS4)
-    return np.clip(out.reshape(size, size, img.shape[2]), 0, 1).astype(np.float32)
+ASSETS = ROOT / "assets"
 
 
 def seconds(image: np.ndarray, task: str, repeats: int) -> tuple[float, float, str]:
@@ -58,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--grey", type=Path, default=ASSETS / "camera.png", help="the grey image")
     args = p.parse_args(argv)
-    images = {"colour": square(args.image, args.size), "grey": square(args.grey, args.size)}
+    images = {"colour": house(args.size, args.image), "grey": house(args.size, args.grey)}
     rows = []
     for task in TASKS:
         for kind, img in images.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import resource
 import statistics
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from dip_core import RunConfig, engine, resolve, resolve_device
 from dip_core import machine as dip_machine
@@ -108,6 +110,17 @@ def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, digits)
 
 
+def fmt(v: object, digits: int = 2) -> str:
+    """A table cell: a float to ``digits`` places, a dash for None, anything else as it prints."""
+    return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def md_table(heads: list[str], rows: list[list]) -> list[str]:
+    """A markdown table's lines: the header, its rule, then one line per row (each cell as it prints)."""
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    return out + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
 def median_ms(values: list[float]) -> float | None:
     return 1000 * statistics.median(values) if values else None
 
@@ -117,22 +130,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_gflops(
-    device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, reps: int = 3
-) -> float:
-    """Achieved GFLOP/s of an n×n matmul in ``dtype`` on ``device`` (the machine's practical peak)."""
-    n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    a @ b
+def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved GFLOP/s of a large square matmul in ``dtype`` on ``device`` (the machine's practical peak), in TF32
+    where cuDNN may run the convolutions in it."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
     times = []
-    for _ in range(reps):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / min(times) / 1e9
+    try:
+        for _ in range(4):  # the first call warms up, untimed
+            sync(device)
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2 * n**3 / min(times[1:]) / 1e9
 
 
 def step_flops(config: RunConfig, channels: int, size: int) -> float:
@@ -141,8 +157,6 @@ def step_flops(config: RunConfig, channels: int, size: int) -> float:
     Counted with torch's FlopCounterMode on the meta device (no compute); the Winograd path is counted
     as the direct convolution it replaces, so GFLOP/s figures are direct-convolution equivalents.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     net = Decoder(channels, width=config.width, depth=config.depth, upsample=config.upsample, padding=config.padding)
     net = net.to("meta")
     z = fourier_input(size // net.multiple, size // net.multiple, net.in_channels).to("meta")
@@ -155,15 +169,10 @@ def step_flops(config: RunConfig, channels: int, size: int) -> float:
 def machine(device: torch.device) -> dict:
     """What ran the benchmark: CPU model and flags that matter, threads, GPU, torch, load, date."""
     cpu = dip_machine.cpu()
-    info = {
-        "cpu": cpu.model,
-        "cpu_count": cpu.cores,
-        "simd": list(cpu.simd),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }
+    info = dict(cpu=cpu.model, cpu_count=cpu.cores, simd=list(cpu.simd), torch_threads=torch.get_num_threads())
+    info["torch"] = torch.__version__
+    info["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -186,6 +195,17 @@ def parse_settings(body: str, extra: dict[str, type] | None = None) -> dict:
     return out
 
 
+def parse_variant(spec: str, extra: dict[str, type] | None = None) -> tuple[str, dict]:
+    """``NAME:key=value,...``, ``key=value,...`` (named by itself) or ``NAME`` → (name, its settings)."""
+    name, colon, body = spec.partition(":")
+    if not colon and "=" in name:
+        name, body = spec, spec
+    try:
+        return name.strip(), parse_settings(body, extra)
+    except ValueError as err:
+        raise ValueError(f"variant {name!r}: {err}") from None
+
+
 def config_summary(config: RunConfig) -> dict:
     """The settings of ``config`` a benchmark's result names."""
     keys = ("width", "depth", "lr", "lipschitz", "padding", "sn_method", "power_iters", "conv_algo", "precision")
@@ -197,10 +217,30 @@ def pick_device(name: str) -> torch.device:
     return resolve_device(name)
 
 
+def device_preset(device: torch.device) -> str:
+    """The preset made for ``device``: ``cuda`` on a GPU, else ``cpu``."""
+    return "cuda" if device.type == "cuda" else "cpu"
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu: MODEL`` or ``cuda: GPU NAME``, as results name the device."""
+    return f"{device.type}: " + (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else dip_machine.cpu().model
+    )
+
+
 def interleave(runners: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, list[float]]:
-    """Call each runner once per round, alternating, and collect the step times each returns."""
+    """Call each runner once per round, alternating, collect the step times each returns, then close each runner
+    that has a ``close``."""
     out: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(rounds):
         for name, fn in runners.items():
             out[name] += fn()
+    for fn in runners.values():
+        getattr(fn, "close", lambda: None)()
     return out
+
+
+def emit(result: dict, as_json: bool) -> None:
+    """Print ``result``: one JSON line, or indented without its ``machine``."""
+    print(json.dumps(result) if as_json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))

@@ -25,7 +25,6 @@ variant misses. The checks made so far (device_curves, graph_check, precision an
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from dip_core.autotune import resolve
 from dip_core.stacked import run_stacked
 from dip_core.summary import trailing_average
 
-from .common import StepClock, denoise_task, machine, median_ms, parse_settings, pick_device, ratio
+from . import common
 from .options import parser
 
 WINDOW = 25
@@ -53,10 +52,7 @@ class Variant:
     @classmethod
     def parse(cls, spec: str) -> Variant:
         """``NAME:key=value,...``, ``key=value,...`` (named by itself) or ``NAME`` (the base run)."""
-        name, colon, body = spec.partition(":")
-        if not colon and "=" in name:
-            name, body = spec, spec
-        return cls(name, parse_settings(body, extra={"preset": str, "stacked": bool}))
+        return cls(*common.parse_variant(spec, extra={"preset": str, "stacked": bool}))
 
 
 def configs(variant: Variant, base: dict, pair: bool) -> list[RunConfig]:
@@ -65,16 +61,16 @@ def configs(variant: Variant, base: dict, pair: bool) -> list[RunConfig]:
     settings.pop("stacked", None)
     name = settings.pop("preset")
     if name == "auto":
-        name = "cuda" if pick_device(settings["device"]).type == "cuda" else "cpu"
+        name = common.device_preset(common.pick_device(settings["device"]))
     lams = (0.0, settings["lipschitz"]) if pair else (settings["lipschitz"],)
     return [preset(name, **{**settings, "lipschitz": lam, "measure_every_step": True}) for lam in lams]
 
 
 def lane(variant: Variant, base: dict, size: int, seed: int, pair: bool) -> dict:
     """Per-step PSNR of each network, the median ms of a step and the warnings the run raised."""
-    task = denoise_task(size, seed=seed)
+    task = common.denoise_task(size, seed=seed)
     cfgs = [resolve(task, c) for c in configs(variant, base, pair)]  # conv_algo="auto": this machine's path
-    clock = StepClock(pick_device(cfgs[0].device))
+    clock = common.StepClock(common.pick_device(cfgs[0].device))
     psnr: list[list[float]] = [[] for _ in cfgs]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -85,7 +81,11 @@ def lane(variant: Variant, base: dict, size: int, seed: int, pair: bool) -> dict
         else:
             for i, c in enumerate(cfgs):
                 psnr[i] = [p for s in run(task, c, cancel=clock.mark) for _, p in s.step_psnrs]
-    return {"psnr": psnr, "median_step_ms": median_ms(clock.deltas()), "warnings": [str(w.message) for w in caught]}
+    return {
+        "psnr": psnr,
+        "median_step_ms": common.median_ms(clock.deltas()),
+        "warnings": [str(w.message) for w in caught],
+    }
 
 
 def compare(a: list[float], b: list[float], window: int = WINDOW) -> dict:
@@ -94,15 +94,9 @@ def compare(a: list[float], b: list[float], window: int = WINDOW) -> dict:
     pairs = [(x, y) for x, y in zip(ma, mb) if x is not None and y is not None]
     gaps = [abs(x - y) for x, y in pairs]
     peak_a, peak_b = max(x for x, _ in pairs), max(y for _, y in pairs)
-    return {
-        "mean_abs_gap_db": round(sum(gaps) / len(gaps), 3),
-        "max_abs_gap_db": round(max(gaps), 3),
-        "peak_ma_a": round(peak_a, 3),
-        "peak_ma_b": round(peak_b, 3),
-        "peak_gap_db": round(abs(peak_a - peak_b), 3),
-        "final_ma_a": round(pairs[-1][0], 3),
-        "final_ma_b": round(pairs[-1][1], 3),
-    }
+    gap = dict(mean_abs_gap_db=sum(gaps) / len(gaps), max_abs_gap_db=max(gaps), peak_ma_a=peak_a, peak_ma_b=peak_b)
+    gap |= dict(peak_gap_db=abs(peak_a - peak_b), final_ma_a=pairs[-1][0], final_ma_b=pairs[-1][1])
+    return {k: round(v, 3) for k, v in gap.items()}
 
 
 def check(
@@ -118,16 +112,9 @@ def check(
     """Every variant's curves against the reference's, with the verdict (see the module's docstring)."""
     nets = ("vanilla", "controlled") if pair else ("network",)
     ref = lane(reference, base, size, seed, pair)
-    result = {
-        "size": size,
-        "seed": seed,
-        "pair": pair,
-        "base": base,
-        "tol_db": tol,
-        "peak_tol_db": peak_tol,
-        "reference": {"name": reference.name, "settings": reference.settings, "median_step_ms": ref["median_step_ms"]},
-        "variants": {},
-    }
+    result: dict = dict(size=size, seed=seed, pair=pair, base=base, tol_db=tol, peak_tol_db=peak_tol)
+    result["reference"] = dict(name=reference.name, settings=reference.settings, median_step_ms=ref["median_step_ms"])
+    result["variants"] = {}
     for v in variants:
         got = lane(v, base, size, seed, pair)
         gaps = {n: compare(r, g) for n, r, g in zip(nets, ref["psnr"], got["psnr"])}
@@ -139,7 +126,7 @@ def check(
             "settings": v.settings,
             **gaps,
             "median_step_ms": got["median_step_ms"],
-            "speedup": ratio(ref["median_step_ms"], got["median_step_ms"], 2),
+            "speedup": common.ratio(ref["median_step_ms"], got["median_step_ms"], 2),
             "warnings": got["warnings"][:5],
             "fell_back": fell_back,
             "ok": ok,
@@ -161,17 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tol", type=float, help="bound on the gap between the MA25 peaks (dB)")
     args = p.parse_args(argv)
     try:
-        base = {
-            "preset": args.preset,
-            "device": args.device,
-            "width": args.width,
-            "lr": args.lr,
-            "lipschitz": args.lipschitz,
-            "iterations": args.steps,
-            "seed": args.seed,
-            "every": 50,
-            **parse_settings(args.set, extra={"preset": str}),
-        }
+        base = dict(preset=args.preset, device=args.device, width=args.width, lr=args.lr, lipschitz=args.lipschitz)
+        base |= dict(iterations=args.steps, seed=args.seed, every=50)
+        base |= common.parse_settings(args.set, extra={"preset": str})
         lanes = [Variant.parse(s) for s in (args.reference, *args.variants)]
     except ValueError as err:
         p.error(str(err))
@@ -180,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = check(lanes[0], lanes[1:], base, args.size, args.seed, args.pair, args.tol, args.peak_tol)
     devices = {args.device, *(v.settings.get("device", args.device) for v in lanes)}
-    result["machine"] = machine(pick_device("cuda" if "cuda" in devices else args.device))
-    print(
-        json.dumps(result) if args.json else json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1)
-    )
+    result["machine"] = common.machine(common.pick_device("cuda" if "cuda" in devices else args.device))
+    common.emit(result, args.json)
     return 0 if result["ok"] else 1

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from typing import Any
+
+import torch
 
 #: name → (flag, argparse keywords). A command names the ones it takes and their defaults (``parser``).
 SHARED: dict[str, tuple[str, dict]] = {
@@ -29,9 +33,12 @@ def parser(command: str, doc: str, **shared: object) -> argparse.ArgumentParser:
     return p
 
 
+def record(cls: type, args: argparse.Namespace, **given: Any) -> Any:
+    """An options record ``cls`` (a dataclass) from the parsed ``args`` of its fields' names, ``given`` overriding."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)} | given)
+
+
 def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads when ``--threads`` was given."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)

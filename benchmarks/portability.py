@@ -25,9 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from .common import ROOT, fmt, machine, md_table
 from .options import parser
 
-ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "reports" / "portability"
 sys.path.insert(0, str(ROOT / "tests"))  # the outcome tests' thresholds and scenarios: tests/outcomes.py
 from outcomes import CLAIMS, SCENARIOS, holds  # noqa: E402
@@ -84,20 +86,14 @@ def run_tests(settings: list[str], extra: list[str]) -> dict[str, dict[str, str]
 
 def tests_markdown(table: dict[str, dict[str, str]]) -> str:
     """The pass/fail table: one row per test, one column per setting."""
-    tests = sorted({t for row in table.values() for t in row})
-    head = "| test | " + " | ".join(table) + " |\n|---|" + "---|" * len(table) + "\n"
     mark = {"passed": "pass", "failed": "**FAIL**", "error": "**ERROR**"}
-    rows = [
-        f"| `{t}` | " + " | ".join(mark.get(table[s].get(t, "—"), table[s].get(t, "—")) for s in table) + " |"
-        for t in tests
-    ]
-    return head + "\n".join(rows) + "\n"
+    tests = sorted({t for row in table.values() for t in row})
+    rows = [[f"`{t}`", *(mark.get(table[s].get(t, "—"), table[s].get(t, "—")) for s in table)] for t in tests]
+    return "\n".join(md_table(["test", *table], rows)) + "\n"
 
 
 def measure(seeds: list[int]) -> list[dict]:
     """Every scenario for every seed, in this process (its environment is the setting)."""
-    import torch
-
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     rows = []
     for name, fn in SCENARIOS.items():
@@ -134,27 +130,16 @@ def worst_cases(rows: list[dict]) -> list[dict]:
         for quantity, (op, limit) in claims.items():
             values = [r[quantity] for r in mine]
             finite = [v for v in values if v is not None]
-            worst = None if len(finite) < len(values) else (max if op in ("<", "<=") else min)(finite, default=None)
+            worse, better = (max, min) if op in ("<", "<=") else (min, max)
+            worst = None if len(finite) < len(values) else worse(finite, default=None)
+            case = dict(scenario=scenario, quantity=quantity, op=op, threshold=limit, runs=len(values), worst=worst)
             out.append(
-                dict(
-                    scenario=scenario,
-                    quantity=quantity,
-                    op=op,
-                    threshold=limit,
-                    runs=len(values),
-                    worst=worst,
-                    best=(min if op in ("<", "<=") else max)(finite, default=None),
-                    failures=sum(not holds(op, v, limit) for v in values),
-                )
+                case | dict(best=better(finite, default=None), failures=sum(not holds(op, v, limit) for v in values))
             )
     return out
 
 
 def spread_markdown(rows: list[dict], cases: list[dict], seeds: list[int], settings: list[str]) -> str:
-    import torch
-
-    from .common import machine
-
     m = machine(torch.device("cpu"))
     lines = [
         "# Spread of the outcome tests' quantities",
@@ -165,35 +150,24 @@ def spread_markdown(rows: list[dict], cases: list[dict], seeds: list[int], setti
         "value over every seed and setting must hold too, so that another CPU (another trajectory) passes.",
         'Scenarios on the `cpu` preset run once per convolution path `conv_algo="auto"` can choose (each a run).',
         "",
-        "| scenario | quantity | test asserts | runs | best | worst | failures |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for c in cases:
-        fmt = lambda v: "never" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
-        lines.append(
-            f"| {c['scenario']} | {c['quantity']} | {c['op']} {c['threshold']:g} | {c['runs']} | "
-            f"{fmt(c['best'])} | {fmt(c['worst'])} | {c['failures']} |"
-        )
-    return "\n".join(lines) + "\n"
+    heads = ["scenario", "quantity", "test asserts", "runs", "best", "worst", "failures"]
+    rows = [[c["scenario"], c["quantity"], f"{c['op']} {c['threshold']:g}", c["runs"]] for c in cases]
+    for row, c in zip(rows, cases):
+        row += ["never" if c[k] is None else fmt(c[k]) for k in ("best", "worst")] + [c["failures"]]
+    return "\n".join(lines + md_table(heads, rows)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("portability", __doc__, json=False)
     p.add_argument("command", nargs="?", default="tests", choices=("tests", "spread", "_measure"))
-    p.add_argument(
-        "--settings",
-        nargs="+",
-        default=None,
-        choices=list(SETTINGS),
-        help="default: every setting for tests, SPREAD_SETTINGS for spread",
-    )
+    settings_help = "default: every setting for tests, SPREAD_SETTINGS for spread"
+    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), help=settings_help)
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="spread: how many seeds (one number), or which")
     p.add_argument("--out", default=str(REPORT), help="spread: folder for spread.json and spread.md")
     p.add_argument("--report-only", action="store_true", help="spread: rewrite spread.md from spread.json")
     args, extra = p.parse_known_args(argv)  # tests: anything else goes to pytest (e.g. -x, -k NAME)
     if args.command == "_measure":
-        import torch
-
         rows = measure(args.seeds or [0])
         print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}))
         return 0

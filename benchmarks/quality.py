@@ -13,7 +13,6 @@ mean) to ``DIR/report.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from dip_core import baseline, preset, resolve_device, run
-from dip_core.io import load_image, resize_max_side
+from dip_core.io import load_image, resize_mask, resize_max_side
 from dip_core.machine import cpu
 from dip_core.metrics import psnr, ssim
 from dip_core.stopping import task_noise_energy
@@ -31,6 +30,7 @@ from dip_core.summary import stop_iters
 from dip_core.sweep import image_files
 from dip_core.tasks import TASKS, Task, make_task, to_image
 
+from .common import fmt, md_table
 from .options import parser
 
 
@@ -60,17 +60,8 @@ def cbm3d(task: Task) -> dict | None:
 
 def dip(task: Task, config) -> dict:
     """One DIP run to the end of its budget, every step measured so the stop can be found afterwards."""
-    records = [
-        {
-            "iter": s.iter,
-            "psnr": s.psnr,
-            "ssim": s.ssim,
-            "seconds": s.seconds,
-            "step_ratios": s.step_ratios,
-            "step_losses": s.step_losses,
-        }
-        for s in run(task, config)
-    ]
+    keys = ("iter", "psnr", "ssim", "seconds", "step_ratios", "step_losses")
+    records = [{k: getattr(s, k) for k in keys} for s in run(task, config)]
     if task.noise_sigma is not None:
         records[0]["noise_energy"] = task_noise_energy(task)  # the discrepancy rule's threshold
     best = max(records, key=lambda r: r["psnr"])
@@ -78,19 +69,9 @@ def dip(task: Task, config) -> dict:
     t = stop_iters(records, config.iterations)[rule]
     at = next((r for r in records if r["iter"] >= t), None) if t is not None else None
     end = records[-1]
-    return {
-        "best_psnr": best["psnr"],
-        "best_ssim": best["ssim"],
-        "best_iter": best["iter"],
-        "end_psnr": end["psnr"],
-        "end_ssim": end["ssim"],
-        "seconds": end["seconds"],
-        "stop_rule": rule,
-        "stop_iter": t,
-        "stop_psnr": None if at is None else at["psnr"],
-        "stop_ssim": None if at is None else at["ssim"],
-        "stop_seconds": None if at is None else at["seconds"],
-    }
+    out = {f"best_{k}": best[k] for k in ("psnr", "ssim", "iter")} | {f"end_{k}": end[k] for k in ("psnr", "ssim")}
+    out |= {"seconds": end["seconds"], "stop_rule": rule, "stop_iter": t}
+    return out | {f"stop_{k}": None if at is None else at[k] for k in ("psnr", "ssim", "seconds")}
 
 
 def load_mask(masks: str | None, image: Path, shape: tuple[int, int]) -> np.ndarray | None:
@@ -98,12 +79,8 @@ def load_mask(masks: str | None, image: Path, shape: tuple[int, int]) -> np.ndar
     nearest-neighbour sampling, so a Bernoulli mask stays a Bernoulli mask (a filter would blur it into blobs)."""
     if not masks:
         return None
-    m = load_image(Path(masks) / image.name)[0].mean(axis=2)
-    if m.shape != shape:
-        rows = (np.arange(shape[0]) * m.shape[0] / shape[0]).astype(int)
-        cols = (np.arange(shape[1]) * m.shape[1] / shape[1]).astype(int)
-        m = m[rows][:, cols]
-    return (m >= 0.5).astype(np.float32)[:, :, None]
+    m = load_image(Path(masks) / image.name)[0].mean(axis=2, keepdims=True)
+    return (resize_mask(m, shape) >= 0.5).astype(np.float32)
 
 
 def evaluate(path: Path, args: argparse.Namespace) -> dict:
@@ -130,17 +107,13 @@ def evaluate(path: Path, args: argparse.Namespace) -> dict:
     return row
 
 
-def _f(v: float | None, digits: int = 2) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
 def table(rows: list[dict], task: str) -> list[str]:
     """The markdown table: PSNR / SSIM per method and image, seconds, and the mean row."""
     has_bm3d = any(r["cbm3d"] and "psnr" in r["cbm3d"] for r in rows)
     heads = ["image", "observation"] + (["CBM3D"] if has_bm3d else []) + ["OpenCV"]
     heads += ["vanilla DIP at its best (oracle)", "controlled at its stop", "controlled at the end"]
     heads += ["seconds: " + " / ".join((["CBM3D"] if has_bm3d else []) + ["OpenCV", "vanilla", "controlled"])]
-    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    body = []
 
     def cell(d: dict | None, p: str = "psnr", s: str = "ssim", extra: str = "") -> str:
         if not d or d.get(p) is None:
@@ -158,13 +131,13 @@ def table(rows: list[dict], task: str) -> list[str]:
         stop = f" @{c['stop_iter']}" if c["stop_iter"] is not None else ""
         cells.append(cell(c, "stop_psnr", "stop_ssim", stop) if c["stop_iter"] is not None else "never fired")
         cells.append(cell(c, "end_psnr", "end_ssim"))
-        secs = ([_f((r["cbm3d"] or {}).get("seconds"), 1)] if has_bm3d else []) + [
-            _f(r["opencv"]["seconds"], 2),
-            _f(v["seconds"], 0),
-            _f(c["seconds"], 0),
+        secs = ([fmt((r["cbm3d"] or {}).get("seconds"), 1)] if has_bm3d else []) + [
+            fmt(r["opencv"]["seconds"], 2),
+            fmt(v["seconds"], 0),
+            fmt(c["seconds"], 0),
         ]
         cells.append(" / ".join(secs))
-        out.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
         for key, val in [
             ("observation", (r["observation"] or {}).get("psnr")),
             ("cbm3d", (r["cbm3d"] or {}).get("psnr")),
@@ -177,12 +150,11 @@ def table(rows: list[dict], task: str) -> list[str]:
 
     def mean(key: str) -> str:
         vals = cols.get(key, [])
-        return _f(float(np.mean(vals))) if vals and all(x is not None for x in vals) else "—"
+        return fmt(float(np.mean(vals))) if vals and all(x is not None for x in vals) else "—"
 
     means = ["**mean PSNR**", mean("observation")] + ([mean("cbm3d")] if has_bm3d else []) + [mean("opencv")]
     means += [mean("vanilla"), mean("stop") + " (end where it never fired)", mean("end"), ""]
-    out.append("| " + " | ".join(means) + " |")
-    return out
+    return md_table(heads, [*body, means])
 
 
 def verdict(rows: list[dict]) -> list[str]:
@@ -210,7 +182,7 @@ def verdict(rows: list[dict]) -> list[str]:
 
 def report(rows: list[dict], args: argparse.Namespace, device: str) -> str:
     """The whole report."""
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cfg = rows[0]["controlled"] if rows else {}
     lines = [
         f"# Quality: DIP against classical restoration ({args.task}, level {args.level:g})",

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dip_core import RunConfig
 from dip_core.nets import Decoder, fourier_input
 from dip_core.tasks import Task
+
+from .common import StepClock, sync
 
 GRAY = (0.2989, 0.5870, 0.1140)
 
@@ -125,6 +126,8 @@ def measure_step(out: torch.Tensor, noisy: np.ndarray, clean: np.ndarray | None)
 
 #: The authors' configuration (docs/method.md §1-3): 128 ch, reflection padding, exact SVD, fp32, Adam lr 1e-3.
 REFERENCE = dict(width=128, depth=5, padding="reflect", sn_method="svd", precision="fp32", lr=1e-3, channels_last=False)
+#: The authors' controlled network and learning rate alone (the engine's numerics left as they are).
+NETWORK = dict(width=128, depth=5, upsample="bilinear", gaussian_sigma=None, lipschitz=1.4, lr=1e-3)
 
 
 @dataclass
@@ -141,19 +144,11 @@ class ReferenceRun:
     lipschitz: float = 1.4
     seed: int = 0
     device: str = "cpu"
-    measure: bool = True
 
     def __post_init__(self) -> None:
-        cfg = RunConfig(**REFERENCE, lipschitz=self.lipschitz, seed=self.seed, device=self.device)
-        self.net = Decoder(
-            self.task.channels,
-            width=cfg.width,
-            depth=cfg.depth,
-            lipschitz=cfg.lipschitz,
-            padding=cfg.padding,
-            sn_method=cfg.sn_method,
-            generator=torch.Generator().manual_seed(self.seed),  # the engine's network for the same seed
-        )
+        net = {k: REFERENCE[k] for k in ("width", "depth", "padding", "sn_method")}
+        generator = torch.Generator().manual_seed(self.seed)  # the engine's network for the same seed
+        self.net = Decoder(self.task.channels, **net, lipschitz=self.lipschitz, generator=generator)
         m = self.net.multiple
         h, w = self.task.out_size
         hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
@@ -161,7 +156,7 @@ class ReferenceRun:
         self.z = fourier_input(hp // m, wp // m, self.net.in_channels, torch.Generator().manual_seed(self.seed))
         self.net, self.z = self.net.to(self.device), self.z.to(self.device)
         self.task.to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=REFERENCE["lr"])
         self.noisy = self.task.observation[0].cpu().numpy().transpose(1, 2, 0).astype(np.float64)
         clean = self.task.clean
         self.clean = None if clean is None else clean[0].cpu().numpy().transpose(1, 2, 0).astype(np.float64)
@@ -172,15 +167,31 @@ class ReferenceRun:
         return self.net(self.z)[..., top : top + h, left : left + w]
 
     def step(self) -> dict:
-        """One optimisation step, then the authors' per-step measurements (when ``measure``)."""
+        """One optimisation step, then the authors' per-step measurements."""
         self.optimizer.zero_grad(set_to_none=True)
         out = self.output()
         loss = self.task.loss(out)
         loss.backward()
         self.optimizer.step()
-        if self.measure:
-            self.last = measure_step(out, self.noisy, self.clean)
-        elif self.task.clean is not None:
-            with torch.no_grad():
-                self.last = {"psnr": float(10 * torch.log10(1 / torch.mean((out - self.task.clean) ** 2)))}
+        self.last = measure_step(out, self.noisy, self.clean)
         return self.last
+
+
+class ReferenceRunner:
+    """``ReferenceRun`` measuring, ``chunk`` steps per call, each step timed to its end (host copy included); the
+    PSNR of every step so far in ``psnr``."""
+
+    def __init__(self, task: Task, chunk: int, device: torch.device, lipschitz: float = 1.4) -> None:
+        self.ref = ReferenceRun(task, lipschitz=lipschitz, device=device.type)
+        self.chunk, self.device, self.clock = chunk, device, StepClock(device)
+        self.psnr: list[float] = []
+
+    def __call__(self, steps: int | None = None) -> list[float]:
+        """Run ``steps`` steps (default: ``chunk``); the seconds of each."""
+        self.clock.reset()
+        sync(self.device)
+        self.clock.mark()
+        for _ in range(self.chunk if steps is None else steps):
+            self.psnr.append(self.ref.step().get("psnr"))
+            self.clock.mark()
+        return self.clock.deltas()

@@ -27,6 +27,7 @@ from dip_core.summary import smoothed_summary
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
 from dip_core.tasks import TASKS
 
+from .common import fmt, md_table
 from .options import parser
 
 
@@ -76,11 +77,6 @@ def plot(image: str, seed: int, curves: dict[str, list[dict]], path: Path) -> No
     axes[0, 0].legend()
     fig.savefig(path, dpi=80)
     plt.close(fig)
-
-
-def fmt(v, digits: int = 2) -> str:
-    """Table cell: a number, or a dash for None."""
-    return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
 STOP_CLAIMS = (
@@ -144,9 +140,7 @@ def claims_summary(checked: list[tuple[str, int, str, str, bool, str]]) -> list[
         c = counts.setdefault((config, claim), [0, 0])
         c[0] += held
         c[1] += 1
-    out = ["| config | claim | held |", "|---|---|---|"]
-    out += [f"| {config} | {claim} | {h} / {n} |" for (config, claim), (h, n) in counts.items()]
-    return out
+    return md_table(["config", "claim", "held"], [[c, claim, f"{h} / {n}"] for (c, claim), (h, n) in counts.items()])
 
 
 def rows_from_logs(out: Path, config: RunConfig) -> list[dict]:
@@ -190,22 +184,14 @@ def baselines_of(args: argparse.Namespace, rows: list[dict]) -> dict[tuple[str, 
 def baseline_table(args: argparse.Namespace, rows: list[dict]) -> list[str]:
     """Markdown: per image and seed, the OpenCV baseline's PSNR and each configuration's peak and end against it."""
     found = baselines_of(args, rows)
-    lines = ["## Against the classical baseline (OpenCV, from the same observation)", ""]
-    lines += [
-        "| image | seed | baseline | baseline PSNR | config | peak − baseline | end − baseline |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    heads = ["image", "seed", "baseline", "baseline PSNR", "config", "peak − baseline", "end − baseline"]
 
-    def diff(v: float | None, b: float | None) -> str:
-        return "—" if v is None or b is None else f"{v - b:+.2f}"
+    def row(r: dict, method: str = "—", b: float | None = None) -> list:
+        diffs = ["—" if v is None or b is None else f"{v - b:+.2f}" for v in (r["peak_psnr"], r["end_psnr"])]
+        return [r["image"], r["seed"], method, fmt(b), r["config"], *diffs]
 
-    for r in rows:
-        method, b = found.get((r["image"], r["seed"]), ("—", None))
-        lines.append(
-            f"| {r['image']} | {r['seed']} | {method} | {fmt(b)} | {r['config']} | "
-            f"{diff(r['peak_psnr'], b)} | {diff(r['end_psnr'], b)} |"
-        )
-    return lines + [""]
+    table = md_table(heads, [row(r, *found.get((r["image"], r["seed"]), ())) for r in rows])
+    return ["## Against the classical baseline (OpenCV, from the same observation)", "", *table, ""]
 
 
 def header(args: argparse.Namespace, config: RunConfig, rows: list[dict], wall: float | None) -> list[str]:
@@ -241,41 +227,33 @@ def header(args: argparse.Namespace, config: RunConfig, rows: list[dict], wall: 
 
 def runs_table(rows: list[dict], config: RunConfig) -> list[str]:
     """One line per run: peak, end, drop, each stop, seconds and iterations done."""
-    discrepancy = any(r.get("has_discrepancy") for r in rows)
-    lines = [
-        "| image | seed | config | peak PSNR | peak iter | raw peak | within 0.3 dB of peak from | end PSNR | drop |"
-        " paper stop (iter / PSNR) | relative stop (iter / PSNR) |"
-        + (" discrepancy stop (iter / PSNR) |" if discrepancy else "")
-        + " seconds | iterations done |",
-        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if discrepancy else "") + "---|---|",
-    ]
+    rules = ("paper", "relative", "discrepancy")[: 2 + any(r.get("has_discrepancy") for r in rows)]
+    heads = ["image", "seed", "config", "peak PSNR", "peak iter", "raw peak", "within 0.3 dB of peak from", "end PSNR"]
+    heads += ["drop", *(f"{rule} stop (iter / PSNR)" for rule in rules), "seconds", "iterations done"]
+    out = []
     for r in rows:
-        disc = f" {fmt(r['stop_discrepancy_iter'])} / {fmt(r['stop_discrepancy_psnr'])} |"
-        disc = "" if not discrepancy else disc if r.get("has_discrepancy") else " n/a |"
-        lines.append(
-            f"| {r['image']} | {r['seed']} | {r['config']} | {fmt(r['peak_psnr'])} | {r['peak_iter']} | "
-            f"{fmt(r['raw_peak_psnr'])} | {fmt(r['near_peak_iter'])} | {fmt(r['end_psnr'])} | {fmt(r['drop'])} | "
-            f"{fmt(r['stop_paper_iter'])} / {fmt(r['stop_paper_psnr'])} | "
-            f"{fmt(r['stop_relative_iter'])} / {fmt(r['stop_relative_psnr'])} |{disc} {r['seconds']:.0f} | "
-            f"{r.get('completed_iters', config.iterations)} |"
-        )
-    return lines
+        stops = [f"{fmt(r[f'stop_{k}_iter'])} / {fmt(r[f'stop_{k}_psnr'])}" if has_stop(r, k) else "n/a" for k in rules]
+        cells = [r["image"], r["seed"], r["config"], fmt(r["peak_psnr"]), r["peak_iter"], fmt(r["raw_peak_psnr"])]
+        cells += [fmt(r["near_peak_iter"]), fmt(r["end_psnr"]), fmt(r["drop"]), *stops, f"{r['seconds']:.0f}"]
+        out.append([*cells, r.get("completed_iters", config.iterations)])
+    return md_table(heads, out)
+
+
+AVERAGED = ("peak_psnr", "end_psnr", "drop", "seconds")
 
 
 def averages(rows: list[dict]) -> list[str]:
     """Per configuration, its runs' mean peak, end, drop and seconds."""
-    lines = ["", "## Averages over images and seeds", "", "| config | peak PSNR | end PSNR | drop | seconds |"]
-    lines.append("|---|---|---|---|---|")
+    out = []
     for name in dict.fromkeys(r["config"] for r in rows):
         sel = [r for r in rows if r["config"] == name]
-        avg = {
-            k: None if any(r[k] is None for r in sel) else float(np.mean([r[k] for r in sel]))
-            for k in ("peak_psnr", "end_psnr", "drop", "seconds")
-        }
-        lines.append(
-            f"| {name} | {fmt(avg['peak_psnr'])} | {fmt(avg['end_psnr'])} | {fmt(avg['drop'])} | {avg['seconds']:.0f} |"
-        )
-    return lines
+        avg = [None if any(r[k] is None for r in sel) else float(np.mean([r[k] for r in sel])) for k in AVERAGED]
+        out.append([name, *map(fmt, avg[:3]), f"{avg[3]:.0f}"])
+    heads = ["config", "peak PSNR", "end PSNR", "drop", "seconds"]
+    return ["", "## Averages over images and seeds", "", *md_table(heads, out)]
+
+
+FBC = ("fbc_at_peak", "fbc_at_end")
 
 
 def write_report(
@@ -289,18 +267,13 @@ def write_report(
         "",
         *baseline_table(args, rows),
     ]
+    fbc = [[r["image"], r["seed"], r["config"], *(", ".join(f"{v:.2f}" for v in r[k]) for k in FBC)] for r in rows]
     lines += ["## FBC (against the observation) at the peak and at the end", ""]
-    lines += ["| image | seed | config | bands 1→5 at peak | bands 1→5 at end |", "|---|---|---|---|---|"]
-    for r in rows:
-        peak, end = (", ".join(f"{v:.2f}" for v in r[k]) for k in ("fbc_at_peak", "fbc_at_end"))
-        lines.append(f"| {r['image']} | {r['seed']} | {r['config']} | {peak} | {end} |")
-    lines += ["", "## The paper's claims, checked per image", ""]
-    lines += ["| image | seed | config | claim | result | detail |", "|---|---|---|---|---|---|"]
+    lines += md_table(["image", "seed", "config", "bands 1→5 at peak", "bands 1→5 at end"], fbc)
     checked = claims(rows, config.iterations)
-    lines += [
-        f"| {image} | {seed} | {name} | {text} | {'held' if held else 'NOT held'} | {detail} |"
-        for image, seed, name, text, held, detail in checked
-    ]
+    held = [[*c[:4], "held" if c[4] else "NOT held", c[5]] for c in checked]
+    lines += ["", "## The paper's claims, checked per image", ""]
+    lines += md_table(["image", "seed", "config", "claim", "result", "detail"], held)
     lines += ["", "## Claims summary (held / checked, over images and seeds)", "", *claims_summary(checked)]
     lines += ["", "Plots: " + ", ".join(f"`{p.name}`" for p in sorted(out.glob("*.png")))]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
-"""Step-time benchmark: the authors' per-step cost against our engine, configurations alternated in one process.
+"""Step-time benchmarks: the authors' per-step cost against our engine (``speed``), and a compare run's two
+networks stepped separately or stacked (``pair-speed``, benchmarks/pair_step.py), configurations alternated.
 
     python -m benchmarks speed [--size PX] [--steps N] [--device D] [--json]
 
@@ -23,82 +24,65 @@ conv/matmul FLOPs of one ``ours_same`` step (direct-convolution equivalent) over
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import replace
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from dip_core import MAX_ITERATIONS, RunConfig, autotune, metrics, preset
+from dip_core import MAX_ITERATIONS, RunConfig, autotune, metrics, preset, run
 from dip_core.errors import InputError
+from dip_core.stacked import run_stacked
 
-from .common import (
-    EngineRunner,
-    StepClock,
-    config_summary,
-    denoise_task,
-    interleave,
-    machine,
-    matmul_gflops,
-    median_ms,
-    parse_settings,
-    peak_rss_mb,
-    pick_device,
-    ratio,
-    step_flops,
-    sync,
-)
-from .options import parser, set_threads
-from .reference import ReferenceRun
+from . import common
+from .options import parser, record, set_threads
+from .reference import NETWORK, ReferenceRunner
 
 CONFIGS = ("reference", "ours_same", "ours_preset")
+#: pair-speed's variant modifiers: ``stacked+bf16`` is the stacked pair in bf16.
+MODIFIERS = {"eager": dict(cuda_graph=False), "bf16": dict(precision="bf16"), "channels_last": dict(channels_last=True)}
 
 
-def device_preset(device: torch.device) -> str:
-    return "cuda" if device.type == "cuda" else "cpu"
+@dataclass(frozen=True)
+class Options:
+    """What ``benchmark`` times (``speed``); None: the device's default. ``variants``: name → ours_same's overrides."""
+
+    size: int = 256
+    steps: int | None = None
+    device: str = "auto"
+    chunk: int | None = None
+    warmup: int | None = None
+    configs: tuple[str, ...] = CONFIGS
+    image: str | None = None
+    ref_steps: int | None = None
+    variants: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """What ``pair_benchmark`` times (``pair-speed``); no ``variants``: the device's (``pair_variants``)."""
+
+    device: str = "auto"
+    size: int = 256
+    width: int = 128
+    lipschitz: float = 1.4
+    variants: tuple[str, ...] = ()
+    chunk: int = 50
+    rounds: int = 8
+    warmup: int = 150
+    ref_steps: int = 0
 
 
 def same_config(device: torch.device, **overrides) -> RunConfig:
     """The authors' network and learning rate with the device preset's numerics, measuring every step."""
-    base = preset(device_preset(device), device=device.type)
-    return replace(
-        base,
-        width=128,
-        depth=5,
-        upsample="bilinear",
-        gaussian_sigma=None,
-        lipschitz=1.4,
-        lr=1e-3,
-        auto_stop="off",
-        measure_every_step=True,
-        **overrides,
-    )
+    base = preset(common.device_preset(device), device=device.type)
+    return replace(base, **NETWORK, auto_stop="off", measure_every_step=True, **overrides)
 
 
 def preset_config(device: torch.device, **overrides) -> RunConfig:
     """The default preset exactly as the app/CLI build it (``preset("auto")`` on this device)."""
-    return replace(preset(device_preset(device), device=device.type), **overrides)
-
-
-class ReferenceRunner:
-    """The reference loop, ``chunk`` steps per call, each step timed to its end (host sync included)."""
-
-    def __init__(self, task, chunk: int, device: torch.device) -> None:
-        self.ref = ReferenceRun(task, lipschitz=1.4, device=device.type, measure=True)
-        self.chunk, self.device = chunk, device
-        self.clock = StepClock(device)
-
-    def __call__(self) -> list[float]:
-        self.clock.reset()
-        sync(self.device)
-        self.clock.mark()
-        for _ in range(self.chunk):
-            self.ref.step()
-            self.clock.mark()
-        return self.clock.deltas()
-
-    def close(self) -> None:
-        pass
+    return replace(preset(common.device_preset(device), device=device.type), **overrides)
 
 
 class MeasureRunner:
@@ -111,7 +95,7 @@ class MeasureRunner:
         gen = torch.Generator().manual_seed(1)
         self.out = torch.rand(task.observation.shape, generator=gen).to(device)
         self.clean = task.clean.to(device)
-        self.clock = StepClock(device)
+        self.clock = common.StepClock(device)
 
     def __call__(self) -> list[float]:
         self.clock.reset()
@@ -124,40 +108,64 @@ class MeasureRunner:
                 self.clock.mark()
         return self.clock.deltas()
 
+
+class PairRunner:
+    """One pair-speed variant: each call advances both networks by one snapshot (``chunk`` steps) and returns the
+    seconds per pair-step of that chunk (synced at the snapshot, which fetches the metrics)."""
+
+    def __init__(self, variant: str, task, configs: list[RunConfig], device: torch.device) -> None:
+        kind = variant.split("+")[0]
+        self.device, self.chunk, self.pool = device, configs[0].every, None
+        if kind == "stacked":
+            self.gens = [run_stacked(task, [autotune.resolve(task, c) for c in configs])]
+        elif kind in ("separate", "threads"):
+            self.gens = [run(task, c) for c in configs]
+            if kind == "threads":
+                self.pool = ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,))
+        else:
+            raise SystemExit(f"error: unknown variant {variant!r} (stacked, separate or threads)")
+        self.advance()  # build the networks and take step 1
+
+    def advance(self) -> None:
+        """The next snapshot of each generator into ``snaps`` (None for one that has ended)."""
+        if self.pool is not None:  # torch's thread count is process-wide: one each while the pair runs
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            self.snaps = list(self.pool.map(lambda g: next(g, None), self.gens))
+            torch.set_num_threads(threads)
+        else:
+            self.snaps = [next(g, None) for g in self.gens]
+
+    def __call__(self) -> list[float]:
+        common.sync(self.device)
+        start = time.perf_counter()
+        self.advance()
+        common.sync(self.device)
+        return [(time.perf_counter() - start) / self.chunk]
+
     def close(self) -> None:
-        pass
+        for g in self.gens:
+            g.close()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def parse_variants(spec: str | None) -> dict[str, dict]:
-    """``"zeros:padding=zeros;bf16:precision=bf16,channels_last=1"`` → {name: RunConfig overrides}."""
-    out: dict[str, dict] = {}
-    for item in filter(None, (spec or "").split(";")):
-        name, _, body = item.partition(":")
-        try:
-            out[name.strip()] = parse_settings(body)
-        except ValueError as err:
-            raise ValueError(f"variant {name!r}: {err}") from None
-    return out
-
-
-def make_runners(
-    dev: torch.device, size: int, image: str | None, chunk: int, ref_chunk: int, configs: tuple, variants: dict
-) -> dict:
+def make_runners(o: Options, dev: torch.device, chunk: int, ref_chunk: int) -> dict:
     """The timed configurations, each on its own House task: the reference, ours_same, ours_preset, the variants."""
 
-    def engine(cfg: RunConfig) -> EngineRunner:
+    def engine(cfg: RunConfig) -> common.EngineRunner:
         cfg = replace(cfg, every=chunk, iterations=MAX_ITERATIONS)
-        return EngineRunner(denoise_task(size=size, path=image), cfg, dev)
+        return common.EngineRunner(common.denoise_task(size=o.size, path=o.image), cfg, dev)
 
-    same, pre = same_config(dev), preset_config(dev)
+    same = same_config(dev)
     runners: dict = {}
-    if "reference" in configs:
-        runners["reference"] = ReferenceRunner(denoise_task(size=size, path=image), ref_chunk, dev)
-    if "ours_same" in configs:
+    if "reference" in o.configs:
+        runners["reference"] = ReferenceRunner(common.denoise_task(size=o.size, path=o.image), ref_chunk, dev)
+    if "ours_same" in o.configs:
         runners["ours_same"] = engine(same)
-    if "ours_preset" in configs:
-        runners["ours_preset"] = engine(pre)
-    for k, v in variants.items():
+    if "ours_preset" in o.configs:
+        runners["ours_preset"] = engine(preset_config(dev))
+    for k, v in o.variants.items():
         runners[f"variant_{k}"] = engine(replace(same, **v))
     return runners
 
@@ -165,101 +173,69 @@ def make_runners(
 def warm(runners: dict, warmup: int) -> None:
     """Every configuration runs at least ``warmup`` steps first (not timed)."""
     for r in runners.values():
-        if isinstance(r, EngineRunner):
+        if isinstance(r, common.EngineRunner):
             while r.done < max(1, warmup):
                 r()
         else:
-            for _ in range(min(warmup, 3)):  # the reference has no warm-up phase of its own
-                r.ref.step()
-
-
-def peak_timer(dev: torch.device, dtype: torch.dtype, peaks: list[float]):  # noqa: ANN201 - a runner
-    """A runner that measures the matmul peak in ``dtype`` into ``peaks`` (no step times)."""
-
-    def peak() -> list[float]:
-        cuda = dev.type == "cuda"
-        if cuda:  # the convs use TF32 when cuDNN allows it: measure the matmul the same way
-            old = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
-        try:
-            peaks.append(matmul_gflops(dev, dtype))
-        finally:
-            if cuda:
-                torch.backends.cuda.matmul.allow_tf32 = old
-        return []
-
-    return peak
+            r(min(warmup, 3))  # the reference has no warm-up phase of its own
 
 
 def variant(med: dict, name: str, ours: float | None, settings: dict) -> dict:
     """A variant's median ms, its ratio to ours_same and its settings."""
     ms = med.get(f"variant_{name}")
-    return {"ms": ratio(ms, 1, 2), "vs_ours_same": ratio(ms, ours), **settings}
+    return {"ms": common.ratio(ms, 1, 2), "vs_ours_same": common.ratio(ms, ours), **settings}
 
 
-def benchmark(
-    size: int = 256,
-    steps: int | None = None,
-    device: str = "auto",
-    chunk: int | None = None,
-    warmup: int | None = None,
-    configs: tuple[str, ...] = CONFIGS,
-    image: str | None = None,
-    ref_steps: int | None = None,
-    variants: dict[str, dict] | None = None,
-) -> dict:
-    """Run the interleaved benchmark and return the result dict (see the module docstring).
-
-    ``variants``: extra engine configurations, each ``ours_same`` with some settings changed, timed in
-    the same rounds (to price each lever on this device).
-    """
-    dev = pick_device(device)
+def benchmark(o: Options = Options()) -> dict:
+    """Run the interleaved benchmark and return the result dict (see the module docstring)."""
+    dev = common.pick_device(o.device)
     cuda = dev.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    steps = steps or (200 if cuda else 12)
-    chunk = chunk or (20 if cuda else 3)
+    steps = o.steps or (200 if cuda else 12)
+    chunk = o.chunk or (20 if cuda else 3)
     # CUDA: past the power iteration's 100-step warm-up and the graph capture at step 101.
-    warmup = warmup if warmup is not None else (110 if cuda else 2)
+    warmup = o.warmup if o.warmup is not None else (110 if cuda else 2)
     rounds = max(1, -(-steps // chunk))
-    ref_chunk = max(1, -(-ref_steps // rounds)) if ref_steps else chunk
-    variants = variants or {}
+    ref_chunk = max(1, -(-o.ref_steps // rounds)) if o.ref_steps else chunk
     same, pre = same_config(dev), preset_config(dev)
-    runners = make_runners(dev, size, image, chunk, ref_chunk, configs, variants)
-    measure = MeasureRunner(denoise_task(size=size, path=image), dev, reps=chunk)
+    runners = make_runners(o, dev, chunk, ref_chunk)
+    measure = MeasureRunner(common.denoise_task(size=o.size, path=o.image), dev, reps=chunk)
     peaks: list[float] = []
-    peak = peak_timer(dev, torch.bfloat16 if same.precision == "bf16" else torch.float32, peaks)
+
+    def peak() -> list[float]:  # the matmul peak in the step's dtype, measured in the same rounds (no step times)
+        peaks.append(common.matmul_gflops(dev, torch.bfloat16 if same.precision == "bf16" else torch.float32))
+        return []
+
     warm(runners, warmup)
     measure()
-    times = interleave({**runners, "measure": measure, "peak": peak}, rounds)
-    for r in runners.values():
-        r.close()
-    med = {k: median_ms(v) for k, v in times.items()}
-    flops = step_flops(same, 3, size)  # House is RGB
+    times = common.interleave({**runners, "measure": measure, "peak": peak}, rounds)
+    med = {k: common.median_ms(v) for k, v in times.items()}
+    flops = common.step_flops(same, 3, o.size)  # House is RGB
     ours = med.get("ours_same")
     result = {
-        "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if cuda else machine(dev)["cpu"]),
-        "size": size,
+        "device": common.device_name(dev),
+        "size": o.size,
         "reference_ms": med.get("reference"),
         "ours_same_ms": ours,
         "ours_preset_ms": med.get("ours_preset"),
-        "speedup_same": ratio(med.get("reference"), ours),
+        "speedup_same": common.ratio(med.get("reference"), ours),
         "measure_overhead_pct": None if ours is None else round(100 * med["measure"] / ours, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
         "gflops_achieved": None if ours is None else round(flops / (ours / 1000) / 1e9, 1),
         "gflops_peak": round(max(peaks), 1) if peaks else None,
         # extras
-        "speedup_preset": ratio(med.get("reference"), med.get("ours_preset")),
+        "speedup_preset": common.ratio(med.get("reference"), med.get("ours_preset")),
         "measure_ms": med.get("measure"),
         "step_gflop": round(flops / 1e9, 2),
         "timed_steps": {k: len(v) for k, v in times.items() if k not in ("peak",)},
         "warmup_steps": warmup,
         "chunk": chunk,
-        "ours_same_config": config_summary(same),
-        "auto_conv_path": autotune.describe(autotune.resolve(denoise_task(size=size, path=image), same)),
-        "ours_preset_config": config_summary(pre),
-        "variants": {f"variant_{k}": variant(med, k, ours, v) for k, v in variants.items()},
-        "machine": machine(dev),
+        "ours_same_config": common.config_summary(same),
+        "auto_conv_path": autotune.describe(autotune.resolve(common.denoise_task(size=o.size, path=o.image), same)),
+        "ours_preset_config": common.config_summary(pre),
+        "variants": {f"variant_{k}": variant(med, k, ours, v) for k, v in o.variants.items()},
+        "machine": common.machine(dev),
     }
     if cuda:
         result["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
@@ -269,31 +245,53 @@ def benchmark(
     return result
 
 
-def table(result: dict) -> str:
-    """A small human-readable table of the result."""
-    rows = [
-        ("reference (authors' step)", result["reference_ms"], 1.0 if result["reference_ms"] else None),
-        ("ours_same (same net + metrics)", result["ours_same_ms"], result["speedup_same"]),
-        ("ours_preset (default preset)", result["ours_preset_ms"], result["speedup_preset"]),
-    ]
-    lines = [f"device: {result['device']}   size: {result['size']}²   threads: {result['machine']['torch_threads']}"]
-    lines.append(f"{'configuration':34s} {'ms/step':>10s} {'steps/s':>9s} {'speedup':>8s}")
-    for name, ms, sp in rows:
-        if ms is None:
-            continue
-        lines.append(f"{name:34s} {ms:10.1f} {1000 / ms:9.2f} {'' if sp is None else f'{sp:.2f}x':>8s}")
-    for name, v in result.get("variants", {}).items():
-        if v["ms"] is not None:
-            sp = "" if v["vs_ours_same"] is None else f"{v['vs_ours_same']:.2f}x same"
-            lines.append(f"{name:34s} {v['ms']:10.1f} {1000 / v['ms']:9.2f} {sp:>8s}")
-    lines.append(
-        f"measurement overhead {result['measure_overhead_pct']} %   peak RSS {result['peak_rss_mb']} MB   "
-        f"GFLOP/s achieved {result['gflops_achieved']} of peak {result['gflops_peak']}"
-    )
-    return "\n".join(lines)
+def pair_variants(device: torch.device) -> tuple[str, ...]:
+    """The variants ``pair-speed`` times by default on ``device``."""
+    if device.type == "cuda":
+        return ("separate", "stacked", "stacked+eager", "stacked+bf16", "stacked+channels_last", "separate+eager")
+    return ("threads", "separate", "stacked")
+
+
+def pair_configs(o: PairOptions, device: torch.device, variant: str) -> list[RunConfig]:
+    """Vanilla and controlled, the device preset's numerics with the variant's modifiers, the same seed."""
+    mods = {}
+    for m in variant.split("+")[1:]:
+        if m not in MODIFIERS:
+            raise SystemExit(f"error: unknown modifier {m!r} (one of {', '.join(MODIFIERS)})")
+        mods.update(MODIFIERS[m])
+    iterations = o.warmup + (o.rounds + 2) * o.chunk
+    base = preset(common.device_preset(device), device=device.type, width=o.width, iterations=iterations, lr=1e-3)
+    base = replace(base, every=o.chunk, conv_algo="direct", **mods)  # grouped convs take the direct path
+    return [replace(base, lipschitz=0.0), replace(base, lipschitz=o.lipschitz)]
+
+
+def pair_benchmark(o: PairOptions = PairOptions()) -> dict:
+    """Median pair-steps per second of each variant (and the authors' step), after ``o.warmup`` steps."""
+    device = common.pick_device(o.device)
+    variants = o.variants or pair_variants(device)
+    runners: dict = {
+        v: PairRunner(v, common.denoise_task(o.size), pair_configs(o, device, v), device) for v in variants
+    }
+    for _ in range(max(1, o.warmup // o.chunk)):  # warm-up chunks, not timed
+        for r in runners.values():
+            r()
+    if o.ref_steps:
+        runners["reference"] = ReferenceRunner(common.denoise_task(o.size), max(1, -(-o.ref_steps // o.rounds)), device)
+    times = common.interleave(runners, o.rounds)
+    keys = ("size", "width", "lipschitz", "chunk", "rounds", "warmup")
+    out: dict = {k: getattr(o, k) for k in keys}
+    out["ms_per_pair_step"] = {v: round(common.median_ms(times[v]), 3) for v in variants}
+    out["pair_steps_per_s"] = {v: round(1000 / out["ms_per_pair_step"][v], 1) for v in variants}
+    if o.ref_steps:
+        ref_ms = common.median_ms(times["reference"])
+        out["reference_ms_per_step"] = round(ref_ms, 2)
+        out["x_authors_pair"] = {v: round(2 * ref_ms / out["ms_per_pair_step"][v], 1) for v in variants}
+    out["machine"] = common.machine(device)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks speed``."""
     p = parser("speed", __doc__, size=256, steps=None, device="auto", threads=None, image=None, json=False)
     p.add_argument("--chunk", type=int, help="steps per configuration per round (default: CPU 3, CUDA 20)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default: CPU 2, CUDA 110)")
@@ -308,15 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
     set_threads(args.threads)
     try:
-        variants = parse_variants(args.variants)
+        variants = dict(common.parse_variant(v) for v in filter(None, (args.variants or "").split(";")))
     except ValueError as err:
         p.error(str(err))
     try:
-        result = benchmark(
-            args.size, args.steps, args.device, args.chunk, args.warmup, configs, args.image, args.ref_steps, variants
-        )
+        result = benchmark(record(Options, args, configs=configs, variants=variants))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.json else table(result))
+    common.emit(result, args.json)
     return 0

@@ -42,9 +42,9 @@ from dip_core.errors import InputError
 from dip_core.summary import target_summary
 from dip_core.tasks import Task
 
-from .common import EngineRunner, config_summary, denoise_task, machine, pick_device, ratio, sync
-from .options import parser, set_threads
-from .reference import ReferenceRun
+from . import common
+from .options import parser, record, set_threads
+from .reference import NETWORK, ReferenceRunner
 
 LANES = (
     "reference_vanilla",
@@ -57,12 +57,13 @@ LANES = (
 
 
 class Lane:
-    """One run advanced chunk by chunk; collects per-step PSNR and per-step wall time."""
+    """One run advanced a chunk at a time by its runner (a ``ReferenceRunner`` or an ``EngineRunner``; none for a
+    merged lane): its per-step PSNR and wall time, a snapshot's own cost charged to the step that took it."""
 
-    def __init__(self, name: str, budget: int, config: RunConfig | dict) -> None:
-        self.name, self.budget, self.config = name, budget, config
+    def __init__(self, name: str, budget: int, config: RunConfig | dict, runner: object = None) -> None:
+        self.name, self.budget, self.config, self.runner = name, budget, config, runner
         self.psnr: list[float] = []
-        self.seconds: list[float] = []  # wall time of each step (snapshot cost on the step that took it)
+        self.seconds: list[float] = []
 
     @property
     def done(self) -> bool:
@@ -70,47 +71,27 @@ class Lane:
 
     def advance(self) -> None:
         """Run the next chunk."""
-
-    def close(self) -> None:
-        """Free what the lane holds."""
-
-
-class ReferenceLane(Lane):
-    """The authors' loop (benchmarks/reference.py), each step timed to its end (host copy included)."""
-
-    def __init__(self, name: str, task: Task, lipschitz: float, budget: int, chunk: int, device: torch.device) -> None:
-        super().__init__(name, budget, {"configuration": "authors (benchmarks/reference.py)", "lipschitz": lipschitz})
-        self.chunk, self.device = chunk, device
-        self.ref = ReferenceRun(task, lipschitz=lipschitz, device=device.type, measure=True)
-
-    def advance(self) -> None:
-        for _ in range(min(self.chunk, self.budget - len(self.psnr))):
-            sync(self.device)
-            t = time.perf_counter()
-            values = self.ref.step()  # ends with a host copy: synchronous
-            self.seconds.append(time.perf_counter() - t)
-            self.psnr.append(values["psnr"])
-
-
-class EngineLane(Lane):
-    """``engine.run`` measuring every step, timed by its ``on_step`` hook (benchmarks/common.py's EngineRunner)."""
-
-    def __init__(self, name: str, task: Task, config: RunConfig, budget: int, device: torch.device) -> None:
-        config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True)
-        super().__init__(name, budget, config)
-        self.runner = EngineRunner(task, config, device)
-
-    def advance(self) -> None:
+        if isinstance(self.runner, ReferenceRunner):
+            self.seconds += self.runner(min(self.runner.chunk, self.budget - len(self.psnr)))
+            self.psnr = self.runner.psnr
+            return
         steps = self.runner()  # up to the next snapshot (config.every steps, or 1 at the start)
         if steps:
-            steps[-1] += self.runner.snapshot_s  # the snapshot's own cost, charged to its step
+            steps[-1] += self.runner.snapshot_s
         self.seconds += steps
         self.psnr += [p for _, p in self.runner.snap.step_psnrs]
         if self.runner.snap.done:
             self.budget = len(self.psnr)  # finished (or stopped early on a non-finite loss)
 
     def close(self) -> None:
-        self.runner.close()
+        """Free what the lane holds."""
+        getattr(self.runner, "close", lambda: None)()
+
+
+def engine_lane(name: str, task: Task, config: RunConfig, budget: int, device: torch.device) -> Lane:
+    """``engine.run`` measuring every step, timed by its ``on_step`` hook (benchmarks/common.py's EngineRunner)."""
+    config = replace(config, iterations=min(budget, MAX_ITERATIONS), measure_every_step=True)
+    return Lane(name, budget, config, common.EngineRunner(task, config, device))
 
 
 def lanes_json(lanes: list[Lane], target: float, window: int) -> dict:
@@ -124,7 +105,7 @@ def lanes_json(lanes: list[Lane], target: float, window: int) -> dict:
 
 def summarise(lane: Lane, target: float, window: int) -> dict:
     """A lane's configuration, then its crossing step and time, peaks, final level and decay (``target_summary``)."""
-    config = lane.config if isinstance(lane.config, dict) else config_summary(lane.config)
+    config = lane.config if isinstance(lane.config, dict) else common.config_summary(lane.config)
     return {"config": config, **target_summary(lane.psnr, lane.seconds, target, window)}
 
 
@@ -156,11 +137,16 @@ class Options:
 
 def make_lanes(o: Options, dev: torch.device) -> list[Lane]:
     """The lanes ``o.lanes`` names, each on its own task."""
-    name = o.preset_name if o.preset_name != "auto" else ("cuda" if dev.type == "cuda" else "cpu")
-    base = preset(name, device=dev.type, seed=o.seed, every=o.chunk, **o.overrides)
+    base = preset(
+        o.preset_name if o.preset_name != "auto" else common.device_preset(dev),
+        device=dev.type,
+        seed=o.seed,
+        every=o.chunk,
+        **o.overrides,
+    )
     if o.preset_lipschitz is not None:
         base = replace(base, lipschitz=o.preset_lipschitz)
-    same = replace(base, width=128, depth=5, lr=1e-3, lipschitz=1.4, upsample="bilinear", gaussian_sigma=None)
+    same = replace(base, **NETWORK)
     engine = {
         "preset": (base, o.steps),
         "preset_vanilla": (replace(base, lipschitz=0.0), o.long_steps or o.steps),
@@ -170,11 +156,13 @@ def make_lanes(o: Options, dev: torch.device) -> list[Lane]:
     reference = {"reference_vanilla": (0.0, o.ref_steps), "reference_controlled": (1.4, o.ref_controlled_steps)}
     made: list[Lane] = []
     for lane in o.lanes:
-        task = denoise_task(o.size, o.sigma, o.seed, o.image)
+        task = common.denoise_task(o.size, o.sigma, o.seed, o.image)
         if lane in reference:
-            made.append(ReferenceLane(lane, task, *reference[lane], o.chunk, dev))
+            lam, budget = reference[lane]
+            config = {"configuration": "authors (benchmarks/reference.py)", "lipschitz": lam}
+            made.append(Lane(lane, budget, config, ReferenceRunner(task, o.chunk, dev, lam)))
         elif lane in engine:
-            made.append(EngineLane(lane, task, *engine[lane], dev))
+            made.append(engine_lane(lane, task, *engine[lane], dev))
         else:
             raise ValueError(f"unknown lane {lane!r}")
     return made
@@ -188,7 +176,7 @@ def drive(made: list[Lane], o: Options, dev: torch.device) -> None:
                 if not lane.done:
                     lane.advance()
             if o.partial:  # survives a kill: the lanes so far, in the --curves format (usable by --merge)
-                snapshot = {"size": o.size, "sigma": o.sigma, "seed": o.seed, "machine": machine(dev), "partial": True}
+                snapshot = dict(size=o.size, sigma=o.sigma, seed=o.seed, machine=common.machine(dev), partial=True)
                 Path(o.partial).write_text(json.dumps({**snapshot, **lanes_json(made, o.target, o.window)}))
     finally:
         for lane in made:
@@ -213,7 +201,7 @@ def merge(done: dict, o: Options) -> None:
 
 def benchmark(o: Options = Options()) -> dict:
     """Run the lanes interleaved and return the result dict (see the module docstring)."""
-    dev = pick_device(o.device)
+    dev = common.pick_device(o.device)
     made = make_lanes(o, dev)
     started = time.perf_counter()
     drive(made, o, dev)
@@ -229,19 +217,19 @@ def benchmark(o: Options = Options()) -> dict:
     result = {
         "reference_s_to_30db": ref.get("s_to_target"),
         "preset_s_to_30db": pre.get("s_to_target"),
-        "speedup": ratio(ref.get("s_to_target"), pre.get("s_to_target"), 2),
+        "speedup": common.ratio(ref.get("s_to_target"), pre.get("s_to_target"), 2),
         "preset_peak_psnr": pre.get("peak_psnr"),
         "reference_peak_psnr": ref_c.get("peak_psnr"),
         # extras
         "reference_lane_to_target": ref_lane if reached else None,
-        "projected_speedup": ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target"), 2),
-        "device": f"{dev.type}: " + (torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"]),
+        "projected_speedup": common.ratio(ref.get("projected_s_to_target"), pre.get("projected_s_to_target"), 2),
+        "device": common.device_name(dev),
         **{k: getattr(o, k) for k in ("size", "sigma", "seed")},
         "target_db": o.target,
         "window": o.window,
         "lanes": summary,
         "wall_s": round(time.perf_counter() - started, 1),
-        "machine": machine(dev),
+        "machine": common.machine(dev),
     }
     same = summary.get("same_controlled")
     if same and ref_c:
@@ -252,46 +240,9 @@ def benchmark(o: Options = Options()) -> dict:
     return result
 
 
-def table(result: dict) -> str:
-    lines = [
-        f"device: {result['device']}   House {result['size']}², σ = {result['sigma']:g}, seed {result['seed']}; "
-        f"target: {result['window']}-step moving average ≥ {result['target_db']:g} dB"
-    ]
-    head = f"{'lane':22s} {'steps':>6s} {'ms/step':>8s} {'→target':>8s} {'s':>8s} {'proj. s':>8s}"
-    head += f" {'peak':>7s} {'@step':>6s} {'peakMA':>7s} {'finalMA':>8s}"
-    lines.append(head)
-    for name, s in result["lanes"].items():
-
-        def f(v, fmt):
-            return "—" if v is None else format(v, fmt)
-
-        lines.append(
-            f"{name:22s} {s['steps']:6d} {f(s['median_step_ms'], '.1f'):>8s} {f(s['steps_to_target'], 'd'):>8s} "
-            f"{f(s['s_to_target'], '.1f'):>8s} {f(s['projected_s_to_target'], '.1f'):>8s} "
-            f"{f(s['peak_psnr'], '.2f'):>7s} {f(s['peak_step'], 'd'):>6s} {f(s['peak_ma_psnr'], '.2f'):>7s} "
-            f"{f(s['final_ma_psnr'], '.2f'):>8s}"
-        )
-    lines.append(
-        f"speedup to {result['target_db']:g} dB: {result['speedup']} (measured), {result['projected_speedup']} "
-        "(projected from median step times)"
-    )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = parser(
-        "time-to-quality",
-        __doc__,
-        size=256,
-        seed=0,
-        steps=600,
-        width=None,
-        lr=None,
-        device="auto",
-        threads=None,
-        image=None,
-        json=False,
-    )
+    shared = dict(size=256, seed=0, steps=600, width=None, lr=None, device="auto", threads=None, image=None)
+    p = parser("time-to-quality", __doc__, **shared, json=False)
     p.add_argument("--sigma", type=float, default=25.0)
     p.add_argument("--ref-steps", type=int, default=450, help="budget of reference_vanilla")
     p.add_argument("--ref-controlled-steps", type=int, default=700, help="budget of reference_controlled")
@@ -314,13 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown lane(s): {', '.join(sorted(unknown))}")
     set_threads(args.threads)
     overrides = {k: v for k, v in (("width", args.width), ("lr", args.lr)) if v is not None}
-    skip = ("lanes", "width", "lr", "threads", "json", "preset", "merge")
-    options = {k: v for k, v in vars(args).items() if k not in skip}
-    o = Options(lanes=lanes, overrides=overrides, preset_name=args.preset, merge=tuple(args.merge or ()), **options)
+    o = record(Options, args, lanes=lanes, overrides=overrides, preset_name=args.preset, merge=tuple(args.merge or ()))
     try:
         result = benchmark(o)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.json else table(result))
+    common.emit(result, args.json)
     return 0

@@ -12,7 +12,8 @@ import torch
 
 from benchmarks import baseline_speed, options, pair_step, portability, reference, step, time_to_quality
 from benchmarks import curves as curves_command
-from dip_core import RunConfig, curves, make_task, run_to_end
+from dip_core import RunConfig, make_task, run_to_end
+from dip_core import summary as curves
 from dip_core.engine import graph_start
 from dip_core.layers import LipschitzConv2d, winograd_available
 
@@ -300,7 +301,7 @@ def test_engine_lane_times_every_step_of_engine_run(house64):
     cfg = preset("cpu", width=16, depth=3, lr=0.01, lipschitz=1.4, iterations=12, every=4, device="cpu")
     snaps = run_to_end(make_task("denoise", house64, 25, seed=0), replace(cfg, measure_every_step=True))
     expected = [p for s in snaps for _, p in s.step_psnrs]
-    lane = time_to_quality.EngineLane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, torch.device("cpu"))
+    lane = time_to_quality.engine_lane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, torch.device("cpu"))
     while not lane.done:
         lane.advance()
     lane.close()
