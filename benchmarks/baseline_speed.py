@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from dip_core.tasks import TASKS, baseline, make_task
+from dip_core import TASKS, baseline, make_task
 
 from .common import ROOT, house, machine
 from .options import parser

@@ -16,11 +16,10 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from dip_core import RunConfig, engine, resolve, resolve_device
+from dip_core import RunConfig, Task, engine, make_task, resolve, resolve_device
 from dip_core import machine as dip_machine
 from dip_core.io import load_image
 from dip_core.nets import Decoder, fourier_input
-from dip_core.tasks import Task, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUSE = ROOT / "assets" / "house256.png"

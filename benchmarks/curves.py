@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dip_core import RunConfig, preset, run
-from dip_core.autotune import resolve
+from dip_core import RunConfig, preset, resolve, run
 from dip_core.stacked import run_stacked
 from dip_core.summary import trailing_average
 

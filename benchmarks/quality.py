@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import baseline, preset, resolve_device, run
+from dip_core import TASKS, Task, baseline, make_task, preset, resolve_device, run, to_image
 from dip_core.io import load_image, resize_mask, resize_max_side
 from dip_core.machine import cpu
 from dip_core.metrics import psnr, ssim
 from dip_core.stopping import task_noise_energy
 from dip_core.summary import stop_iters
 from dip_core.sweep import image_files
-from dip_core.tasks import TASKS, Task, make_task, to_image
 
 from .common import fmt, md_table
 from .options import parser

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dip_core import Task
 from dip_core.nets import Decoder, fourier_input
-from dip_core.tasks import Task
 
 from .common import StepClock, sync
 

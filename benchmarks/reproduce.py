@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dip_core import RunConfig, baseline, make_task, preset
-from dip_core.errors import InputError
+from dip_core import TASKS, InputError, RunConfig, baseline, make_task, preset
 from dip_core.io import load_image, resize_max_side
 from dip_core.machine import cpu
 from dip_core.summary import smoothed_summary
 from dip_core.sweep import RunSpec, execute, image_files, load_rows, variant_name
-from dip_core.tasks import TASKS
 
 from .common import fmt, md_table
 from .options import parser

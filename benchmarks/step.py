@@ -31,8 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from dip_core import MAX_ITERATIONS, RunConfig, autotune, metrics, preset, run
-from dip_core.errors import InputError
+from dip_core import MAX_ITERATIONS, InputError, RunConfig, autotune, metrics, preset, run
 from dip_core.stacked import run_stacked
 
 from . import common

@@ -37,10 +37,8 @@ from pathlib import Path
 
 import torch
 
-from dip_core import MAX_ITERATIONS, RunConfig, preset
-from dip_core.errors import InputError
+from dip_core import MAX_ITERATIONS, InputError, RunConfig, Task, preset
 from dip_core.summary import target_summary
-from dip_core.tasks import Task
 
 from . import common
 from .options import parser, record, set_threads
