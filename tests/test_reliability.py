@@ -104,8 +104,11 @@ def test_cancelled_runs_stop_and_give_their_memory_back(app_url, tmp_path, house
     after = settled_rss_mb()
     client.close()
     print(f"RSS before {before:.0f} MB, after 5 cancelled runs {after:.0f} MB; live run objects {live_run_objects()}")
-    # what a leak would keep: the runs' own objects (a LabRun holds its frames, networks and snapshots)
-    assert live_run_objects() == objects
+    # what a leak would keep: the runs' own objects (a LabRun holds its frames, networks and snapshots), at least one
+    # of each kind per cancelled run. The last run's objects may linger until the next one (its LabRun, with 2 or 3
+    # snapshots: measured both ways, run to run), so the counts may differ by a few but may not grow with the runs
+    grown = {k: n - objects[k] for k, n in live_run_objects().items()}
+    assert all(g < 5 for g in grown.values()), f"run objects grew over 5 cancelled runs: {grown}"
     # RSS only as a coarse bound: with the trim it grew by 1-26 MB alone and by up to 87 MB inside the whole suite
     assert after - before < 150, f"RSS grew by {after - before:.0f} MB over 5 cancelled runs"
 
