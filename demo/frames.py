@@ -159,8 +159,7 @@ def baseline_label(run: RunData) -> str:
     b = run.baseline
     if b.image is None:
         return "Baseline unavailable"
-    name = b.method.split(" (")[0].removeprefix("OpenCV ")
-    return f"Baseline {name}" + ("" if b.psnr is None else f" · {b.psnr:.2f} dB")
+    return f"Baseline {b.name}" + ("" if b.psnr is None else f" · {b.psnr:.2f} dB")
 
 
 def format_seconds(seconds: float) -> str:

@@ -61,16 +61,30 @@ def opencv():
     return cv2
 
 
+@dataclass(frozen=True)
+class Method:
+    """What a baseline is: its short name (a panel's label) and settings; ``str()`` gives both, as reports show it."""
+
+    name: str  # "NL-means"
+    settings: str = ""  # "h 15.0"
+    library: str = "OpenCV"
+
+    def __str__(self) -> str:
+        text = f"{self.library} {self.name}".strip()
+        return f"{text} ({self.settings})" if self.settings else text
+
+
 @dataclass
 class Baseline:
     """A classical baseline's result: its image (None when it could not run), what it is, and how long it took."""
 
-    method: str
+    method: str  # in full, with its settings: "OpenCV NL-means (h 15.0)"
     image: np.ndarray | None  # H×W×C float32 in [0, 1]
     seconds: float | None
     unavailable: str | None = None  # why it could not run (one line)
     psnr: float | None = None
     ssim: float | None = None
+    name: str = "unavailable"  # short, for a panel: "NL-means"
 
     def summary(self) -> dict:
         """The ``baseline`` entry of summary.json: method, psnr, ssim, seconds (and why it is unavailable)."""
@@ -120,15 +134,15 @@ def jpeg_rule(quality: float, colour: bool) -> tuple[str, int, float] | None:
     return rules[nearest]
 
 
-def deblock(y: np.ndarray, quality: float) -> tuple[np.ndarray, str]:
+def deblock(y: np.ndarray, quality: float) -> tuple[np.ndarray, Method]:
     """The JPEG baseline: the filter of the fitted rule, or the JPEG unchanged; (image, method)."""
     rule = jpeg_rule(quality, y.shape[2] == 3)
     if rule is None:
-        return y.copy(), "JPEG itself (no OpenCV filter beat it at this quality)"
+        return y.copy(), Method("JPEG itself", "no OpenCV filter beat it at this quality", library="")
     kind, d, s = rule
     if kind == "nlm":
-        return denoise(y, 0, float(d)), f"OpenCV NL-means (h {d:g})"
-    return bilateral(y, d, s), f"OpenCV bilateral filter (d {d}, σ colour {s:g})"
+        return denoise(y, 0, float(d)), Method("NL-means", f"h {d:g}")
+    return bilateral(y, d, s), Method("bilateral filter", f"d {d}, σ colour {s:g}")
 
 
 def inpaint(y: np.ndarray, mask: np.ndarray, method: str | None = None, radius: int | None = None) -> np.ndarray:
@@ -161,7 +175,7 @@ def enhance(y: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(y + gain / 2 * (detail - y), 0, 1).astype(np.float32)
 
 
-def scored(make: Callable[[], tuple[np.ndarray, str]], clean: np.ndarray | None = None) -> Baseline:
+def scored(make: Callable[[], tuple[np.ndarray, Method]], clean: np.ndarray | None = None) -> Baseline:
     """The baseline ``make()`` returns (image, method), timed, and scored against ``clean`` (H×W×C in [0, 1]) when
     given; if it cannot run (OpenCV missing or refusing the image), ``unavailable`` says why in one line."""
     start = time.perf_counter()
@@ -171,7 +185,7 @@ def scored(make: Callable[[], tuple[np.ndarray, str]], clean: np.ndarray | None 
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         return Baseline("unavailable", None, None, unavailable=f"classical baseline unavailable: {reason}")
     seconds = time.perf_counter() - start
-    result = Baseline(method, image.astype(np.float32), round(seconds, 4))
+    result = Baseline(str(method), image.astype(np.float32), round(seconds, 4), name=method.name)
     if clean is not None:
         result.psnr, result.ssim = psnr(image, clean), ssim(image, clean)
     return result

@@ -236,3 +236,20 @@ def test_quality_benchmark_writes_a_table_and_resumes(tmp_path, image64):
         assert row["cbm3d"]["psnr"] > row["opencv"]["psnr"] and "CBM3D" in text
     assert quality.main(args) == 0  # a rerun skips the image already done
     assert len((out / "results.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("task", "level", "name", "method"),
+    [
+        ("denoise", 25, "NL-means", "OpenCV NL-means (h 15.0)"),
+        ("inpaint", 0.5, "inpainting", "OpenCV inpainting (Navier-Stokes, radius 1)"),
+        ("sr", 4, "lanczos upscaling ×4", "OpenCV lanczos upscaling ×4"),
+        ("enhance", 1, "detailEnhance", "OpenCV detailEnhance (gain 1)"),
+    ],
+)
+def test_a_baseline_carries_its_short_name_beside_its_full_description(house128, task, level, name, method):
+    """The app's panel shows the short name (no description parsed back); reports show the full one."""
+    b = baseline(make_task(task, house128, level))
+    assert (b.name, b.method) == (name, method)
+    jpeg_itself = B.Method("JPEG itself", "no OpenCV filter beat it", library="")
+    assert str(jpeg_itself) == "JPEG itself (no OpenCV filter beat it)"

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..baselines import Method
 from ..checks import Range
 from ..errors import InputError
 from ..io import MIN_SIDE
@@ -130,8 +131,8 @@ class TaskSpec:
         """A few words on the observation for its panel, e.g. "σ 25" or "JPEG q10"."""
         return f"{self.level.name} {task.level:g}"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        """The classical (OpenCV) result from the observation (and mask) only, and what it is."""
+    def baseline(self, task: Task) -> tuple[np.ndarray, Method]:
+        """The classical (OpenCV) result from the observation (and mask) only, and what it is (``Method``)."""
         raise NotImplementedError(f"no classical baseline for {self.name}")
 
 

@@ -38,10 +38,10 @@ class Denoise(TaskSpec):
     def describe(self, task: Task, mask_given: bool = False) -> str:
         return f"σ {task.level:g}"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
+    def baseline(self, task: Task) -> tuple[np.ndarray, cv.Method]:
         y = to_image(task.observation)
         h = cv.nlm_strength(task.level, y.shape[2] == 3)
-        return cv.denoise(y, task.level, h), f"OpenCV NL-means (h {h:.1f})"
+        return cv.denoise(y, task.level, h), cv.Method("NL-means", f"h {h:.1f}")
 
 
 SPEC = Denoise(

@@ -22,8 +22,8 @@ class Enhance(TaskSpec):
     def describe(self, task: Task, mask_given: bool = False) -> str:
         return f"gain {task.level:g}"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
-        return cv.enhance(to_image(task.observation), task.level), f"OpenCV detailEnhance (gain {task.level:g})"
+    def baseline(self, task: Task) -> tuple[np.ndarray, cv.Method]:
+        return cv.enhance(to_image(task.observation), task.level), cv.Method("detailEnhance", f"gain {task.level:g}")
 
 
 SPEC = Enhance(

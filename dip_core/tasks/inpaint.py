@@ -48,11 +48,11 @@ class Inpaint(TaskSpec):
     def describe(self, task: Task, mask_given: bool = False) -> str:
         return "drawn mask" if mask_given else f"{task.level:.0%} kept"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
+    def baseline(self, task: Task) -> tuple[np.ndarray, cv.Method]:
         method, radius = cv.INPAINT_RULE
         name = "Telea" if method == "telea" else "Navier-Stokes"
         image = cv.inpaint(to_image(task.observation), to_image(task.mask), method, radius)
-        return image, f"OpenCV inpainting ({name}, radius {radius})"
+        return image, cv.Method("inpainting", f"{name}, radius {radius}")
 
 
 SPEC = Inpaint(

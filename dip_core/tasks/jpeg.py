@@ -29,7 +29,7 @@ class Jpeg(TaskSpec):
     def describe(self, task: Task, mask_given: bool = False) -> str:
         return f"JPEG q{task.level:g}"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
+    def baseline(self, task: Task) -> tuple[np.ndarray, cv.Method]:
         return cv.deblock(to_image(task.observation), task.level)
 
 

@@ -39,9 +39,9 @@ class SuperResolution(TaskSpec):
     def describe(self, task: Task, mask_given: bool = False) -> str:
         return f"÷{task.level:g}, {task.observation.shape[-1]}×{task.observation.shape[-2]}"
 
-    def baseline(self, task: Task) -> tuple[np.ndarray, str]:
+    def baseline(self, task: Task) -> tuple[np.ndarray, cv.Method]:
         image = cv.upscale(to_image(task.observation), task.out_size, cv.SR_METHOD)
-        return image, f"OpenCV {cv.SR_METHOD} upscaling ×{task.level:g}"
+        return image, cv.Method(f"{cv.SR_METHOD} upscaling ×{task.level:g}")
 
 
 SPEC = SuperResolution(
