@@ -33,15 +33,10 @@ def trigger_for(task: Task, iterations: int) -> StopRule:
 @torch.no_grad()
 def bound_from_norms(net: Decoder, fraction: float) -> list[float]:
     """Set λ_l = ``fraction`` · σ(W_l) for every 3×3 conv of ``net`` (σ by exact SVD, whose singular vectors warm-start
-    the power iteration from here); the bounds set, in order."""
+    the power iteration from here, with its warm-up again); the bounds set, in order."""
     bounds = []
     for conv in net.lipschitz_convs():
-        mat = conv.weight.detach().reshape(conv.weight.shape[0], -1)
-        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
-        conv._u.copy_(u[:, 0])
-        conv._v.copy_(vh[0])
-        conv._updates = 0  # the power iteration's warm-up again: 16 iterations a step for 100 steps
-        conv.lipschitz = float(fraction * s[0])
+        conv.lipschitz = float(fraction * conv.restart_power())
         bounds.append(conv.lipschitz)
     return bounds
 

@@ -71,9 +71,8 @@ class StackedConv(nn.Module):
         if any(lam > 0 for lam in self.lipschitz):
             lead = next(m for m in convs if getattr(m, "lipschitz", 0.0) > 0)
             self.sn_method, self.power_iters, self._updates = lead.sn_method, lead.power_iters, lead._updates
-            # each group's warm start: its own conv's singular vectors (an uncontrolled one has them too)
+            # each group's warm start: its own conv's block, N × K × C_out (an uncontrolled one has one too)
             self.register_buffer("_u", torch.stack([m._u for m in convs]).clone())
-            self.register_buffer("_v", torch.stack([m._v for m in convs]).clone())
 
     @torch.no_grad()
     def sigma(self, i: int) -> torch.Tensor:
@@ -83,7 +82,6 @@ class StackedConv(nn.Module):
         return spectral_norm(
             mat,
             self._u[i],
-            self._v[i],
             self.sn_method,
             power_iterations(self.power_iters, self._updates),
             update=self.training,
