@@ -6,6 +6,7 @@ Figures are built as plain dicts (fast enough to redraw every half second) and w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,53 @@ if TYPE_CHECKING:
 
     from .records import Track
 
-RUN_COLORS = {"vanilla": "#e4572e", "controlled": "#2e6fd8", "other": "#7b3fb5"}
-EVENT_COLOR = "#444"
-BASELINE_COLOR, BASELINE_NAME = "#2a9d3c", "classical baseline (OpenCV)"
-BAND_COLORS = ("#0b1f65", "#3a5fcd", "#3fa57a", "#e0a526", "#d7301f")  # band 1 (low) … 5 (high)
+# The curves' palette, colour-blind-safe (tests/test_palette.py checks it): every colour is at least 3:1 on the white
+# plot (WCAG 1.4.11) and every two curves at least ΔE2000 10 apart, seen normally and under simulated deuteranopia and
+# protanopia (Machado et al. 2009; the closest, 12.0). The runs are orange, blue and green, the baseline near-black,
+# the lesson marks grey; the bands a ramp from dark plum (band 1, low) to light salmon (band 5, high), each at least
+# 30° in CIELCh hue from every run (38° the closest; a dichromat sees only blues and yellows, so there lightness, the
+# dashes and the labels tell them apart). Colour is never the only cue: the runs differ by dash (RUN_DASHES), the
+# bands carry their number at the end of their lines, the baseline and the noise level their names. Text in these
+# colours is drawn in ``ink(colour)`` (4.5:1, WCAG 1.4.3).
+BACKGROUND = "#ffffff"
+RUN_COLORS = {"vanilla": "#dc7800", "controlled": "#087ccc", "other": "#2c6828"}
+RUN_DASHES = {"vanilla": ("dash", "dashdot"), "controlled": ("solid", "dot"), "other": ("longdash", "longdashdot")}
+EVENT_COLOR = "#909090"
+BASELINE_COLOR, BASELINE_NAME = "#242424", "classical baseline (OpenCV)"
+NOISE_COLOR = "#555555"
+BAND_COLORS = ("#54105c", "#6830a0", "#a42c64", "#b85060", "#e36767")  # band 1 (low) … 5 (high)
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=12, color="#222")
 GRID = dict(showgrid=True, gridcolor="#e8e8ee", zeroline=False, linecolor="#999", ticks="outside", tickcolor="#ccc")
 GAP_X, GAP_Y = 0.2, 0.2
+
+
+#: The relative luminance of text at 4.5:1 on white (WCAG's (1 + 0.05) / (Y + 0.05) = 4.5), a hair darker
+TEXT_LUMINANCE = 1.05 / 4.5 - 0.05 - 1e-3
+
+
+def _linear(color: str) -> np.ndarray:
+    """A ``#rrggbb`` colour's linear RGB (sRGB's transfer curve undone)."""
+    c = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)]) / 255
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+@functools.lru_cache(maxsize=64)
+def ink(color: str) -> str:
+    """``color`` for small text on white: itself at 4.5:1 or more (WCAG 1.4.3), else the same hue darkened to 4.5:1
+    (its linear RGB scaled down, so its chromaticity stays)."""
+    lin = _linear(color)
+    y = float(lin @ (0.2126, 0.7152, 0.0722))
+    if y <= TEXT_LUMINANCE:
+        return color
+    c = lin * (TEXT_LUMINANCE / y)
+    srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+    return "#" + "".join(f"{int(v * 255):02x}" for v in srgb)  # rounded down: never lighter
+
+
+def label_font(color: str, size: int = 11) -> dict:
+    """The font of a label in a curve's ``color``: its ``ink``, haloed in the background (plotly's "auto" shadow) so
+    that a curve under it does not cut it."""
+    return dict(color=ink(color), size=size, shadow="auto")
 
 
 def as_figure(fig: dict) -> go.Figure:
@@ -73,8 +114,8 @@ def _base_layout(height: int) -> dict:
         margin=dict(l=55, r=45, t=30, b=95),
         legend=dict(orientation="h", yanchor="top", y=-0.13, xanchor="center", x=0.5, font=dict(size=11)),
         hovermode="x unified",
-        paper_bgcolor="white",
-        plot_bgcolor="white",
+        paper_bgcolor=BACKGROUND,
+        plot_bgcolor=BACKGROUND,
         annotations=[],
         shapes=[],
     )
@@ -111,13 +152,15 @@ def curves_dict(
         data.append(_noise_line(x_range, noise_energy))
     if has_clean and baseline_psnr is not None and np.isfinite(baseline_psnr):
         data.append(_baseline_line(x_range, baseline_psnr))
+        layout["annotations"].append(_baseline_label(x_range, baseline_psnr))
     for t in tracks:
         color = RUN_COLORS.get(t.name, RUN_COLORS["controlled"])
-        data += _run_lines(t, color, has_clean, signal)
+        data += _run_lines(t, color, RUN_DASHES.get(t.name, RUN_DASHES["controlled"]), has_clean, signal)
         if t.last is not None and t.last.stopped:
             _mark_stop(layout, t.last.stop_iter, color)
     for n, (t, key, axis) in enumerate(_band_panels(tracks, has_clean, clean_bands)):
         data += _band_lines(t, key, axis, legend=n == 0)
+        layout["annotations"] += band_labels(t, key, axis)
     mark_events(layout, events, cursor, span=x_range[1])
     return dict(data=data, layout=layout)
 
@@ -160,7 +203,7 @@ def _curves_layout(x_range: list[int], has_clean: bool) -> dict:
 
 def _panel_titles(tracks: Sequence[Track], has_clean: bool, signal: str, clean_bands: bool) -> list[dict]:
     """The four panels' titles: the FBC panels name their run when two runs are compared (an empty one has none)."""
-    top = "PSNR (solid) and SSIM (dotted)" if has_clean else "Loss: MSE to the observation"
+    top = "PSNR (thick) and SSIM (thin)" if has_clean else "Loss: MSE to the observation"
     if signal == "loss":
         second = "Loss and noise level (auto-stop signal)"
     else:
@@ -190,36 +233,47 @@ def _noise_line(x_range: list[int], noise_energy: float) -> dict:
         showlegend=False,
         text=["", "noise level"],
         textposition="top left",
-        textfont=dict(color="#555", size=11),
-        line=dict(color="#555", dash="dash", width=1.5),
+        textfont=label_font(NOISE_COLOR),
+        line=dict(color=NOISE_COLOR, dash="dash", width=1.5),
         hovertemplate="noise level %{y:.3~g}<extra></extra>",
     )
 
 
 def _baseline_line(x_range: list[int], baseline_psnr: float) -> dict:
-    """The classical baseline's PSNR on the first panel, dashed."""
+    """The classical baseline's PSNR on the first panel, dotted."""
     return dict(
         type="scatter",
-        mode="lines+text",
+        mode="lines",
         x=x_range,
         y=[float(baseline_psnr)] * 2,
         name=BASELINE_NAME,
         showlegend=True,
-        text=["", f"OpenCV {baseline_psnr:.1f} dB"],
-        textposition="bottom left",
-        textfont=dict(color=BASELINE_COLOR, size=11),
-        cliponaxis=False,
-        line=dict(color=BASELINE_COLOR, dash="dash", width=1.5),
+        line=dict(color=BASELINE_COLOR, dash="dot", width=2),
         hovertemplate="classical baseline %{y:.2f} dB<extra></extra>",
     )
 
 
-def _run_lines(t: Track, color: str, has_clean: bool, signal: str) -> list[dict]:
+def _baseline_label(x_range: list[int], baseline_psnr: float) -> dict:
+    """The baseline's name at the right end of its line: an annotation, drawn over every curve (SSIM's too)."""
+    return dict(
+        text=f"OpenCV {baseline_psnr:.1f} dB",
+        x=x_range[1],
+        y=float(baseline_psnr),
+        xref="x",
+        yref="y",
+        xanchor="right",
+        yanchor="top",
+        showarrow=False,
+        font=label_font(BASELINE_COLOR),
+    )
+
+
+def _run_lines(t: Track, color: str, dashes: tuple[str, str], has_clean: bool, signal: str) -> list[dict]:
     """One run's traces: PSNR (+ SSIM and its best-so-far star) or loss on the first panel, and its auto-stop
-    ``signal`` on the second."""
+    ``signal`` on the second; ``dashes``: its lines' dash and its SSIM's (RUN_DASHES)."""
     line = dict(type="scatter", mode="lines", x=t.column("iter"), legendgroup=t.name)
     key = "psnr" if has_clean else "loss"
-    out = [dict(line, y=_list(t.column(key)), name=t.short, line=dict(color=color, width=2.5))]
+    out = [dict(line, y=_list(t.column(key)), name=t.short, line=dict(color=color, width=2.5, dash=dashes[0]))]
     if has_clean:
         out.append(
             dict(
@@ -228,7 +282,7 @@ def _run_lines(t: Track, color: str, has_clean: bool, signal: str) -> list[dict]
                 name=f"{t.short} SSIM",
                 showlegend=False,
                 yaxis="y5",
-                line=dict(color=color, width=1.5, dash="dot"),
+                line=dict(color=color, width=1.5, dash=dashes[1]),
             )
         )
         if t.last is not None and t.last.best_iter is not None:
@@ -241,7 +295,7 @@ def _run_lines(t: Track, color: str, has_clean: bool, signal: str) -> list[dict]
             showlegend=False,
             xaxis="x2",
             yaxis="y2",
-            line=dict(color=color, width=2),
+            line=dict(color=color, width=2, dash=dashes[0]),
         )
     )
     return out
@@ -259,7 +313,7 @@ def _best_star(t: Track, color: str) -> dict:
         showlegend=False,
         text=[f"★ best {s.best_psnr:.1f}"],
         textposition="top center",
-        textfont=dict(color=color, size=11),
+        textfont=label_font(color),
         cliponaxis=False,
         marker=dict(symbol="star", size=13, color=color, line=dict(color="white", width=1)),
     )
@@ -289,7 +343,7 @@ def _mark_stop(layout: dict, stop_iter: int, color: str) -> None:
             showarrow=False,
             xanchor="left",
             yanchor="top",
-            font=dict(color=color, size=11),
+            font=label_font(color),
         )
     )
 
@@ -305,10 +359,15 @@ def _band_panels(tracks: Sequence[Track], has_clean: bool, clean_bands: bool) ->
     return panels
 
 
+def _bands(t: Track, key: str) -> np.ndarray:
+    """Run ``t``'s FBC ``key`` as an (iterations × bands) array, NaN where a snapshot has none."""
+    rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
+    return np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
+
+
 def _band_lines(t: Track, key: str, axis: int, legend: bool) -> list[dict]:
     """The five FBC bands of run ``t``'s ``key`` on panel ``axis`` (in the legend once: ``legend``)."""
-    rows = [r if r is not None else [None] * len(BAND_EDGES) for r in t.column(key)]
-    values = np.array(rows, dtype=float).reshape(-1, len(BAND_EDGES))
+    values = _bands(t, key)
     out = []
     for k in range(len(BAND_EDGES)):
         name = f"band {k + 1}" + (" (low)" if k == 0 else " (high)" if k == len(BAND_EDGES) - 1 else "")
@@ -326,6 +385,51 @@ def _band_lines(t: Track, key: str, axis: int, legend: bool) -> list[dict]:
                 line=dict(color=BAND_COLORS[k], width=2),
             )
         )
+    return out
+
+
+#: The least vertical gap between two band labels, in FBC (a panel's 0-1.02 is about 170 px: 0.075 is 13 px)
+LABEL_GAP = 0.075
+
+
+def band_labels(t: Track, key: str, axis: int) -> list[dict]:
+    """Each band's number ("b1" … "b5", in its colour) at the end of its line on panel ``axis``: the bands told apart
+    without their colours. Labels closer than ``LABEL_GAP`` are spread apart, in their lines' order."""
+    values, x = _bands(t, key), t.column("iter")
+    ends = []
+    for k in range(values.shape[1]):
+        (finite,) = np.nonzero(np.isfinite(values[:, k]))
+        if len(finite):
+            ends.append((float(values[finite[-1], k]), k, int(x[finite[-1]])))
+    ends.sort()
+    ys = spread([y for y, _, _ in ends], LABEL_GAP, 0.0, 1.02)
+    return [
+        dict(
+            text=f"b{k + 1}",
+            x=it,
+            y=y,
+            xref=f"x{axis}",
+            yref=f"y{axis}",
+            xanchor="left",
+            xshift=3,
+            showarrow=False,
+            font=label_font(BAND_COLORS[k]),
+        )
+        for y, (_, k, it) in zip(ys, ends)
+    ]
+
+
+def spread(ys: Sequence[float], gap: float, lo: float, hi: float) -> list[float]:
+    """Ascending ``ys`` moved apart to at least ``gap`` each, their order kept, within [lo, hi] where they fit."""
+    out = list(ys)
+    for j in range(1, len(out)):
+        out[j] = max(out[j], out[j - 1] + gap)
+    if out and out[-1] > hi:
+        out[-1] = hi
+        for j in range(len(out) - 2, -1, -1):
+            out[j] = min(out[j], out[j + 1] - gap)
+    if out and out[0] < lo:
+        out = [y + lo - out[0] for y in out]
     return out
 
 
@@ -364,7 +468,7 @@ def mark_events(layout: dict, events: Sequence[Event], cursor: int | None, span:
                 showarrow=False,
                 yanchor="top",
                 yshift=-16 * row,
-                font=dict(color=EVENT_COLOR, size=14),
+                font=label_font(EVENT_COLOR, 14),
                 hovertext=f"{e.title}: iteration {e.iter}",
             )
         )
