@@ -147,7 +147,7 @@ def student(app: App, plan: Plan, i: int, calls: list, image: bytes, end: float,
             elif kind == "page":
                 calls.append(me.page())
             elif kind == "page_load":
-                calls.append(me.call(kind, "default_image", [], min(60.0, left)))
+                calls.append(me.call(kind, "page_load", [""], min(60.0, left)))  # a plain visit: no link
             elif kind == "replay":
                 calls.append(me.call(kind, "replay", app.replay_args(rng), min(60.0, left)))
                 time.sleep(rng.uniform(0.2, 1.0))  # dragging the slider again
@@ -222,7 +222,7 @@ def flood(app: App, plan: Plan, end: float) -> dict:
         if plan.flood_fn == "run":
             data = app.run_data(image, iterations=3000, max_side=plan.max_side, width=plan.width)
         else:
-            data = app.replay_args(rng) if plan.flood_fn in ("replay", "play") else []
+            data = app.replay_args(rng) if plan.flood_fn in ("replay", "play") else [""]  # page_load: no link
         t0 = time.perf_counter()
         try:
             code = str(script.join(plan.flood_fn, data, session=f"flood{k}-{secrets.token_hex(4)}")[0])
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--students", type=int, default=None)
     p.add_argument("--live", type=int, default=None, help="students who press Run")
     p.add_argument("--flood-joins", type=int, default=None)
-    p.add_argument("--flood-fn", choices=("replay", "default_image", "run", "play"), default=None)
+    p.add_argument("--flood-fn", choices=("replay", "page_load", "run", "play"), default=None)
     out_help = "the JSON report (default: reports/public_space/classroom[_small][_one_address].json); '-' writes none"
     p.add_argument("--out", type=Path, default=None, help=out_help)
     p.add_argument("--note", default="", help="a line kept in the report (e.g. what else ran on the machine)")

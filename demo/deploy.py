@@ -1,5 +1,6 @@
-"""Build a ZeroGPU Space: ``python -m demo.deploy --out DIR`` writes the folder to push to a Hugging Face Space;
-``python -m demo.deploy --budget`` prints the GPU budget of its default run as one JSON line.
+"""Build a ZeroGPU Space: ``python -m demo.deploy --out DIR [--space OWNER/NAME]`` writes the folder to push to a
+Hugging Face Space (OWNER/NAME: for its thumbnail); ``python -m demo.deploy --budget`` prints the GPU budget of
+its default run as one JSON line.
 
 The folder holds app.py, the dip_core and demo packages, the example images, a README whose front matter
 says ``sdk: gradio`` with the pinned Gradio, and requirements pinning a torch that ZeroGPU supports. ZeroGPU
@@ -44,44 +45,47 @@ def space_requirements(requirements: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def space_readme(readme: str, gradio_version: str) -> str:
-    """The repository's README with the Space's front matter: sdk gradio at ``gradio_version``, Python
-    SPACE_PYTHON, app_file app.py, and no ``suggested_hardware`` (ZeroGPU is picked in the settings)."""
-    body = readme.split("---", 2)[2].lstrip("\n") if readme.startswith("---") else readme
-    front = [
-        "---",
-        "title: Spectral Bias Lab",
-        "emoji: 🌀",
-        "colorFrom: indigo",
-        "colorTo: pink",
-        "sdk: gradio",
-        f"sdk_version: {gradio_version}",
-        f'python_version: "{SPACE_PYTHON}"',
-        "app_file: app.py",
-        "short_description: See, measure and control the spectral bias of the Deep Image Prior",
-        "pinned: false",
-        "license: mit",
-        "---",
-        "",
-    ]
-    return "\n".join(front) + body
+#: The front matter's keys a Space build writes itself (``space_readme``), replacing the README's
+SPACE_KEYS = ("sdk", "sdk_version", "python_version", "app_file", "suggested_hardware", "thumbnail")
 
 
-def build(out: Path) -> list[Path]:
-    """Write the Space folder ``out`` (it must not exist or be empty); the files written, relative to it."""
+def space_readme(readme: str, gradio_version: str, space: str | None = None) -> str:
+    """The repository's README with the Space's front matter: the README's own (title, tags, ...) with sdk gradio at
+    ``gradio_version``, Python SPACE_PYTHON, app_file app.py, no ``suggested_hardware`` (ZeroGPU is picked in the
+    settings) and, for ``space`` ("OWNER/NAME"), the link previews' thumbnail: the Space's own assets/screenshot.png."""
+    if not readme.startswith("---"):
+        raise ValueError("README.md must start with the Space's front matter (---)")
+    _, front, body = readme.split("---", 2)
+    kept, skipping = [], False
+    for line in front.strip("\n").splitlines():
+        if not line.startswith((" ", "-")):  # a key (a list's items and a value's lines follow it, indented)
+            skipping = line.split(":", 1)[0].strip() in SPACE_KEYS
+        if not skipping:
+            kept.append(line)
+    ours = ["sdk: gradio", f"sdk_version: {gradio_version}", f'python_version: "{SPACE_PYTHON}"', "app_file: app.py"]
+    if space is not None:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", space):
+            raise SystemExit(f"error: --space must be OWNER/NAME, got {space!r}")
+        ours.append(f"thumbnail: https://huggingface.co/spaces/{space}/resolve/main/assets/screenshot.png")
+    return "\n".join(["---", *kept, *ours, "---", ""]) + body.lstrip("\n")
+
+
+def build(out: Path, space: str | None = None) -> list[Path]:
+    """Write the Space folder ``out`` (it must not exist or be empty) for the Space ``space`` ("OWNER/NAME": its
+    thumbnail, ``space_readme``); the files written, relative to it."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"error: {out} exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
     requirements = (ROOT / "requirements.txt").read_text()
+    readme = space_readme((ROOT / "README.md").read_text(), pinned("gradio", requirements), space)
+    out.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("dip_core", "demo"):
         shutil.copytree(ROOT / package, out / package, ignore=ignore)
     shutil.copytree(ROOT / "assets", out / "assets", ignore=ignore)
     shutil.copy2(ROOT / "app.py", out / "app.py")
     (out / "requirements.txt").write_text(space_requirements(requirements))
-    readme = (ROOT / "README.md").read_text()
-    (out / "README.md").write_text(space_readme(readme, pinned("gradio", requirements)))
+    (out / "README.md").write_text(readme)
     return sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
 
 
@@ -112,6 +116,7 @@ def budget() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo.deploy", description=__doc__.splitlines()[0])
     p.add_argument("--out", help="the Space folder to write")
+    p.add_argument("--space", help="OWNER/NAME of the Space: its README's thumbnail (link previews)")
     p.add_argument("--budget", action="store_true", help="print the default run's GPU budget as one JSON line")
     args = p.parse_args(argv)
     if args.budget:
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out:
         p.error("give --out DIR (or --budget)")
-    files = build(Path(args.out))
+    files = build(Path(args.out), args.space)
     print(
         f"wrote {len(files)} files to {args.out}: push them to a Gradio Space and pick ZeroGPU in its settings",
         file=sys.stderr,

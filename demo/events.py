@@ -14,7 +14,6 @@ from dip_core import TASKS, InputError, RunConfig
 from dip_core.config import choices
 from dip_core.io import MIN_SIDE, to_uint8
 
-from .examples import DEFAULT_EXAMPLE
 from .exports import read_config
 from .form import RunForm
 from .inputs import choice, flag, number, read_image
@@ -45,16 +44,15 @@ CONFIG_WIDGETS = (
 
 
 def level_update(task: str, value: float | None = None) -> dict:
-    """The level slider for ``task``: its range and label from the task's spec (and ``value`` when given);
+    """The level slider for ``task``: its range, label and help from the task's spec (and ``value`` when given);
     hidden for a level that takes a few values (the SR factor's radio buttons instead)."""
     level = TASKS[task].level
     if level.slider is None:
         return gr.update(visible=False)
     lo, hi, step = level.slider
     extra = {} if value is None else {"value": value}
-    return gr.update(
-        minimum=lo, maximum=hi, step=step, label=level.name[0].upper() + level.name[1:], visible=True, **extra
-    )
+    label = level.name[0].upper() + level.name[1:]
+    return gr.update(minimum=lo, maximum=hi, step=step, label=label, info=level.info or None, visible=True, **extra)
 
 
 def on_task_change(task: str) -> tuple:
@@ -153,11 +151,6 @@ def request_stop(request: gr.Request | None = None) -> None:
 def on_upsample_change(upsample: str) -> dict:
     """Show the Gaussian σ slider only for Gaussian upsampling."""
     return gr.update(visible=upsample == "gaussian")
-
-
-def default_image() -> str:
-    """The example image the page opens with."""
-    return str(DEFAULT_EXAMPLE)
 
 
 def on_compare_change(compare: bool) -> tuple:

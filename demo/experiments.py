@@ -145,7 +145,11 @@ def lesson_text(events: tuple[Event, ...], current: int | None) -> str:
     """The numbered lessons of the shown pair (the current one marked), as markdown."""
     if not events:
         return "No lesson events in these curves (e.g. no PSNR: the clean image is unknown for enhancement)."
-    lines = ["**What the curves show** (the numbered marks on the plots; *Next lesson* walks through them):", ""]
+    lines = [
+        "**What the curves show** (the numbered marks on the plots; *Next lesson* or a click on one above walks "
+        "through them):",
+        "",
+    ]
     for n, e in enumerate(events, start=1):
         text = f"{plots.event_mark(n)} **{e.title}**: {e.caption}"
         lines.append(f"- ▶ <mark>{text}</mark>" if current == n - 1 else f"- {text}")
@@ -371,6 +375,35 @@ async def play(experiment: str, lane: str, other: str, iteration: float | None) 
             await asyncio.sleep(max(0.0, began + (index - start + 1) * PLAY_SECONDS - time.monotonic()))
 
 
+def lesson_choices(
+    experiment: str = DEFAULT_EXPERIMENT, lane: str = DEFAULT_LANE, other: str = DEFAULT_OTHER
+) -> list[tuple[str, int]]:
+    """The pair's lessons as the lesson buttons name them, by number: "① Low frequencies first (vanilla DIP, iteration
+    90)"."""
+    if replays() is None:
+        return []
+    names = labels(experiment)
+    short = {n: lane_short(n, label) for n, label in names.items()}
+    return [
+        (f"{plots.event_mark(n + 1)} {e.title} ({short.get(e.lane, e.lane)}, iteration {e.iter})", n)
+        for n, e in enumerate(events_of(experiment, lane, other))
+    ]
+
+
+def lessons_update(experiment: str, lane: str, other: str, current: int | None = None) -> dict:
+    """The lesson buttons of a new experiment or pair of lanes (none chosen unless ``current``)."""
+    return gr.update(choices=lesson_choices(experiment, lane, other), value=current)
+
+
+def go_to_lesson(experiment: str, lane: str, other: str, current: int | None) -> tuple:
+    """Move to the lesson clicked (its number): the slider, then TAB_OUTPUTS at its iteration, the lesson marked."""
+    events = events_of(experiment, lane, other)
+    if current is None or not 0 <= current < len(events):
+        return (gr.skip(), *(gr.skip() for _ in TAB_OUTPUTS))
+    it = events[current].iter
+    return (it, *frame(experiment, lane, other, it, current))
+
+
 def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> tuple:
     """Move to the next lesson event (after the last, back to the first): the index, the slider, TAB_OUTPUTS."""
     events = events_of(experiment, lane, other)
@@ -382,9 +415,11 @@ def next_lesson(experiment: str, lane: str, other: str, current: int | None) -> 
 
 
 def on_experiment_change(experiment: str, lane: str, other: str) -> tuple:
-    """A new experiment (every experiment has the same lanes): the slider's range, the lesson index reset, the view."""
+    """A new experiment (every experiment has the same lanes): the slider's range, its lessons (none chosen), the
+    view."""
     last = last_iteration(experiment, lane)
-    return (gr.update(maximum=last, value=last), None, *fresh(frame(experiment, lane, other, last, None, IMAGES)))
+    lessons = lessons_update(experiment, lane, other)
+    return (gr.update(maximum=last, value=last), lessons, *fresh(frame(experiment, lane, other, last, None, IMAGES)))
 
 
 def frame_step() -> int:

@@ -189,8 +189,11 @@ def parse_request(image: Any, limits: Limits = LIMITS, **values: Any) -> RunRequ
     return parse_form(RunForm.of({"image": image, **values}), limits)
 
 
-def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
-    """Validate every value of ``form`` (the API bypasses the sliders) and build the task and configurations.
+def settings(form: RunForm, limits: Limits = LIMITS) -> dict[str, Any]:
+    """Every value of ``form`` but the image and the mask, checked (``InputError`` on the first bad one), None replaced
+    by its default: the task, observed, level (None: estimated from an observed image), lipschitz, upsample,
+    gaussian_sigma, iterations, seed, auto_stop, compare, max_side, width, lr. ``parse_form`` and a link's values
+    (``demo.links``) are checked here.
 
     Ranges are RunConfig's and the task spec's (``RunConfig.check``, ``Level.check``); ``limits`` only narrows
     them to what this device affords."""
@@ -203,21 +206,32 @@ def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
     level = None if level is None and observed and spec.estimates_level else spec.level.check(level)
     control = default_control(task, limits)  # what None means for the controlled network's three settings
     lam = control["lipschitz"] if f.lipschitz is None else f.lipschitz
-    lam = RunConfig.check("lipschitz", lam, limits.lipschitz_cap)
-    upsample = choice("upsample", control["upsample"] if f.upsample is None else f.upsample, choices("upsample"))
+    upsample = control["upsample"] if f.upsample is None else f.upsample
     sigma = control["gaussian_sigma"] if f.gaussian_sigma is None else f.gaussian_sigma
-    sigma = RunConfig.check("gaussian_sigma", sigma, limits.sigma_cap)
     iterations = limits.iterations if f.iterations is None else f.iterations
-    iterations = RunConfig.check("iterations", iterations, limits.iterations_cap)
-    seed = RunConfig.check("seed", f.seed)
-    auto_stop = choice("auto_stop", f.auto_stop, choices("auto_stop"))
-    if auto_stop == "discrepancy" and level is not None:
+    s = dict(task=task, observed=observed, level=level)  # checked in this order: the first bad value is the error
+    s["lipschitz"] = RunConfig.check("lipschitz", lam, limits.lipschitz_cap)
+    s["upsample"] = choice("upsample", upsample, choices("upsample"))
+    s["gaussian_sigma"] = RunConfig.check("gaussian_sigma", sigma, limits.sigma_cap)
+    s["iterations"] = RunConfig.check("iterations", iterations, limits.iterations_cap)
+    s["seed"] = RunConfig.check("seed", f.seed)
+    s["auto_stop"] = choice("auto_stop", f.auto_stop, choices("auto_stop"))
+    if s["auto_stop"] == "discrepancy" and level is not None:
         noise_sigma(task, level)  # a one-line error unless the task has a known noise level
-    compare = flag("compare", f.compare)
+    s["compare"] = flag("compare", f.compare)
     max_side = limits.max_side if f.max_side is None else f.max_side
-    max_side = number("max_side", max_side, MIN_SIDE, limits.max_side_cap, True)
-    width = RunConfig.check("width", limits.width if f.width is None else f.width, limits.width_cap)
-    lr = RunConfig.check("lr", limits.lr if f.lr is None else f.lr)
+    s["max_side"] = number("max_side", max_side, MIN_SIDE, limits.max_side_cap, True)
+    s["width"] = RunConfig.check("width", limits.width if f.width is None else f.width, limits.width_cap)
+    s["lr"] = RunConfig.check("lr", limits.lr if f.lr is None else f.lr)
+    return s
+
+
+def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
+    """Validate every value of ``form`` (the API bypasses the sliders; ``settings``) and build the task and
+    configurations."""
+    f, s = form, settings(form, limits)
+    task, spec, observed, level, max_side = s["task"], TASKS[s["task"]], s["observed"], s["level"], s["max_side"]
+    compare, width, seed = s["compare"], s["width"], s["seed"]
 
     side, least = max_side, MIN_SIDE
     factor = spec.observed_scale(level) if observed else 1
@@ -235,8 +249,9 @@ def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
     else:
         built = make_task(task, img, level, mask=mask_img, seed=seed)
     every = scaled_every(limits, built.out_size, width, runs=2 if compare else 1)
-    base = preset(limits.preset, width=width, lr=lr, iterations=iterations, every=every, seed=seed)
-    controlled = replace(base, lipschitz=lam, upsample=upsample, gaussian_sigma=sigma, auto_stop=auto_stop)
+    base = preset(limits.preset, width=width, lr=s["lr"], iterations=s["iterations"], every=every, seed=seed)
+    control = {k: s[k] for k in ("lipschitz", "upsample", "gaussian_sigma", "auto_stop")}
+    controlled = replace(base, **control)
     configs = {"vanilla": replace(base, **VANILLA)} if compare else {}
     configs["controlled"] = controlled
     return RunRequest(built, configs, observed, max_side, mask_img is not None, notes + built.notes)

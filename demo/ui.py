@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ from starlette.middleware import Middleware
 from dip_core import TASKS
 from dip_core.config import choices, field_bounds
 
-from . import events, experiments
+from . import events, experiments, links
 from .errors import guarded
 from .examples import ASSETS, EXAMPLES
 from .exports import DOWNLOAD_TTL_S
@@ -75,8 +77,125 @@ CSS = """
   font-size: var(--block-label-text-size) !important; font-weight: var(--block-label-text-weight) !important;
   color: var(--block-label-text-color) !important}
 #examples button {font-size: 12px}
-footer {display: none !important}
+.sr-only {position: absolute !important; width: 1px !important; height: 1px !important; padding: 0 !important;
+  margin: -1px !important; overflow: hidden !important; clip: rect(0 0 0 0) !important; white-space: nowrap !important;
+  border: 0 !important}
+.icon-button-wrapper a.download-link, .icon-button-wrapper .icon-button {min-width: 24px; min-height: 24px;
+  display: inline-flex; align-items: center; justify-content: center}
+.icon-button-wrapper a.download-link > .icon-button {pointer-events: none}
 """
+
+
+#: What a screen reader needs that Gradio's markup leaves out, kept current as the page changes (WCAG 2.2 AA, axe-core
+#: in tests/test_a11y_browser.py): each image's alt text says what it shows, from the caption under it or its label
+#: (run, λ / σ, PSNR, iteration) after the experiment or task, so it follows every scrub, Play frame and live frame
+#: with no update dict per frame (they cost Gradio a component per image per answer: demo/experiments.py); an empty
+#: image or plot box is an image named "empty" (Gradio gives it an aria-label and no role); the status line's changes
+#: of kind (a run started, done, stopped) and the lesson Next or the lesson buttons moved to are announced; a warning
+#: toast's header, a button around its Close button (Gradio's markup: axe's nested-interactive), becomes plain text.
+A11Y_SCRIPT = """
+(() => {
+  const IMAGES = ["replay_other_image", "replay_lane_image", "replay_observed", "replay_clean", "image", "vanilla",
+    "result", "observation", "baseline", "clean"];
+  const CAPTIONS = {replay_lane_image: "replay_lane_caption", replay_other_image: "replay_other_caption",
+    vanilla: "vanilla_caption", result: "result_caption", image: "notice"};
+  const text = (el) => (el ? el.textContent.replace(/\\s+/g, " ").trim() : "");
+  const value = (sel) => document.querySelector(sel)?.value || "";
+  const labelOf = (block) => text(block?.querySelector('[data-testid="block-label"]'));
+  let said = {status: "", lesson: ""};
+  function announce(line) {
+    let box = document.getElementById("a11y_announcer");
+    if (!box) {
+      box = Object.assign(document.createElement("div"), {id: "a11y_announcer", className: "sr-only"});
+      box.setAttribute("role", "status");
+      document.body.appendChild(box);
+    }
+    box.textContent = line;
+  }
+  function describe() {
+    for (const id of IMAGES) {
+      const block = document.getElementById(id);
+      if (!block) continue;
+      const label = labelOf(block);
+      const caption = text(document.getElementById(CAPTIONS[id]));
+      const name = id === "image" ? `${label || "Image"}${caption ? " (" + caption + ")" : ""}` : caption || label;
+      const what = id.startsWith("replay_") ? value("#replay_experiment input") : value("#task input");
+      const where = id.startsWith("replay_") ? `Paper experiment ${what}` : `Live lab, ${what}`;
+      const alt = what && name.includes(what) ? name : `${where}: ${name}`;
+      for (const img of block.querySelectorAll("img")) if (img.alt !== alt) img.alt = alt;
+    }
+    for (const box of document.querySelectorAll(".empty[aria-label]:not([role])")) {
+      const block = box.closest("[id]");
+      const id = block ? block.id : "";
+      const name = text(document.getElementById(CAPTIONS[id])) || labelOf(block);
+      box.setAttribute("role", "img");
+      box.setAttribute("aria-label", `${name || id.replace(/_/g, " ") || "panel"}: empty`);
+    }
+    for (const icon of document.querySelectorAll("a.download-link > .icon-button:not([tabindex])")) icon.tabIndex = -1;
+    for (const header of document.querySelectorAll('.toast-header[role="button"]')) {  // a button around Close
+      header.removeAttribute("role");
+      header.removeAttribute("tabindex");
+    }
+    for (const group of document.querySelectorAll("fieldset.block")) {  // a gr.Radio: one group, named by its label
+      const radios = group.querySelectorAll('input[type="radio"]');
+      const label = text(group.querySelector('[data-testid="block-info"]'));
+      if (!radios.length) continue;
+      for (const radio of radios) if (radio.name !== `${group.id}-choice`) radio.name = `${group.id}-choice`;
+      if (label && group.getAttribute("aria-label") !== label) group.setAttribute("aria-label", label);
+    }
+    const lesson = text(document.querySelector("#replay_lesson mark"));
+    if (lesson && lesson !== said.lesson) announce(lesson);
+    said.lesson = lesson;
+  }
+  let queued = false;
+  new MutationObserver(() => {
+    if (!queued) queued = requestAnimationFrame(() => { queued = false; describe(); });
+  }).observe(document.documentElement, {childList: true, subtree: true, characterData: true, attributes: true,
+    attributeFilter: ["src", "name"]});
+  setInterval(() => {  // a textarea's value is no DOM change: the status line is read each second
+    const status = value("#status textarea");
+    const kind = (line) => line.split(/[\\s:]/)[0];
+    if (status && kind(status) !== kind(said.status)) announce(status);
+    said.status = status;
+  }, 1000);
+})();
+"""
+
+
+#: The link previews' image (head): the README's screenshot
+SCREENSHOT = ASSETS / "screenshot.png"
+
+
+def head() -> str:
+    """The page's head: link previews (Open Graph, Twitter card) and the accessibility script. og:image must be an
+    absolute address: on a Hugging Face Space (SPACE_HOST) the Space's own ``/gradio_api/file=`` address of
+    assets/screenshot.png (a static path, build_demo), elsewhere the same path relative to the page."""
+    host = os.environ.get("SPACE_HOST")
+    image = f"{'https://' + host + '/' if host else ''}gradio_api/file={SCREENSHOT}"
+    title = "Spectral Bias Lab"
+    about = (
+        "See, measure and control the spectral bias of the Deep Image Prior: replays of the paper's experiments, "
+        "and live runs on your own image, vanilla DIP beside a Lipschitz-controlled network."
+    )
+    tags = [("property", "og:title", title), ("property", "og:description", about)]
+    tags += [("property", "og:image", image), ("property", "og:type", "website")]
+    tags += [("name", "twitter:card", "summary_large_image"), ("name", "twitter:title", title)]
+    tags += [("name", "twitter:description", about), ("name", "twitter:image", image)]
+    meta = "\n".join(f'<meta {kind}="{key}" content="{html.escape(content)}" />' for kind, key, content in tags)
+    return f"{meta}\n<script>{A11Y_SCRIPT}</script>"
+
+
+#: The Soft indigo theme with every text colour at WCAG AA contrast (≥ 4.5:1): labels, tabs, info and the
+#: slider's limits a shade darker, the primary buttons' fill a shade darker under their white text.
+THEME = gr.themes.Soft(primary_hue="indigo").set(
+    color_accent="*primary_600",
+    block_label_text_color="*primary_700",
+    block_title_text_color="*primary_700",
+    body_text_color_subdued="*neutral_600",
+    button_primary_background_fill="*primary_600",
+    button_primary_background_fill_hover="*primary_700",
+    checkbox_label_background_fill_selected="*primary_600",
+)
 
 
 def build_demo() -> gr.Blocks:
@@ -85,15 +204,16 @@ def build_demo() -> gr.Blocks:
     # of them when the app shuts down)
     # the replays' frames are served where they lie, never copied to Gradio's cache once per answer (its checks and
     # copies were a quarter of the server's event loop while a class scrubbed); they are public, committed files
-    gr.set_static_paths(paths=[experiments.ROOT])
+    gr.set_static_paths(paths=[experiments.ROOT, SCREENSHOT])  # the screenshot: the link previews' image (head)
     with gr.Blocks(title="Spectral Bias Lab", delete_cache=(600, DOWNLOAD_TTL_S)) as demo:
         gr.Markdown(HEADER, elem_id="header")
-        with gr.Tabs(selected="replay_tab"):
-            with gr.Tab("Paper experiments (instant replays)", id="replay_tab", elem_id="replay_tab"):
-                r = _replay_tab()
-            with gr.Tab("Live lab (your image)", id="live_tab", elem_id="live_tab"):
+        view = {"notice": links.notice_box()}  # a link's tab and notice (demo/links.py)
+        with gr.Tabs(selected="replay_tab", elem_id="tabs") as view["tabs"]:
+            with gr.Tab("Paper experiments (instant replays)", id="replay_tab", elem_id="replay_tab") as tab:
+                view["replay_tab"], r = tab, _replay_tab()
+            with gr.Tab("Live lab (your image)", id="live_tab", elem_id="live_tab") as view["live_tab"]:
                 with gr.Row(equal_height=False):
-                    with gr.Column(scale=1, min_width=330):
+                    with gr.Column(scale=1, min_width=330, elem_id="live_controls"):
                         w = _controls()
                     with gr.Column(scale=3):
                         o = _views()
@@ -102,6 +222,7 @@ def build_demo() -> gr.Blocks:
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
         _wire(demo, w, o)
         _wire_replays(r)
+        links.wire(demo, view, r, w, api_visibility="private", concurrency_id="ui", concurrency_limit=UI_EVENTS)
     guard_inputs(demo)
     return demo
 
@@ -113,6 +234,7 @@ def _replay_controls(r: dict, first: dict | None) -> None:
         experiments.experiment_choices(),
         value=experiments.DEFAULT_EXPERIMENT,
         label="Experiment",
+        info="the image and its degradation, each run once per lane beforehand",
         elem_id="replay_experiment",
     )
     # in the order of the images: the second lane (vanilla DIP by default) left, the lane right
@@ -120,12 +242,14 @@ def _replay_controls(r: dict, first: dict | None) -> None:
         experiments.lane_choices(none=True),
         value=experiments.DEFAULT_OTHER,
         label="Left image: lane (or none)",
+        info="a second run on the same axes: vanilla DIP shows the decay the controls prevent",
         elem_id="replay_other",
     )
     r["lane"] = gr.Dropdown(
         experiments.lane_choices(),
         value=experiments.DEFAULT_LANE,
         label="Right image: lane",
+        info="lower λ or Gaussian upsampling hold the high bands (the noise) down longer",
         elem_id="replay_lane",
     )
     r["iteration"] = gr.Slider(
@@ -134,15 +258,14 @@ def _replay_controls(r: dict, first: dict | None) -> None:
         value=last,
         step=experiments.frame_step(),
         label="Iteration",
+        info="the step shown: the images, the readout and the cursor on the curves",
         elem_id="replay_iteration",
     )
     with gr.Row():
         r["play"] = gr.Button("▶ Play", variant="primary", elem_id="replay_play", size="sm")
         r["pause"] = gr.Button("❚❚ Pause", elem_id="replay_pause", size="sm")
         r["next"] = gr.Button("Next lesson →", variant="secondary", elem_id="replay_next", size="sm")
-    # which lesson Next showed last (a hidden number, not a gr.State: State makes the page keep a
-    # heartbeat open)
-    r["current"] = gr.Number(None, precision=0, visible=False, label="lesson")
+    r["copy"] = links.copy_button("replay")
     r["readout"] = gr.Markdown(first and first["readout"], label="Readout", elem_id="replay_readout")
     gr.Markdown(experiments.scale_note(), elem_id="replay_scale")
 
@@ -152,10 +275,11 @@ def _replay_tab() -> dict:
 
     Every widget is built with the default replay's values, so the page shows it (and its lessons) on opening."""
     r: dict = {}
-    gr.Markdown(REPLAY_INTRO)
+    gr.Markdown("## Paper experiments: replays", elem_classes=["sr-only"])  # the tab's heading, for screen readers
+    gr.Markdown(REPLAY_INTRO, elem_id="replay_intro")
     first = experiments.show_replay() if experiments.replays() is not None else None
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300):
+        with gr.Column(scale=1, min_width=300, elem_id="replay_controls"):
             _replay_controls(r, first)
         with gr.Column(scale=3):
             kw = dict(type="filepath", interactive=False, buttons=["download"], min_width=0)
@@ -190,6 +314,15 @@ def _replay_tab() -> dict:
                 r["spectrum"] = gr.Plot(
                     first and first["spectrum"], label="Spectrum", elem_id="replay_spectrum", scale=1, show_label=False
                 )
+            # the lesson shown (Next moves it, a click on one jumps to its iteration): its number, not a gr.State
+            # (State makes the page keep a heartbeat open)
+            r["current"] = gr.Radio(
+                experiments.lesson_choices(),
+                value=None,
+                label="Go to a lesson",
+                info="each moves the replay to the iteration where the curves show it",
+                elem_id="replay_lessons",
+            )
             r["lesson"] = gr.Markdown(first and first["lesson"], label="Lesson", elem_id="replay_lesson")
     return r
 
@@ -206,6 +339,7 @@ def _wire_replays(r: dict) -> None:
     r["iteration"].input(scrub, view, shown_, api_visibility="private", trigger_mode="always_last", **view_)
     for name in ("lane", "other"):
         r[name].input(labelled, view, shown_, api_visibility="private", **view_)
+        r[name].input(g(on_loop(experiments.lessons_update)), view[:3], r["current"], api_visibility="private", **view_)
     r["experiment"].input(
         g(on_loop(experiments.on_experiment_change)),
         view[:3],
@@ -217,6 +351,13 @@ def _wire_replays(r: dict) -> None:
         g(on_loop(experiments.next_lesson)),
         [*view[:3], r["current"]],
         [r["current"], r["iteration"], *shown_],
+        api_visibility="private",
+        **view_,
+    )
+    r["current"].input(
+        g(on_loop(experiments.go_to_lesson)),
+        [*view[:3], r["current"]],
+        [r["iteration"], *shown_],
         api_visibility="private",
         **view_,
     )
@@ -234,11 +375,17 @@ def _wire_replays(r: dict) -> None:
 
 def _controls() -> dict:
     """The left column: image, examples, task and level, network and run settings, Run / Stop."""
+    gr.Markdown("## Live lab: your image", elem_classes=["sr-only"])  # the tab's heading, for screen readers
     w = {"image": image_input(label="Image", elem_id="image", height=210, sources=["upload", "clipboard"])}
     w["notice"] = gr.Markdown(elem_id="notice")
     _task_controls(w)
     _mask_controls(w)
-    w["compare"] = gr.Checkbox(True, label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep", elem_id="compare")
+    w["compare"] = gr.Checkbox(
+        True,
+        label="Compare with vanilla DIP (λ = 0, bilinear), in lockstep",
+        info="same seed and observation, shared axes: vanilla's decay beside your network's",
+        elem_id="compare",
+    )
     _network_controls(w)
     with gr.Accordion("Run settings", open=False):
         _run_settings(w)
@@ -247,6 +394,7 @@ def _controls() -> dict:
         w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
     w["load"] = gr.UploadButton("Load a config JSON", file_types=[".json"], size="sm", elem_id="load")
     bound_component(w["load"])  # a config given by URL is refused, not fetched
+    w["copy"] = links.copy_button("live")
     return w
 
 
@@ -254,13 +402,31 @@ def _task_controls(w: dict) -> None:
     """The examples, then the widgets they set: observed, task and level (λ is made here, shown with the network)."""
     later = dict(render=False)  # created first for the examples, shown below them
     w["observed"] = gr.Checkbox(
-        False, label="The image is already degraded (no ground truth)", elem_id="observed", **later
+        False,
+        label="The image is already degraded (no ground truth)",
+        info="fitted as it is: no clean image, so no PSNR or SSIM curve (the loss instead)",
+        elem_id="observed",
+        **later,
     )
     first = next(iter(TASKS.values()))
-    w["task"] = gr.Dropdown(task_choices(), value=first.name, label="Task", elem_id="task", **later)
+    w["task"] = gr.Dropdown(
+        task_choices(),
+        value=first.name,
+        label="Task",
+        info="what degrades the image; each task sets its level and its λ",
+        elem_id="task",
+        **later,
+    )
     lo, hi, step = first.level.slider
     w["level_slider"] = gr.Slider(
-        lo, hi, value=first.level.default, step=step, label=first.level.name.capitalize(), elem_id="level", **later
+        lo,
+        hi,
+        value=first.level.default,
+        step=step,
+        label=first.level.name.capitalize(),
+        info=first.level.info,
+        elem_id="level",
+        **later,
     )
     w["lipschitz"] = gr.Slider(
         0,
@@ -268,15 +434,18 @@ def _task_controls(w: dict) -> None:
         value=default_control(first.name)["lipschitz"],
         step=0.05,
         label="Lipschitz bound λ (0 = off)",
+        info="lower holds the high bands down longer (and learns more slowly); 0 = vanilla DIP",
         elem_id="lipschitz",
         **later,
     )
+    # the example shown, by name, for a link (demo/links.py; an upload clears it)
+    w["example"] = gr.Textbox(links.DEFAULT_NAME, visible=False, label="example")
     gr.Examples(
         [
-            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, default_control(t)["lipschitz"]]
-            for f, t, kind, _ in EXAMPLES
+            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, default_control(t)["lipschitz"], name]
+            for name, (f, t, kind) in links.EXAMPLE_NAMES.items()
         ],
-        inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"]],
+        inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"], w["example"]],
         label="Examples (click one, then Run)",
         elem_id="examples",
         example_labels=[caption for *_, caption in EXAMPLES],
@@ -290,11 +459,18 @@ def _mask_controls(w: dict) -> None:
     """The SR factor's radio buttons and the inpainting mask's tools (shown for their tasks)."""
     sr = next(spec for spec in TASKS.values() if spec.level.choices)  # the one task whose level is a radio
     w["sr_factor"] = gr.Radio(
-        list(sr.level.choices), value=int(sr.level.default), label=sr.level.short.capitalize(), visible=False
+        list(sr.level.choices),
+        value=int(sr.level.default),
+        label=sr.level.short.capitalize(),
+        info=sr.level.info,
+        visible=False,
     )
     with gr.Group(visible=False) as w["mask_box"]:
         w["mask_mode"] = gr.Radio(
-            [("random pixels (keep ratio)", "random"), ("drawn", "drawn")], value="random", label="Mask"
+            [("random pixels (keep ratio)", "random"), ("drawn", "drawn")],
+            value="random",
+            label="Mask",
+            info="the pixels the loss never sees: drawn on the image, or a random share",
         )
         w["editor"] = gr.ImageEditor(
             type="numpy",
@@ -318,6 +494,7 @@ def _network_controls(w: dict) -> None:
             [(v, k) for k, v in UPSAMPLE_LABELS.items()],
             value=control["upsample"],
             label="Upsampling",
+            info="Gaussian slows the high bands further (the authors pair it with λ ≈ 1.8)",
             elem_id="upsample",
         )
         w["gaussian_sigma"] = gr.Slider(
@@ -326,6 +503,7 @@ def _network_controls(w: dict) -> None:
             value=control["gaussian_sigma"],
             step=0.05,
             label="Gaussian σ",
+            info="the smoothing kernel's width: larger is smoother and slower to fit detail",
             visible=control["upsample"] == "gaussian",
             elem_id="sigma",
         )
@@ -335,14 +513,29 @@ def _run_settings(w: dict) -> None:
     """Iterations, seed, auto-stop, image size, network width and learning rate."""
     lim = LIMITS
     w["iterations"] = gr.Slider(
-        10, lim.iterations_cap, value=lim.iterations, step=10, label="Iterations", elem_id="iterations"
+        10,
+        lim.iterations_cap,
+        value=lim.iterations,
+        step=10,
+        label="Iterations",
+        info="the curves' length: vanilla DIP's decay after its peak needs a long run",
+        elem_id="iterations",
     )
-    w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=field_bounds("seed")[1], elem_id="seed")
+    w["seed"] = gr.Number(
+        0,
+        label="Seed",
+        info="the network's input and first weights: the same seed gives the same curves",
+        precision=0,
+        minimum=0,
+        maximum=field_bounds("seed")[1],
+        elem_id="seed",
+    )
     w["auto_stop"] = gr.Radio(
         [(AUTO_STOP_LABELS[k], k) for k in choices("auto_stop")],
         value="off",
         elem_id="auto_stop",
         label="Auto-stop (controlled network)",
+        info="ends the controlled run where its rule fires (a dashed line on the plots)",
     )
     w["max_side"] = gr.Slider(
         32,
@@ -351,10 +544,24 @@ def _run_settings(w: dict) -> None:
         step=16,
         elem_id="max_side",
         label="Maximum image side (px); larger images are downscaled",
+        info="larger: more detail in the high bands, slower steps",
     )
-    w["width"] = gr.Slider(8, lim.width_cap, value=lim.width, step=8, label="Network width (channels)", elem_id="width")
+    w["width"] = gr.Slider(
+        8,
+        lim.width_cap,
+        value=lim.width,
+        step=8,
+        label="Network width (channels)",
+        info="wider: more capacity to fit detail (and noise); each step costs more",
+        elem_id="width",
+    )
     w["lr"] = gr.Number(
-        lim.lr, label="Adam learning rate", minimum=field_bounds("lr")[0], maximum=field_bounds("lr")[1], elem_id="lr"
+        lim.lr,
+        label="Adam learning rate",
+        info="larger reaches the peak (and the noise) sooner; too large diverges",
+        minimum=field_bounds("lr")[0],
+        maximum=field_bounds("lr")[1],
+        elem_id="lr",
     )
 
 
@@ -445,7 +652,6 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     # Stop sets the run's flag (a file too, for ZeroGPU's worker process): the run ends and keeps its downloads
     w["stop"].click(g(events.request_stop), None, None, api_name="stop", queue=False)
     w["load"].upload(g(events.load_config), w["load"], [w[k] for k in events.CONFIG_WIDGETS], **private)
-    demo.load(g(events.default_image), None, w["image"], **private)
 
 
 #: The live tab's small events (describing an upload, a task change, the page's first image, ...) running at once.
@@ -460,7 +666,9 @@ def launch_options() -> dict:
     """Keyword arguments of ``demo.launch`` shared by app.py and the tests (``RequestGuard`` in front of the app)."""
     return dict(
         css=CSS,
-        theme=gr.themes.Soft(primary_hue="indigo"),
+        theme=THEME,
+        head=head(),
+        footer_links=["api", "settings"],
         ssr_mode=False,
         show_error=True,
         max_file_size=MAX_UPLOAD,

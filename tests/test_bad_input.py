@@ -202,10 +202,11 @@ def test_every_row_of_the_doc_table_is_a_case():
     rows = [m.group(1).strip() for m in re.finditer(r"^\| ([^|]+) \|", DOC.read_text(), re.M)]
     rows = [r for r in rows if r not in ("input", "---")]
     from test_bounds import BOUND_ROWS  # bounds on every image: tests/test_bounds.py
+    from test_links import LINK_ROWS  # links to a state of the page: tests/test_links.py
     from test_public_space import PUBLIC_ROWS  # the public Space's rows: tests/test_public_space.py
     from test_replays import BAD_REPLAY_ROWS  # the replay endpoint's rows: tests/test_replays.py
     from test_sweep_cluster import RAY_ROWS  # sweeps on a Ray cluster: tests/test_sweep_cluster.py
 
     names = [c[0] for c in CASES] + ["loss becomes NaN or infinite mid-run", *BAD_REPLAY_ROWS, *PUBLIC_ROWS, *RAY_ROWS]
-    names += BOUND_ROWS
+    names += [*BOUND_ROWS, *LINK_ROWS]
     assert sorted(rows) == sorted(names)

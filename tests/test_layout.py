@@ -497,6 +497,7 @@ HOMES = {
     "demo.errors": ["guarded", "checked_request"],
     "demo.guards": ["image_input", "guard_inputs", "RequestGuard"],
     "demo.events": ["run_lab", "request_stop", "load_config", "on_task_change"],
+    "demo.links": ["parse", "query", "wire", "Link"],
 }
 
 

@@ -145,11 +145,20 @@ def test_the_default_gpu_run_leaves_an_anonymous_visitor_three_runs_a_day(house)
 
 def test_deploy_writes_a_zerogpu_space(tmp_path):
     out = tmp_path / "space"
-    assert deploy_main(["--out", str(out)]) == 0
+    with pytest.raises(SystemExit, match="OWNER/NAME"):
+        deploy_main(["--out", str(out), "--space", "no slash"])
+    assert not out.exists()  # refused before anything was written
+    assert deploy_main(["--out", str(out), "--space", "lab-owner/spectral-bias-lab"]) == 0
     readme = (out / "README.md").read_text()
     front = readme.split("---")[1]
     assert "sdk: gradio" in front and f'python_version: "{SPACE_PYTHON}"' in front and "app_file: app.py" in front
     assert "suggested_hardware" not in front
+    # the README's own front matter (title, tags) kept; the thumbnail: the Space's own screenshot, an absolute URL
+    ours = (ROOT / "README.md").read_text().split("---")[1]
+    assert "title: Spectral Bias Lab" in front and "  - deep-image-prior" in front and "  - education" in ours
+    shot = "https://huggingface.co/spaces/lab-owner/spectral-bias-lab/resolve/main/assets/screenshot.png"
+    assert f"thumbnail: {shot}" in front and (out / "assets" / "screenshot.png").is_file()
+    assert readme.split("---", 2)[2].lstrip("\n").startswith("# Spectral Bias Lab")
     gradio_pin = next(
         line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio==")
     )

@@ -79,6 +79,7 @@ class Level:
     choices: tuple[int, ...] = ()  # the only values allowed (super-resolution factors), when not empty
     integer: bool = False
     short: str = ""  # the name in the whole-number/choices errors ("JPEG quality")
+    info: str = ""  # what the level does to the curves: the app's one-line help under its widget
 
     def check(self, value: object) -> float:
         """``value`` as a valid level, else ``InputError`` (one line); None gives the default."""

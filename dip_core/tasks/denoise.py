@@ -47,7 +47,14 @@ class Denoise(TaskSpec):
 SPEC = Denoise(
     name="denoise",
     label="Denoising",
-    level=Level("noise σ (0-255)", 25.0, 0.0, 255.0, slider=(1, 100, 1)),
+    level=Level(
+        "noise σ (0-255)",
+        25.0,
+        0.0,
+        255.0,
+        slider=(1, 100, 1),
+        info="more noise: a lower peak, and more noise for vanilla DIP to fit after it",
+    ),
     estimates_level=True,
     order=1,
     paper_lipschitz=1.4,

@@ -29,7 +29,14 @@ class Enhance(TaskSpec):
 SPEC = Enhance(
     name="enhance",
     label="Detail enhancement",
-    level=Level("enhancement gain", 1.0, 0.0, 10.0, slider=(0, 5, 0.1)),
+    level=Level(
+        "enhancement gain",
+        1.0,
+        0.0,
+        10.0,
+        slider=(0, 5, 0.1),
+        info="k in x + k·(x − f(z)): how strongly the detail the network has not fitted yet is added back",
+    ),
     order=5,
     paper_lipschitz=1.0,
 )

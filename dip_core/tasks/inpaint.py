@@ -58,7 +58,14 @@ class Inpaint(TaskSpec):
 SPEC = Inpaint(
     name="inpaint",
     label="Inpainting",
-    level=Level("keep ratio", 0.5, 0.01, 0.99, slider=(0.05, 0.95, 0.05)),
+    level=Level(
+        "keep ratio",
+        0.5,
+        0.01,
+        0.99,
+        slider=(0.05, 0.95, 0.05),
+        info="the share of pixels kept: the loss sees only these, the network fills in the rest",
+    ),
     order=3,
     paper_lipschitz=1.6,
     needs_mask=True,

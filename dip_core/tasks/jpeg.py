@@ -36,7 +36,16 @@ class Jpeg(TaskSpec):
 SPEC = Jpeg(
     name="jpeg",
     label="JPEG deblocking",
-    level=Level("JPEG quality (1-100)", 10.0, 1.0, 100.0, slider=(1, 100, 1), integer=True, short="JPEG quality"),
+    level=Level(
+        "JPEG quality (1-100)",
+        10.0,
+        1.0,
+        100.0,
+        slider=(1, 100, 1),
+        integer=True,
+        short="JPEG quality",
+        info="lower quality: coarser blocks, and more artefacts for vanilla DIP to fit after its peak",
+    ),
     order=2,
     paper_lipschitz=1.4,
 )

@@ -48,7 +48,13 @@ SPEC = SuperResolution(
     name="sr",
     label="Super-resolution",
     level=Level(
-        "super-resolution factor (2, 4 or 8)", 4.0, 2.0, 8.0, choices=(2, 4, 8), short="super-resolution factor"
+        "super-resolution factor (2, 4 or 8)",
+        4.0,
+        2.0,
+        8.0,
+        choices=(2, 4, 8),
+        short="super-resolution factor",
+        info="how much smaller the observation is: larger factors leave less detail to recover",
     ),
     order=4,
     paper_lipschitz=1.4,  # not stated in the paper: as for denoising
