@@ -102,7 +102,9 @@ def _top_singular_value(x: torch.Tensor, solver: bool) -> torch.Tensor:
     a Rayleigh quotient underestimates)."""
     gram = (x @ x.t()).double()
     if solver:
-        return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt().to(x.dtype)
+        # LAPACK fails on a non-finite matrix (a diverged run's weights): σ is then NaN, as the matmuls give it
+        top = torch.linalg.eigvalsh(torch.nan_to_num(gram, 0.0, 0.0, 0.0))[-1] + 0.0 * gram.sum()
+        return top.clamp_min(0).sqrt().to(x.dtype)
     power = gram / gram.trace().clamp_min(1e-300)
     for n in (256, 64):  # top eigenvalue ≥ 1/K after each normalisation: no underflow in float64
         power = torch.linalg.matrix_power(power, n)

@@ -404,6 +404,7 @@ def test_without_opencv_the_run_goes_on_and_the_baseline_panel_stays_hidden(clie
 
 def test_every_row_of_the_doc_table_has_an_app_case():
     from test_bad_input import DOC
+    from test_links import LINK_ROWS
     from test_public_space import PUBLIC_ROWS
 
     app_tables = DOC.read_text().split("## Sweeps on a Ray cluster")[0]  # that last table is the CLI's only
@@ -424,5 +425,6 @@ def test_every_row_of_the_doc_table_has_an_app_case():
         "OpenCV not installed (the classical baseline cannot run)",
         *BAD_REPLAY_ROWS,  # the replay endpoint's rows: tests/test_replays.py
         *PUBLIC_ROWS,  # the public Space's rows: tests/test_public_space.py
+        *LINK_ROWS,  # a link's parameters: the page-load event's notice (tests/test_links.py, its browser test)
     }
     assert sorted(rows) == sorted(covered)

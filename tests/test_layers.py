@@ -266,3 +266,14 @@ def test_decoder_blocks_fuse_norm_and_activation():
     assert kinds.count("LipschitzConv2d") == 6 and kinds.count("MeanOnlyBatchNorm") == 6
     assert "LeakyReLU" not in kinds
     assert all(m.negative_slope == 0.01 for m in net.modules() if isinstance(m, MeanOnlyBatchNorm))
+
+
+def test_a_non_finite_weight_gives_a_nan_sigma_not_an_error(solver_path):
+    """A diverged run's weight (NaN or inf) makes σ NaN, as before the block iteration: LAPACK's failure to converge
+    never reaches the run, whose non-finite loss ends it with its last good image (docs/bad-input.md)."""
+    g = torch.Generator().manual_seed(2)
+    for bad in (float("nan"), float("inf")):
+        mat = torch.randn(16, 48, generator=g)
+        mat[3, 5] = bad
+        u = torch.linalg.qr(torch.randn(16, POWER_BLOCK, generator=g))[0].t().contiguous()
+        assert torch.isnan(spectral_norm(mat, u, "power", 2, update=True))
