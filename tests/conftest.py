@@ -15,6 +15,12 @@ from dip_core.io import load_image
 
 # the suite's own cache of conv_algo="auto" choices (dip_core/autotune.py), not the user's; subprocesses inherit it
 os.environ.setdefault("SPECTRAL_BIAS_LAB_CACHE", str(Path(tempfile.mkdtemp(prefix="sbl-cache-")) / "conv_paths.json"))
+# under pytest-xdist (the README's -n 2) the workers share the cores: each worker's torch, and the servers and CLIs
+# it starts, get their share of threads, not all of them each (oversubscribed, a 2-thread LAPACK test ran 7× slower)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_share)
+    os.environ["OMP_NUM_THREADS"] = str(_share)
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
