@@ -5,22 +5,15 @@ lessons and starts and stops a live run. One server and two page loads; screensh
 
 from __future__ import annotations
 
-import os
 import re
 
 import httpx
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, app_url, browser_page  # noqa: F401 (app_url: this module's server)
+from test_app_browser import ARTIFACTS, BROWSER, CHROMIUM, app_url, browser_page  # noqa: F401 (app_url: this module's server)
 
 from demo import experiments as tab
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
-    ),
-    pytest.mark.usefixtures("one_torch_thread"),
-]
+pytestmark = [*BROWSER, pytest.mark.usefixtures("one_torch_thread")]
 playwright = pytest.importorskip("playwright.sync_api")
 axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright")
 expect = playwright.expect

@@ -31,12 +31,14 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
-pytestmark = [
+#: Every browser test's marks: ``browser``, skipped without Debian's chromium (the other browser tests import it)
+BROWSER = [
     pytest.mark.browser,
     pytest.mark.skipif(
         not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
     ),
 ]
+pytestmark = [*BROWSER]
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark.append(pytest.mark.usefixtures("one_torch_thread"))
 

@@ -12,17 +12,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, browser_page
+from test_app_browser import ARTIFACTS, BROWSER, browser_page
 
 from demo import experiments, links
 from demo.ui import task_choices
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
-    ),
-]
+pytestmark = [*BROWSER]
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 

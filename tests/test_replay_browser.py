@@ -7,16 +7,11 @@ import os
 import re
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, assert_named_in_full, assert_side_by_side, browser_page
+from test_app_browser import ARTIFACTS, BROWSER, assert_named_in_full, assert_side_by_side, browser_page
 
 from demo import experiments as tab
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install chromium)"
-    ),
-]
+pytestmark = [*BROWSER]
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
