@@ -90,9 +90,18 @@ def temp_usage() -> dict:
     from demo.exports import download_root
     from demo.session import STOP_DIR
 
-    files = [p for p in download_root().rglob("*") if p.is_file()] if download_root().is_dir() else []
+    sizes = [_size(p) for p in download_root().rglob("*")] if download_root().is_dir() else []
+    files = [size for size in sizes if size is not None]
     stops = len(list(STOP_DIR.glob("*"))) if STOP_DIR.is_dir() else 0
-    return {"mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "files": len(files), "stop_files": stops}
+    return {"mb": round(sum(files) / 2**20, 2), "files": len(files), "stop_files": stops}
+
+
+def _size(path: Path) -> int | None:
+    """A file's size, or None for a folder or a file deleted since it was listed (the app cleans up as we read)."""
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except FileNotFoundError:
+        return None
 
 
 class Peaks:

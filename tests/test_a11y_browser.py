@@ -39,8 +39,15 @@ def axe_findings(page) -> list[dict]:
     return results.response["violations"]
 
 
+def settled(page) -> None:
+    """Wait until no output is pending: Gradio dims a pending component to opacity 0.2 while its event runs (the
+    live lab's image notice as the tab opens, slower on a loaded machine), which axe would read as low contrast."""
+    page.wait_for_function("() => !document.querySelector('.pending')", timeout=20_000)
+
+
 def check_axe(page, where: str, found: dict[str, list[dict]]) -> None:
-    """Run axe and keep its findings under ``where`` (asserted together, each readable: rule, impact, nodes)."""
+    """Run axe on the settled page and keep its findings under ``where`` (asserted together: rule, impact, nodes)."""
+    settled(page)
     found[where] = axe_findings(page)
 
 
