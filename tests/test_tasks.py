@@ -9,6 +9,7 @@ import torch
 from dip_core.errors import InputError
 from dip_core.metrics import psnr
 from dip_core.tasks import LanczosDownsample, check_level, lanczos2_taps, make_task, observed_task, to_image
+from dip_core.tasks.inpaint import hold_out, known_mse
 
 
 def test_denoise_observation_has_the_requested_noise(house64):
@@ -44,6 +45,24 @@ def test_inpaint_bernoulli_mask_and_masked_loss(house64):
     out = task.clean.clone()
     out[task.mask.expand_as(out) == 0] = 0.123  # changing unknown pixels does not change the loss
     assert float(task.loss(out)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_inpaint_hold_out_splits_the_known_pixels(house64):
+    """A tenth of the known pixels out of the loss, the same ones for a seed; the task itself is left as it was."""
+    task = make_task("inpaint", house64, 0.5, seed=0)
+    mask = task.mask.clone()
+    fit, held = hold_out(task, 0.1, seed=0)
+    assert torch.equal(fit.mask + held.mask, mask) and float((fit.mask * held.mask).sum()) == 0
+    assert float(held.mask.sum()) == round(0.1 * float(mask.sum()))
+    assert torch.equal(task.mask, mask) and torch.equal(fit.clean, task.clean)
+    assert torch.equal(hold_out(task, 0.1, seed=0)[1].mask, held.mask)
+    assert not torch.equal(hold_out(task, 0.1, seed=1)[1].mask, held.mask)
+    out = task.clean.clone()
+    out[held.mask.expand_as(out) == 1] = 0.5  # wrong on the held-out pixels alone
+    assert float(fit.loss(out)) == pytest.approx(0.0, abs=1e-12)
+    wrong = ((0.5 - task.clean) * held.mask).square().sum() / (held.mask.sum() * 3)
+    assert float(known_mse(held, out)) == pytest.approx(float(wrong)) and float(known_mse(held, out)) > 0.01
+    assert float(known_mse(task, task.clean)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_inpaint_user_mask(house64):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .. import baselines as cv
 from ..errors import InputError
@@ -29,6 +30,29 @@ def binarise_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if binary.max() == 0:
         raise InputError("mask marks every pixel as missing (black): nothing to fit")
     return binary[:, :, None]
+
+
+def hold_out(task: Task, fraction: float, seed: int) -> tuple[Task, Task]:
+    """Split a masked task's known pixels at random (seeded): (the task on all but ``fraction`` of them, the task on
+    the held-out rest alone), so a run can fit the first and watch its error on the second (``known_mse``)."""
+    assert 0 < fraction < 1 and task.mask is not None, (fraction, task.name)
+    mask = task.mask.cpu()
+    known = mask.flatten().nonzero().squeeze(1).numpy()
+    pick = np.random.default_rng([seed, 1]).permutation(known)[: max(1, round(fraction * known.size))]
+    held = torch.zeros_like(mask).flatten()
+    held[torch.from_numpy(pick)] = 1
+    held = held.view_as(mask).to(task.mask.device)
+
+    def part(m: torch.Tensor) -> Task:
+        return Task(task.spec, task.level, Mask(m), task.observation * m, task.out_size, task.clean, list(task.notes))
+
+    return part(task.mask - held), part(held)
+
+
+def known_mse(task: Task, output: torch.Tensor) -> torch.Tensor:
+    """mean((f − y)²) over the task's known pixels alone (``Task.loss`` averages over every pixel)."""
+    mask = task.mask
+    return ((output - task.observation) * mask).square().sum() / (mask.sum() * output.shape[1])
 
 
 class Inpaint(TaskSpec):
