@@ -36,6 +36,10 @@ def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     from .ui import build_demo
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
+    # Gradio summarises the finished events for its monitoring page (its operator's, behind a key printed in the
+    # server's log) after every event: a pandas table of up to 10,000 of them each time, a class's worth of CPU.
+    # Once per 10,000 events here
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "10000")
     # api_open off: the REST routes (/gradio_api/run/...) would answer outside the queue and its turns; gradio_client
     # and the page use the queue
     demo = build_demo().queue(default_concurrency_limit=1, api_open=False)

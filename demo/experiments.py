@@ -37,6 +37,8 @@ PLAY_SECONDS = 0.35  # between frames while playing
 #: Frames per second drawn for all players together: a crowd pressing Play shares them (each player then skips
 #: frames to keep its pace), so Play never takes more than a small part of the server.
 PLAY_FRAMES_PER_S = 12.0
+#: The longest a player waits for its next frame while views are drawing (then it draws, skipping frames to keep pace)
+PLAY_YIELD_S = 1.0
 #: Threads drawing replay frames: scrubs and lessons (VIEW), Play (PLAY); never Gradio's shared pool.
 VIEW_THREADS, PLAY_THREADS = 2, 1
 #: Replay events running at once: views (scrubs, lessons, experiment changes) and players. Each is a coroutine holding
@@ -53,6 +55,9 @@ REPLAY_OUTPUTS = ("observed", "lane_image", "other_image", "clean", "curves", "s
 #: which cost Gradio a component and its config (JSON schema included) per image per answer.
 CAPTIONS = ("other_caption", "lane_caption")
 TAB_OUTPUTS = REPLAY_OUTPUTS + CAPTIONS
+#: What Play changes, frame by frame: not the observation, the clean image or the lesson (Play's outputs are these
+#: alone: a gr.skip() would cost Gradio a new component per output per frame)
+PLAY_OUTPUTS = tuple(k for k in TAB_OUTPUTS if k not in ("observed", "clean", "lesson"))
 #: The images, and the two lanes' (the ones whose labels change with the pair of lanes)
 IMAGES, LANES = ("observed", "lane_image", "other_image", "clean"), ("lane_image", "other_image")
 
@@ -122,7 +127,7 @@ def labels(experiment: str) -> dict[str, str]:
     return {lane["name"]: lane["label"] for lane in r.lanes(experiment)}
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache  # every pair's: a few events each
 def events_of(experiment: str, lane: str, other: str) -> tuple[Event, ...]:
     """The lesson events of the lane pair, from their curves (computed once per pair)."""
     r, a, b = check(experiment, lane, other)
@@ -322,12 +327,36 @@ async def drawn(kind: str, fn: Callable, *args: Any) -> Any:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter(kind))
 
 
+class Views:
+    """The view events (scrubs, lessons, new pairs) drawing now: while any is, players wait for their next frame
+    (up to ``PLAY_YIELD_S``), so that a student's scrub is not queued behind a crowd's Play frames."""
+
+    def __init__(self) -> None:
+        self.drawing = 0
+
+    async def draw(self, fn: Callable, *args: Any) -> Any:
+        self.drawing += 1
+        try:
+            return await drawn("view", fn, *args)
+        finally:
+            self.drawing -= 1
+
+    async def wait(self, longest: float = PLAY_YIELD_S) -> None:
+        """Wait while views are drawing, at most ``longest`` seconds."""
+        end = time.monotonic() + longest
+        while self.drawing and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+
+
+VIEWS = Views()
+
+
 def on_loop(fn: Callable) -> Callable:
     """``fn`` as a coroutine event that draws in the view threads (``drawn``): the tab's events, by name."""
 
     @functools.wraps(fn)
     async def event(*args: Any) -> Any:
-        return await drawn("view", fn, *args)
+        return await VIEWS.draw(fn, *args)
 
     return event
 
@@ -359,18 +388,19 @@ def play_frames(frames: list[int], start: int, elapsed: float, shown: int) -> in
 
 
 async def play(experiment: str, lane: str, other: str, iteration: float | None) -> AsyncIterator[tuple]:
-    """Play from the slider's iteration (from the start when it is at the end): the slider, then TAB_OUTPUTS as plain
-    values (the observation, the clean image and the lesson skipped: they do not change while playing)."""
+    """Play from the slider's iteration (from the start when it is at the end): the slider, then PLAY_OUTPUTS as plain
+    values (not the observation, the clean image and the lesson: they do not change while playing)."""
     _, a, _ = check(experiment, lane, other)
     frames = a.frame_iters
     start = 0 if iteration is None or int(iteration) >= frames[-1] else a.frame_index(int(iteration))
     began, index = time.monotonic(), start - 1
-    still = {REPLAY_OUTPUTS.index(k) for k in ("observed", "clean", "lesson")}
+    shown = [TAB_OUTPUTS.index(k) for k in PLAY_OUTPUTS]
     while index < len(frames) - 1:
         await PACER.turn()
+        await VIEWS.wait()
         index = play_frames(frames, start, time.monotonic() - began, index)
         outputs = await drawn("play", frame, experiment, lane, other, frames[index])
-        yield (frames[index], *(gr.skip() if k in still else v for k, v in enumerate(outputs)))
+        yield (frames[index], *(outputs[k] for k in shown))
         if index < len(frames) - 1:
             await asyncio.sleep(max(0.0, began + (index - start + 1) * PLAY_SECONDS - time.monotonic()))
 

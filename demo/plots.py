@@ -80,7 +80,15 @@ def _axis(**kwargs) -> dict:
 
 
 def _list(values: Sequence) -> list:
-    return [None if v is None or not np.isfinite(v) else float(v) for v in values]
+    """Plain floats for JSON, None where a value is missing or not finite (converted at once, not one by one)."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):  # None among the values
+        a = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    out = a.tolist()
+    for i in np.flatnonzero(~np.isfinite(a)).tolist():
+        out[i] = None
+    return out
 
 
 def _cell(row: int, col: int) -> tuple[list[float], list[float]]:

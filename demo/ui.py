@@ -364,7 +364,7 @@ def _wire_replays(r: dict) -> None:
     playing = r["play"].click(
         g(experiments.play),
         view,
-        [r["iteration"], *shown_],
+        [r["iteration"], *(r[k] for k in experiments.PLAY_OUTPUTS)],
         api_visibility="private",
         concurrency_id="replay_play",
         concurrency_limit=experiments.PLAY_EVENTS,

@@ -532,3 +532,13 @@ def test_lesson_marks_close_together_go_a_row_lower():
     crowded = [Event(k, t, "vanilla", "a") for k, t in (("low_first", 300), ("best", 310), ("noise", 320))]
     plots.mark_events(layout, crowded, None, span=3000)  # three within the gap: three rows
     assert [a["yshift"] for a in layout["annotations"]] == [0, -16, -32]
+
+
+def test_curve_values_reach_the_figure_as_plain_floats_or_none():
+    """plots._list, converted at once: the values one by one would give the same list (finite → float, else None)."""
+    values = [1.5, None, float("nan"), float("inf"), -float("inf"), np.float32(0.1), np.int64(3), 0.0]
+    one_by_one = [None if v is None or not np.isfinite(v) else float(v) for v in values]
+    for given in (values, np.array([v if v is not None else np.nan for v in values], dtype=np.float64), []):
+        got = plots._list(given)
+        expected = one_by_one if len(given) else []
+        assert got == expected and all(type(g) is type(e) for g, e in zip(got, expected))

@@ -550,3 +550,53 @@ def test_a_new_session_builds_no_configs(space):
     state = SessionState(demo)  # as Gradio makes one for each new visitor
     assert state.config_values == {} and state.blocks_config.config_for_block(0, [], None) == {}
     assert demo.default_config.config_for_block is not state.blocks_config.config_for_block  # the app's own untouched
+
+
+def test_a_free_slot_goes_to_the_address_with_the_fewest_events_running():
+    def event(i, address, cid="replay", api="replay"):
+        fn = type("Fn", (), {"api_name": api})()
+        return type("E", (), {"_id": f"e{i}", "concurrency_id": cid, "turns_address": address, "fn": fn})()
+
+    flood, student = "203.0.113.66", "198.51.100.1"
+    running = [[event(i, flood)] for i in range(3)] + [[event(3, student)], None]
+    replay = type("G", (), {"concurrency_limit": 8, "current_concurrency": 4})()
+    replay.queue = [event(10, flood), event(11, flood), event(12, student), event(13, "198.51.100.2")]
+    live = type("G", (), {"concurrency_limit": 1, "current_concurrency": 0})()
+    live.queue = [event(20, flood, "run", "run"), event(21, student, "run", "run")]
+    full = type("G", (), {"concurrency_limit": 1, "current_concurrency": 1})()
+    full.queue = [event(30, flood, "ui"), event(31, student, "ui")]
+    groups = {"replay": replay, "run": live, "ui": full}
+    queue = type("Q", (), {"active_jobs": running, "event_queue_per_concurrency_id": groups})()
+    rules = turns.Turns(type("B", (), {"_queue": queue})(), hops=1)
+    rules.share_slots()
+    # the address running none goes first; the flood (3 running) after the student (1 running); the rest in order
+    assert [e._id for e in replay.queue] == ["e13", "e10", "e11", "e12"]
+    rules.share_slots()
+    assert [e._id for e in replay.queue] == ["e13", "e10", "e11", "e12"]  # stable: the first is already the fewest
+    assert [e._id for e in live.queue] == ["e20", "e21"]  # live runs keep their turns
+    assert [e._id for e in full.queue] == ["e30", "e31"]  # no free slot: nothing moves
+
+
+def test_queue_positions_go_to_live_runs_only(space):
+    """Gradio sends every waiting event its queue position after each start and join; only a live run's are sent."""
+    import asyncio
+
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    demo, _ = space
+    sessions, sent = demo._queue.pending_messages_per_session, []
+    for name, api in (("replay-viewer", "replay"), ("live-visitor", "run")):
+        sessions[name] = asyncio.Queue()
+        fn = type("F", (), {"api_name": api})()
+        event = type("E", (), {"session_hash": name, "alive": True, "_id": name, "fn": fn})()
+        for message in (EstimationMessage(queue_size=3, rank=1), ProcessStartsMessage()):
+            demo._queue.send_message(event, message)
+        messages = sessions.pop(name)
+        sent.append([messages.get_nowait().msg for _ in range(messages.qsize())])
+    assert sent == [["process_starts"], ["estimation", "process_starts"]]
+
+
+def test_the_queue_does_not_summarise_every_event_for_a_monitoring_page(space):
+    """Gradio rebuilds a pandas summary of up to 10,000 finished events after each event unless told otherwise."""
+    demo, _ = space
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY >= 10_000

@@ -208,6 +208,31 @@ def test_all_players_share_one_budget_of_frames():
     assert pacer.delay(200.0) == 0.0  # a quiet server: at once
 
 
+def test_a_player_waits_while_a_view_draws_and_never_longer_than_its_bound():
+    async def check() -> None:
+        views = tab.Views()
+        await asyncio.wait_for(views.wait(longest=60.0), 5.0)  # nobody drawing: at once
+        views.drawing = 1
+        waiting = asyncio.ensure_future(views.wait(longest=60.0))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # a scrub is drawing: the player's frame waits
+        views.drawing = 0
+        await asyncio.wait_for(waiting, 5.0)
+        views.drawing = 1
+        await asyncio.wait_for(views.wait(longest=0.05), 5.0)  # bounded: a stream of scrubs never stops Play
+
+    asyncio.run(check())
+
+
+def test_play_sends_only_what_changes_as_plain_values():
+    exp, lane = tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE
+    frames = tab.replays().run(exp, lane).frame_iters
+    steps = asyncio.run(played(exp, lane, "vanilla", frames[-2]))
+    assert [len(s) for s in steps] == [1 + len(tab.PLAY_OUTPUTS)] * 2
+    assert not any(isinstance(v, dict) for s in steps for v in s)  # no update: Gradio builds a component per update
+    assert set(tab.TAB_OUTPUTS) - set(tab.PLAY_OUTPUTS) == {"observed", "clean", "lesson"}
+
+
 def test_a_class_pressing_play_holds_no_thread_while_it_waits(monkeypatch):
     exp, lane = tab.DEFAULT_EXPERIMENT, tab.DEFAULT_LANE
     frames = tab.replays().run(exp, lane).frame_iters
