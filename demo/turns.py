@@ -409,7 +409,7 @@ class Turns:
             return  # already started, or not in a queue of its own
         event.turns_address = address
         waiting = group.queue[:-1]
-        addresses = [getattr(e, "turns_address", None) or request_address(e.request, self.hops) for e in waiting]
+        addresses = [self.address(e) for e in waiting]
         mine = addresses.count(address)  # the new event's round: events of its address before it
         seen: dict[str, int] = {}
         for i, a in enumerate(addresses):
