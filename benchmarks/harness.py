@@ -75,6 +75,16 @@ def rss_mb(pid: int | str = "self", field_name: str = "VmRSS") -> float | None:
         return None
 
 
+def tree_rss_mb(pid: int) -> float | None:
+    """The resident sets of a process and its children (the app's run worker), in MB (None: the process is gone)."""
+    own = rss_mb(pid)
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    except (OSError, ValueError):
+        kids = []
+    return None if own is None else own + sum(tree_rss_mb(k) or 0.0 for k in kids)
+
+
 def settled_rss_mb() -> float | None:
     """This process's RSS after a collection and glibc's malloc_trim (freed memory handed back): what is in use."""
     gc.collect()
@@ -210,7 +220,7 @@ class Server:
                 self.stop()
                 raise RuntimeError(error)
             time.sleep(0.25)
-        self.rss = Peaks(lambda: rss_mb(self.pid))
+        self.rss = Peaks(lambda: tree_rss_mb(self.pid))  # the app's process and its run worker
         self.at_start = self.rss.mark("start")
 
     def tail(self, n: int | None = 1500) -> str:

@@ -32,8 +32,10 @@ def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     import_spaces()
     import torch
 
+    from .settings import LIMITS
     from .turns import Turns
     from .ui import build_demo
+    from .worker import WORKERS
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first Adam imports torch._dynamo (seconds)
     # Gradio summarises the finished events for its monitoring page (its operator's, behind a key printed in the
@@ -44,6 +46,8 @@ def make_app(queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     # and the page use the queue
     demo = build_demo().queue(default_concurrency_limit=1, api_open=False)
     Turns(demo, waiting=queue_size, share=max(1, queue_size // 2)).install()
+    if LIMITS.worker:  # the live runs' worker process, started now: its imports take seconds (demo/worker.py)
+        WORKERS.warm()
     return demo
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import inspect
 import json
@@ -14,10 +15,12 @@ import math
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import gradio as gr
 import orjson
@@ -49,6 +52,13 @@ DIRECT_ROUTE = re.compile(r"^/gradio_api/(?:run|api)/([^/]+)/?$")
 CLOSED_ROUTES = ("/gradio_api/deep_link",)
 CLOSED = "this server does not offer {path}"
 JOIN_ROUTE = "/gradio_api/queue/join"
+#: The page and its config: the same bytes for every visitor who reaches the server by the same name (Gradio deep-copies
+#: and rewrites a 250 KB config for each, 30-40 ms of the server's interpreter: a class opening the page at once queued
+#: everything behind it). Kept PAGE_CACHE_S seconds per (route, query, scheme, host and proxy headers).
+PAGE_ROUTES, PAGE_CACHE_S, PAGE_CACHE_ENTRIES = ("/", "/config"), 10.0, 16
+PAGE_KEY_HEADERS = (b"host", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-prefix", b"accept-encoding")
+#: A visitor's stream of messages: the page's and gradio_client's, and the REST API's per event.
+STREAM_ROUTE, CALL_STREAM = "/gradio_api/queue/data", re.compile(r"^/gradio_api/call/[^/]+/([^/]+)/?$")
 #: The mask editor (``gr.ImageEditor``, one layer) as its component server and preprocess take it: the layer indices,
 #: the edits kept (ids, and bytes in all; oldest dropped first), an id's length and each image's side.
 EDITOR_MAX_LAYERS = 1
@@ -227,10 +237,13 @@ class RequestGuard:
 
     def __init__(self, app: Any, max_bytes: int = MAX_UPLOAD_BYTES + BODY_MARGIN) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.pages: OrderedDict[tuple, tuple[float, dict, bytes]] = OrderedDict()  # key → (when, start, body)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope.get("method") == "GET" and scope.get("path") in PAGE_ROUTES:
+            return await self.page(scope, receive, send)
         if (name := queued_only(scope)) is not None:
             return await answer(send, 404, DIRECT_CALL.format(name=name))
         if scope.get("path", "").rstrip("/") in CLOSED_ROUTES:
@@ -264,8 +277,10 @@ class RequestGuard:
                 answered = True
                 await self.refuse(send)
 
+        turns, session = turns_in(scope), stream_session(scope)
         try:
-            await self.app(scope, bounded, sending)
+            with turns.reading(session) if turns is not None else contextlib.nullcontext():
+                await self.app(scope, bounded, sending)
         except Exception:
             if not over:
                 raise
@@ -275,10 +290,37 @@ class RequestGuard:
     async def refuse(self, send: Any) -> None:
         await answer(send, 413, BODY_TOO_LARGE.format(mb=self.max_bytes / 2**20))
 
+    async def page(self, scope: dict, receive: Any, send: Any) -> None:
+        """The page or its config: a kept copy (``PAGE_CACHE_S``) of Gradio's answer to the same name, else Gradio's
+        answer (kept when it is a whole 200 answer)."""
+        headers = dict(scope.get("headers") or ())
+        key = (scope["path"], scope.get("query_string", b""), scope.get("scheme"), scope.get("root_path", ""))
+        key += tuple(headers.get(h, b"")[:256] for h in PAGE_KEY_HEADERS)
+        now = time.monotonic()
+        if (kept := self.pages.get(key)) is not None and now - kept[0] < PAGE_CACHE_S:
+            await send(kept[1])
+            await send({"type": "http.response.body", "body": kept[2]})
+            return
+        start, chunks = {}, []
+
+        async def keeping(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b"") if not message.get("more_body") else None)
+            await send(message)
+
+        await self.app(scope, receive, keeping)
+        if start.get("status") == 200 and len(chunks) == 1 and chunks[0] is not None:
+            self.pages[key] = (now, start, chunks[0])
+            self.pages.move_to_end(key)
+            while len(self.pages) > PAGE_CACHE_ENTRIES:
+                self.pages.popitem(last=False)
+
     async def admit(self, scope: dict, receive: Any, send: Any) -> Any:
         """A queue join's new session charged to its address (``turns.Turns.new_session``) before Gradio reads it:
         refused at once (None), or the join's ``receive`` with its body read here."""
-        turns = getattr(getattr(scope.get("app"), "get_blocks", lambda: None)(), "_spectral_turns", None)
+        turns = turns_in(scope)
         if turns is None:
             return receive
         chunks, more = [], True
@@ -312,6 +354,26 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return replay
+
+
+def turns_in(scope: dict) -> Any:
+    """The ``turns.Turns`` installed on the app a request reached (None: not a served app of ours)."""
+    return getattr(getattr(scope.get("app"), "get_blocks", lambda: None)(), "_spectral_turns", None)
+
+
+def stream_session(scope: dict) -> str | None:
+    """The session whose messages a GET request streams (the queue's stream, or the REST API's stream of one event);
+    None for any other request."""
+    if scope.get("method") != "GET":
+        return None
+    path = scope.get("path", "").rstrip("/")
+    if path == STREAM_ROUTE:
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash") or [None]
+        return values[0][:256] if values[0] else None
+    if (match := CALL_STREAM.match(path)) is not None and (turns := turns_in(scope)) is not None:
+        event = turns.queue.event_ids_to_events.get(match.group(1))
+        return getattr(event, "session_hash", None)
+    return None
 
 
 def queued_only(scope: dict) -> str | None:

@@ -4,6 +4,7 @@ demo.frames turns that into what the page shows."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -302,31 +303,40 @@ class LabRun:
             for gen in gens.values():
                 gen.close()
 
-    def stream(self) -> Iterator[RunData]:
-        """The run as it goes: the first rounds at once, then at most every ``update_seconds``, and the last.
+    def updates(self, abandoned: Callable[[], bool] = lambda: False) -> Iterator[RunData]:
+        """Step the run and yield what it reached: the first rounds, then at most every ``update_seconds``, and the
+        last. ``abandoned()`` (asked each round) True: nobody reads any more, the run ends at its next step."""
+        last = 0.0
+        for rounds in self.steps():
+            self.abandoned = self.abandoned or abandoned()
+            done = all(t.done for t in self.tracks.values())
+            now = time.perf_counter()
+            if done or rounds <= 3 or now - last >= self.limits.update_seconds:
+                last = now
+                yield self.data(done)
 
-        The networks step in a thread of their own and leave each update in a one-place slot: while the caller turns
-        an update into pictures and sends it, the steps go on (done in turn, the views held both networks still:
-        a fifth of a default CPU run), and an update the caller had no time for is replaced by the next one, never
-        queued. Closing the stream ends the run at its next step."""
+    def stream(self) -> Iterator[RunData]:
+        """The run as it goes (``updates``).
+
+        The networks step apart from the caller, in a worker process (``limits.worker``: demo/worker.py) or a thread,
+        and leave each update in a one-place slot: while the caller turns an update into pictures and sends it, the
+        steps go on (done in turn, the views held both networks still: a fifth of a default CPU run), and an update
+        the caller had no time for is replaced by the next one, never queued. Closing the stream ends the run at its
+        next step."""
         slot, threads = Latest(), torch.get_num_threads()
 
         def produce() -> None:
             torch.set_num_threads(threads)  # the caller's: a new thread starts with torch's default
             try:
-                last = 0.0
-                for rounds in self.steps():
-                    done = all(t.done for t in self.tracks.values())
-                    now = time.perf_counter()
-                    if done or rounds <= 3 or now - last >= self.limits.update_seconds:
-                        last = now
-                        slot.put(self.data(done))
+                for data in self.updates():
+                    slot.put(data)
             except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
                 slot.fail(err)
             finally:
                 slot.close()
 
-        worker = threading.Thread(target=produce, name="lab-run-steps", daemon=True)
+        target = (lambda: self.relay(slot, threads)) if self.limits.worker else produce
+        worker = threading.Thread(target=target, name="lab-run-steps", daemon=True)
         worker.start()
         try:
             while (data := slot.take()) is not None:
@@ -335,6 +345,42 @@ class LabRun:
             self.abandoned = True  # the caller stopped reading: _cancelled ends the run at its next step
             if not on_event_loop():  # Gradio closes a cancelled stream on its event loop: never wait there
                 worker.join()
+
+    #: What a worker process sends back of its copy of the run besides its updates.
+    MIRRORED = ("rounds", "started", "ended", "cancelled", "out_of_time")
+
+    def relay(self, slot: Latest, threads: int) -> None:
+        """``produce`` in a worker process (demo/worker.py): this run's state goes there, its updates come back into
+        ``slot`` (with this process's request and images); a Stop or a reader gone is passed on."""
+        from .worker import WORKERS
+
+        state = {k: v for k, v in vars(self).items() if k != "stop"}
+        reusable, proc = False, None
+
+        def put(message: tuple) -> None:
+            data, mirrored = message
+            vars(self).update(mirrored)
+            if data is not None:
+                self.tracks = data.tracks
+                slot.put(
+                    dataclasses.replace(
+                        data, request=self.request, observation=self.observation, baseline=self.baseline
+                    )
+                )
+
+        def asked() -> str | None:
+            return "abandon" if self.abandoned else "stop" if self.stop() else None
+
+        try:
+            proc = WORKERS.take()
+            reusable = proc.relay(state, threads, put, slot.fail, asked)
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            slot.fail(err)
+        finally:
+            self.ended = self.ended or time.perf_counter()
+            slot.close()
+            if proc is not None:
+                WORKERS.give(proc) if reusable else proc.close()
 
     # ------------------------------------------------------------------ what it reached
 

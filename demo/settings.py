@@ -65,6 +65,8 @@ class Limits:
     run_seconds: float | None = None
     # a compare run's two networks as one (dip_core.stacked); SPECTRAL_BIAS_LAB_STACKED=0/1 overrides
     stacked: bool = False
+    # the steps in a worker process (demo/worker.py), not a thread of the server's; SPECTRAL_BIAS_LAB_WORKER=0/1
+    worker: bool = False
 
 
 def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
@@ -104,13 +106,19 @@ def limits_for(device: str, zero_gpu: bool = GPU_BUDGET) -> Limits:
         update_seconds=0.5,
         stacked=stacked_pair(False),
         run_seconds=RUN_SECONDS,
+        worker=switch("SPECTRAL_BIAS_LAB_WORKER", True),
     )
 
 
 def stacked_pair(default: bool) -> bool:
     """Whether compare runs stack their networks: the device's default (on for CUDA: one graph for the pair;
     off for CPU, where two threads were 8-18 % faster, benchmarks/RESULTS.md), or SPECTRAL_BIAS_LAB_STACKED."""
-    value = os.environ.get("SPECTRAL_BIAS_LAB_STACKED", "").strip().lower()
+    return switch("SPECTRAL_BIAS_LAB_STACKED", default)
+
+
+def switch(name: str, default: bool) -> bool:
+    """An on/off setting from the environment variable ``name`` (1/0, true/false, yes/no, on/off), else ``default``."""
+    value = os.environ.get(name, "").strip().lower()
     return default if value == "" else value in ("1", "true", "yes", "on")
 
 

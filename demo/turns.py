@@ -19,6 +19,10 @@ with fresh session hashes could silence every waiting visitor. Here a visitor wi
 evicted, the others in the order of their last use (``Sessions``); a new session hash is admitted only within its
 address's NEW_SESSIONS budget (beyond it the join is answered HTTP 429 and registers nothing); and a message for a
 session that is gone is dropped.
+
+A free place in a group goes first to a visitor who reads: an event whose visitor has a stream open, then the one whose
+address has the fewest events running in the group. Events nobody reads (a script that joins and never opens its
+stream) run UNREAD_RUNNING at a time per group, when no reader waits there.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +61,9 @@ MAX_SESSIONS = 2000
 #: reloading twice), then one per NEW_SESSION_S seconds. Beyond it a join is refused before anything is built for it.
 NEW_SESSIONS = 120
 NEW_SESSION_S = 1.0
+#: Events of visitors with no stream open that run at once in a group (and only while no reader's event waits there):
+#: a script's hundred unread replays take one of the eight places, not all of them, and a turn of the CPU to match.
+UNREAD_RUNNING = 1
 #: Set on a request whose new session ``guards.RequestGuard`` already charged (it refuses the others before any of
 #: Gradio's request handling: a script's flood costs the server a fraction of a millisecond a join)
 NEW_SESSION_CHECKED = "turns_new_session_checked"
@@ -232,6 +241,7 @@ class Turns:
         self.joining: list[tuple[bool, str, str]] = []  # (live, session, address) of events being pushed right now
         self.refused = self.refused_new = 0
         self.new_sessions = NewSessions()
+        self.streams: dict[str, int] = {}  # session → its streams open now (``reading``)
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, seen at the first push
 
     @property
@@ -240,7 +250,7 @@ class Turns:
 
     def install(self) -> Turns:
         """Replace the queue's ``push`` with ours (Gradio's own size limit is turned off: ours are per kind), its table
-        of sessions with ``Sessions``, its ``get_events`` with one that shares the slots first (``share_slots``), and
+        of sessions with ``Sessions``, its ``get_events`` with ``next_events`` (readers first, then by address), and
         its ``send_message`` with one that drops messages for a session that is gone (Gradio's raises ``KeyError``
         inside its queue loop) and sends a queue position only for a live run (Gradio sends every waiting event its
         position after each start and join: 3,000 messages a second to a flood's waiting replays in the classroom
@@ -272,8 +282,7 @@ class Turns:
         queue.pending_messages_per_session = sessions
 
         def get_events():  # noqa: ANN202 - Gradio's signature
-            self.share_slots()
-            return pick()
+            return self.next_events(pick)
 
         queue.push, queue.send_message, queue.get_events = push, send_message, get_events
         self.blocks._spectral_turns = self
@@ -301,24 +310,56 @@ class Turns:
         """The address an event was queued from."""
         return getattr(event, "turns_address", None) or request_address(event.request, self.hops)
 
-    def share_slots(self) -> None:
-        """In each group with a free slot (live runs aside: they go in turn), the waiting event whose address has the
-        fewest events running in the group starts next (the first such in the queue): a script's hundred replays hold
-        one slot while students wait, not all eight, and take the others when nobody else waits."""
+    @contextmanager
+    def reading(self, session: str | None) -> Iterator[None]:
+        """While a stream of ``session`` is open (``guards.RequestGuard`` wraps each one): its events are a reader's."""
+        if not session:
+            yield
+            return
+        self.streams[session] = self.streams.get(session, 0) + 1
+        try:
+            yield
+        finally:
+            if (left := self.streams.pop(session, 1) - 1) > 0:
+                self.streams[session] = left
+
+    def reads(self, event: Any) -> bool:
+        """Whether the visitor of ``event`` has a stream open to read it."""
+        return event.session_hash in self.streams
+
+    def next_events(self, pick: Callable[[], Any]) -> tuple[list, bool, str] | None:
+        """Gradio's ``get_events`` (``pick``) with our order: in a group with a free place (live runs aside: they go in
+        turn), the first waiting event of a reader whose address has the fewest events running in the group starts
+        next; an event nobody reads starts only when no reader waits there and fewer than UNREAD_RUNNING of those run
+        (a script's hundred replays hold one place while students wait, not all eight)."""
         queue = self.queue
+        free = [
+            (cid, g)
+            for cid, g in queue.event_queue_per_concurrency_id.items()
+            if g.queue and (g.concurrency_limit is None or g.current_concurrency < g.concurrency_limit)
+        ]
+        if not free or any(getattr(g.queue[0].fn, "batch", False) for _, g in free):
+            return pick()  # nothing to start, or a batch to gather: Gradio's own choice (this app has no batches)
         running: dict[tuple[Any, str], int] = {}
+        unread: dict[Any, int] = {}
         for job in queue.active_jobs:
             for e in job or ():
                 key = (e.concurrency_id, self.address(e))
                 running[key] = running.get(key, 0) + 1
-        for cid, group in queue.event_queue_per_concurrency_id.items():
+                if not self.reads(e):
+                    unread[e.concurrency_id] = unread.get(e.concurrency_id, 0) + 1
+        random.shuffle(free)  # as Gradio: no group always goes first
+        for cid, group in free:
             waiting = group.queue
-            full = group.concurrency_limit is not None and group.current_concurrency >= group.concurrency_limit
-            if len(waiting) < 2 or full or self.is_live(waiting[0].fn):
+            if self.is_live(waiting[0].fn):
+                return [waiting.pop(0)], False, cid  # live runs go in turn
+            readers = [i for i, e in enumerate(waiting) if self.reads(e)]
+            if not readers and unread.get(cid, 0) >= UNREAD_RUNNING:
                 continue
-            best = min(range(len(waiting)), key=lambda i: (running.get((cid, self.address(waiting[i])), 0), i))
-            if best:
-                waiting.insert(0, waiting.pop(best))
+            counts = [running.get((cid, self.address(waiting[i])), 0) for i in readers or range(len(waiting))]
+            best = (readers or range(len(waiting)))[counts.index(min(counts))]
+            return [waiting.pop(best)], False, cid
+        return None
 
     def refusal(self, live: bool, session: str, address: str) -> str | None:
         """Why an event of this kind, session and address may not join now (None: it may)."""

@@ -55,6 +55,18 @@ def tiny_png(tmp_path_factory, house64) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_worker():
+    """A live run's worker process started once per test process and ready (demo/worker.py), as the app starts one
+    at launch: its imports (seconds) would otherwise count in the first run's clock."""
+    from demo.session import LIMITS
+    from demo.worker import WORKERS
+
+    if LIMITS.worker:
+        WORKERS.warm(wait=True)
+    yield
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny networks run faster on one thread, and do not stall when other jobs load the CPU."""

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -453,7 +454,8 @@ def test_a_per_layer_lambda_list_runs_and_names_its_layers(tiny_png):
 def test_a_run_ended_by_a_non_finite_loss_logs_each_iteration_once(tiny_png):
     """The engine ends such a run with its last good snapshot again (marked done, with the message): the track
     keeps one row per iteration, so the log, the CSV and the curves have no repeated last point."""
-    lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY))
+    # in a thread of this process (not a worker process): the test spoils the task the steps read, as they run
+    lab = LabRun(parse_request(tiny_png, iterations=100, compare=False, **TINY), limits=replace(LIMITS, worker=False))
     for _ in lab.stream():
         lab.request.task.observation.fill_(float("inf"))
     track = lab.tracks["controlled"]
@@ -503,17 +505,26 @@ def test_the_networks_step_on_while_the_caller_draws_and_closing_ends_the_run(ti
     assert not [t for t in threading.enumerate() if t.name == "lab-run-steps"]
 
 
-def test_an_error_while_stepping_reaches_the_caller(tiny_png, monkeypatch):
-    """What the stepping thread raises is raised where the stream is read (the event's one-line error path)."""
-    lab = LabRun(parse_request(tiny_png, iterations=50, compare=False, **TINY))
+@pytest.mark.parametrize("worker", [False, True])
+def test_an_error_while_stepping_reaches_the_caller(tiny_png, monkeypatch, worker):
+    """What the stepping thread (or worker process) raises is raised where the stream is read (the event's one-line
+    error path)."""
+    import functools
+    import operator
+
+    lab = LabRun(parse_request(tiny_png, iterations=50, compare=False, **TINY), limits=replace(LIMITS, worker=worker))
 
     def broken():
         raise RuntimeError("the step broke")
         yield  # a generator, as steps() is
 
-    monkeypatch.setattr(lab, "steps", broken)
-    with pytest.raises(RuntimeError, match="the step broke"):
+    # a worker process gets the run's state, so its broken steps must be picklable there
+    lab.steps = functools.partial(operator.truediv, 1, 0) if worker else broken
+    with pytest.raises(ZeroDivisionError if worker else RuntimeError, match="division by zero|the step broke"):
         list(lab.stream())
+    if worker:  # the worker served the error and is kept for the next run
+        *_, last = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY)).stream()
+        assert last.done and last.iteration == 20
 
 
 def test_lesson_marks_close_together_go_a_row_lower():
