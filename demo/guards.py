@@ -298,7 +298,7 @@ class RequestGuard:
         key += tuple(headers.get(h, b"")[:256] for h in PAGE_KEY_HEADERS)
         now = time.monotonic()
         if (kept := self.pages.get(key)) is not None and now - kept[0] < PAGE_CACHE_S:
-            await send(kept[1])
+            await send(dict(kept[1]))
             await send({"type": "http.response.body", "body": kept[2]})
             return
         start, chunks = {}, []

@@ -17,6 +17,7 @@ from .gpu import on_gpu, request_seconds
 from .records import RunData
 from .session import STOPS, LabRun
 from .settings import GPU_BUDGET
+from .worker import WorkerLost
 
 
 @on_gpu
@@ -37,6 +38,8 @@ def live_run(key: str, form: RunForm) -> Iterator[tuple[bool, tuple]]:
             yield frame.done, tuple(outputs[k] for k in RUN_OUTPUTS + CAPTION_OUTPUTS)
     except gr.Error:
         raise
+    except WorkerLost as err:
+        raise gr.Error(str(err), print_exception=False) from None
     except torch.OutOfMemoryError:
         raise gr.Error(
             "the run ran out of memory: try a smaller image or a narrower network", print_exception=False

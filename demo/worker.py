@@ -17,6 +17,12 @@ from typing import Any
 #: Started processes kept for the next runs (each holds torch: about 250 MB); more runs at once start more.
 IDLE_WORKERS = 1
 LOST = "the run's worker process ended unexpectedly: try again"
+
+
+class WorkerLost(RuntimeError):
+    """The worker process of a run died (killed, out of memory): the run ends with LOST, one line."""
+
+
 #: The worker's niceness: a run's steps are batch work, a page's events are not; on a server's few cores the scheduler
 #: gives the server's process the cores first (a process of its own: no lock shared with the server to invert).
 NICE = 10
@@ -120,13 +126,13 @@ class Worker:
                 self.conn.send(what)
             if not self.conn.poll(0.05):
                 if not self.alive():
-                    fail(RuntimeError(LOST))
+                    fail(WorkerLost(LOST))
                     return False
                 continue
             try:
                 kind, payload = self.conn.recv()
             except (EOFError, OSError):
-                fail(RuntimeError(LOST))
+                fail(WorkerLost(LOST))
                 return False
             if kind == "error":
                 fail(payload)
@@ -158,7 +164,7 @@ class Workers:
         worker = Worker()
         if not worker.wait_ready():
             worker.close()
-            raise RuntimeError(LOST)
+            raise WorkerLost(LOST)
         return worker
 
     def give(self, worker: Worker) -> None:

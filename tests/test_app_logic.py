@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -553,3 +554,24 @@ def test_curve_values_reach_the_figure_as_plain_floats_or_none():
         got = plots._list(given)
         expected = one_by_one if len(given) else []
         assert got == expected and all(type(g) is type(e) for g, e in zip(got, expected))
+
+
+def test_a_worker_process_that_dies_mid_run_ends_the_run_with_one_line_and_the_next_run_gets_another(tiny_png):
+    """Killed (the out-of-memory killer, say) while it steps: the stream ends with the worker's one line, the run's
+    thread ends, and the next run starts a worker of its own."""
+    import multiprocessing
+    import signal
+
+    from demo.worker import LOST, WorkerLost
+
+    lab = LabRun(parse_request(tiny_png, iterations=5000, compare=False, **TINY))
+    updates = lab.stream()
+    next(updates)
+    workers = [p for p in multiprocessing.active_children() if p.name == "lab-run-worker"]
+    assert workers  # the run steps in a worker process, not here
+    for p in workers:
+        os.kill(p.pid, signal.SIGKILL)
+    with pytest.raises(WorkerLost, match=LOST):
+        list(updates)
+    *_, last = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY)).stream()
+    assert last.done and last.iteration == 20
