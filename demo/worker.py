@@ -44,9 +44,12 @@ def serve(conn: Connection) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            paths, threads, state = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
+        if isinstance(message, str):  # a Stop or "reader gone" that crossed its run's end: nothing to stop now
+            continue
+        paths, threads, state = message
         torch.set_num_threads(threads)
         tasks.__path__[:] = paths  # a task module the server found on its search path is found here too
         try:

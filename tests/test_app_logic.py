@@ -575,3 +575,18 @@ def test_a_worker_process_that_dies_mid_run_ends_the_run_with_one_line_and_the_n
         list(updates)
     *_, last = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY)).stream()
     assert last.done and last.iteration == 20
+
+
+def test_a_stop_that_crosses_its_runs_end_leaves_the_worker_serving(tiny_png):
+    """A Stop (or "reader gone") can reach the worker just after its run ended: the worker drops it, stays up, and
+    runs the next run whole."""
+    from demo.worker import WORKERS
+
+    worker = WORKERS.take()
+    pid = worker.process.pid
+    worker.conn.send("stop")
+    worker.conn.send("abandon")
+    WORKERS.give(worker)
+    *_, last = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY)).stream()
+    assert last.done and last.iteration == 20 and last.ending.reason == "complete"
+    assert [w.process.pid for w in WORKERS.idle] == [pid] and WORKERS.idle[0].alive()
