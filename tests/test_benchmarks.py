@@ -248,6 +248,16 @@ def test_trailing_and_centred_averages():
     assert curves.moving_average([1.0, 2.0, 3.0, 4.0], 2).tolist() == [1.5, 2.0, 3.0, 3.5]  # centred, shrinking
 
 
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 8, 9, 40, 151, 400])
+@pytest.mark.parametrize("window", [1, 2, 5, 8, 17, 25, 60])
+def test_centred_average_is_the_slices_means_bit_for_bit(n, window):
+    """The strided mean of the full windows changes no float: the lesson events and summaries read the same curves."""
+    v = np.random.default_rng(n * 100 + window).normal(25.0, 8.0, n)
+    half = window // 2
+    by_slices = np.array([v[max(0, i - half) : i + half + 1].mean() for i in range(n)])
+    assert curves.moving_average(v.tolist(), window).tobytes() == by_slices.tobytes()
+
+
 @pytest.mark.skipif(not winograd_available(), reason="NNPACK not available on this CPU")
 @pytest.mark.parametrize("padding", ["zeros", "reflect"])
 def test_winograd_conv_matches_direct(padding):
