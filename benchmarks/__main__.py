@@ -19,7 +19,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
     "replays": ("make_replays", "build the app's replays of the paper's experiments"),
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
-    "holdout": ("holdout", "inpainting with a tenth of the known pixels held out of the loss, against all of them"),
 }
 #: retired one-off commands → the report that says which commit holds their script.
 RETIRED: dict[str, str] = {
@@ -29,6 +28,7 @@ RETIRED: dict[str, str] = {
     "compile-check": "reports/cpu_epyc/README.md",
     "decode-memory": "docs/app.md",
     "auto-lambda": "reports/auto_lambda/README.md",
+    "holdout": "reports/auto_lambda/notes.md",
 }
 
 

@@ -355,10 +355,12 @@ class Call:
             out["start_s"] = rounded(self.start_s)
         return {**out, **self.extra}
 
-    def row(self) -> list:
-        """The report's line for every event: kind, visitor, answered, ok, seconds, started, first frame, frames."""
+    def row(self, since: float) -> list:
+        """The report's line for every event: kind, visitor, answered, ok, seconds, started, first frame, frames,
+        and when it was sent (seconds from ``since``, a perf_counter time: the class's start)."""
         times = (self.seconds, self.start_s, min(self.frames, default=None))
-        return [self.kind, self.who, self.answered, self.ok, *map(rounded, times), len(self.frames)]
+        sent = round(self.t0 - since, 2)
+        return [self.kind, self.who, self.answered, self.ok, *map(rounded, times), len(self.frames), sent]
 
     def status(self, n: int) -> str | None:
         """The run's status line (its 7th output), cut to ``n`` characters."""
