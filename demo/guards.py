@@ -5,6 +5,7 @@ ours."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -35,7 +36,7 @@ from dip_core.io import image_size
 
 from .inputs import number, stale_upload, upload_gone
 from .settings import LIMITS
-from .turns import NEW_SESSION_CHECKED, client_address
+from .turns import NEW_SESSION_CHECKED, NEW_SESSION_S, client_address
 
 #: The largest file a visitor may upload (an image or a config JSON): a 24-megapixel photo as PNG is about 20 MB.
 MAX_UPLOAD = "20mb"
@@ -52,6 +53,11 @@ DIRECT_ROUTE = re.compile(r"^/gradio_api/(?:run|api)/([^/]+)/?$")
 CLOSED_ROUTES = ("/gradio_api/deep_link",)
 CLOSED = "this server does not offer {path}"
 JOIN_ROUTE = "/gradio_api/queue/join"
+#: A join refused for its address's new-session budget (429) is answered after one refill of the budget, holding no
+#: thread, with a Retry-After: a script's senders then join at its budget's pace, not as fast as the server can refuse
+#: them (2,100 refusals in 4 s, 0.8 ms of the event loop each, held a class's scrubs up to 2.5 s). At most
+#: REFUSED_HELD wait at once; beyond, refusals are answered at once.
+REFUSED_DELAY_S, REFUSED_HELD = NEW_SESSION_S, 256
 #: The page and its config: the same bytes for every visitor who reaches the server by the same name (Gradio deep-copies
 #: and rewrites a 250 KB config for each, 30-40 ms of the server's interpreter: a class opening the page at once queued
 #: everything behind it). Kept PAGE_CACHE_S seconds per (route, query, scheme, host and proxy headers).
@@ -238,6 +244,7 @@ class RequestGuard:
     def __init__(self, app: Any, max_bytes: int = MAX_UPLOAD_BYTES + BODY_MARGIN) -> None:
         self.app, self.max_bytes = app, max_bytes
         self.pages: OrderedDict[tuple, tuple[float, dict, bytes]] = OrderedDict()  # key → (when, start, body)
+        self.held = 0  # refused joins waiting for their answer (REFUSED_HELD)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -341,7 +348,14 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
         address = client_address(headers, (scope.get("client") or ("unknown",))[0], turns.hops)
         if (why := turns.new_session(session if isinstance(session, str) else None, address)) is not None:
-            await answer(send, *why)
+            status, line = why
+            if status == 429 and self.held < REFUSED_HELD:  # the address's budget: answered at the budget's pace
+                self.held += 1
+                try:
+                    await asyncio.sleep(REFUSED_DELAY_S)
+                finally:
+                    self.held -= 1
+            await answer(send, status, line, retry_after=REFUSED_DELAY_S if status == 429 else None)
             return None
         scope.setdefault("state", {})[NEW_SESSION_CHECKED] = True
         sent = False
@@ -388,10 +402,12 @@ def queued_only(scope: dict) -> str | None:
     return name if fns and all(fn.queue for fn in fns) else None
 
 
-async def answer(send: Any, status: int, line: str) -> None:
-    """An HTTP answer of ours: ``{"detail": line}`` with ``status``."""
+async def answer(send: Any, status: int, line: str, retry_after: float | None = None) -> None:
+    """An HTTP answer of ours: ``{"detail": line}`` with ``status`` (and a Retry-After of ``retry_after`` seconds)."""
     body = json.dumps({"detail": line}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(math.ceil(retry_after)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -22,12 +22,15 @@ session that is gone is dropped.
 
 A free place in a group goes first to a visitor who reads: an event whose visitor has a stream open, then the one whose
 address has the fewest events running in the group. Events nobody reads (a script that joins and never opens its
-stream) run UNREAD_RUNNING at a time per group, when no reader waits there.
+stream) run UNREAD_RUNNING at a time per group, only while no reader's event waits there or runs anywhere (live runs
+aside): a quiet server's moments.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import ipaddress
 import os
 import random
@@ -61,8 +64,8 @@ MAX_SESSIONS = 2000
 #: reloading twice), then one per NEW_SESSION_S seconds. Beyond it a join is refused before anything is built for it.
 NEW_SESSIONS = 120
 NEW_SESSION_S = 1.0
-#: Events of visitors with no stream open that run at once in a group (and only while no reader's event waits there):
-#: a script's hundred unread replays take one of the eight places, not all of them, and a turn of the CPU to match.
+#: Events of visitors with no stream open that run at once in a group, and only while no reader's event waits there or
+#: runs anywhere but in a live run: a script's hundred unread replays (25 ms of the server each) wait for quiet.
 UNREAD_RUNNING = 1
 #: Set on a request whose new session ``guards.RequestGuard`` already charged (it refuses the others before any of
 #: Gradio's request handling: a script's flood costs the server a fraction of a millisecond a join)
@@ -105,6 +108,11 @@ def proxy_hops() -> int:
 def normal_address(text: str) -> str:
     """One name per visitor: an IPv4 address as it is, an IPv4-mapped IPv6 address as its IPv4 address, an IPv6
     address as its /64 network (one visitor's line holds all of them), anything else lower-cased, 64 characters."""
+    return _normal_address(text[:128])  # no address is longer: the cache below holds at most 4096 × 128 characters
+
+
+@functools.lru_cache(maxsize=4096)  # every join reads every waiting event's address: each text is parsed once
+def _normal_address(text: str) -> str:
     text = text.strip().lower()
     if text.startswith("[") and "]" in text:  # [v6]:port
         text = text[1 : text.index("]")]
@@ -164,6 +172,44 @@ def light_session_state() -> None:
         return {}
 
     state.__init__, state.light = __init__, True
+
+
+SKIP = {"__type__": "update"}  # gr.skip(): an output left as it is
+
+
+def cheap_skips(blocks: Any) -> None:
+    """Gradio builds a new component for every update it sends, for a ``gr.skip()`` too, and sends an empty update
+    (0.4 ms each: a plain visit's page load, 33 outputs mostly skipped, took 13 ms). Here a skip of a component that
+    is not a State is sent as that same empty update, unbuilt. Once per app."""
+    original = blocks.postprocess_data
+    if getattr(original, "cheap_skips", False):
+        return
+
+    async def postprocess_data(block_fn: Any, predictions: Any, state: Any) -> list:
+        outputs = block_fn.outputs
+        if (
+            not isinstance(predictions, (list, tuple))
+            or len(predictions) != len(outputs)
+            or len(outputs) < 2
+            or block_fn.batch
+            or block_fn.is_validator_function
+        ):
+            return await original(block_fn, predictions, state)
+        skip = [isinstance(p, dict) and p == SKIP and not b.stateful for p, b in zip(predictions, outputs)]
+        kept = [i for i, skipped in enumerate(skip) if not skipped]
+        if len(kept) == len(outputs):
+            return await original(block_fn, predictions, state)
+        out = [dict(SKIP) for _ in outputs]
+        if kept:
+            fewer = copy.copy(block_fn)
+            fewer.outputs = [outputs[i] for i in kept]
+            rest = [predictions[i] for i in kept]  # a single output's prediction goes alone, as Gradio expects it
+            for i, value in zip(kept, await original(fewer, rest if len(kept) > 1 else rest[0], state)):
+                out[i] = value
+        return out
+
+    postprocess_data.cheap_skips = True  # type: ignore[attr-defined]
+    blocks.postprocess_data = postprocess_data
 
 
 class Sessions(OrderedDict):
@@ -277,6 +323,7 @@ class Turns:
                 messages.sent = getattr(messages, "sent", 0) + 1
 
         light_session_state()
+        cheap_skips(self.blocks)
         sessions = Sessions(self.active_sessions)
         sessions.update(queue.pending_messages_per_session)
         queue.pending_messages_per_session = sessions
@@ -330,8 +377,8 @@ class Turns:
     def next_events(self, pick: Callable[[], Any]) -> tuple[list, bool, str] | None:
         """Gradio's ``get_events`` (``pick``) with our order: in a group with a free place (live runs aside: they go in
         turn), the first waiting event of a reader whose address has the fewest events running in the group starts
-        next; an event nobody reads starts only when no reader waits there and fewer than UNREAD_RUNNING of those run
-        (a script's hundred replays hold one place while students wait, not all eight)."""
+        next; an event nobody reads starts only when no reader's event waits there or runs anywhere (live runs aside)
+        and fewer than UNREAD_RUNNING of those run in the group (a script's hundred replays wait for a quiet server)."""
         queue = self.queue
         free = [
             (cid, g)
@@ -342,19 +389,22 @@ class Turns:
             return pick()  # nothing to start, or a batch to gather: Gradio's own choice (this app has no batches)
         running: dict[tuple[Any, str], int] = {}
         unread: dict[Any, int] = {}
+        busy = False  # a reader's event runs (not a live run: those run for minutes)
         for job in queue.active_jobs:
             for e in job or ():
                 key = (e.concurrency_id, self.address(e))
                 running[key] = running.get(key, 0) + 1
                 if not self.reads(e):
                     unread[e.concurrency_id] = unread.get(e.concurrency_id, 0) + 1
+                elif not self.is_live(e.fn):
+                    busy = True
         random.shuffle(free)  # as Gradio: no group always goes first
         for cid, group in free:
             waiting = group.queue
             if self.is_live(waiting[0].fn):
                 return [waiting.pop(0)], False, cid  # live runs go in turn
             readers = [i for i, e in enumerate(waiting) if self.reads(e)]
-            if not readers and unread.get(cid, 0) >= UNREAD_RUNNING:
+            if not readers and (busy or unread.get(cid, 0) >= UNREAD_RUNNING):
                 continue
             counts = [running.get((cid, self.address(waiting[i])), 0) for i in readers or range(len(waiting))]
             best = (readers or range(len(waiting)))[counts.index(min(counts))]

@@ -429,8 +429,11 @@ def test_a_stream_never_opened_or_closed_is_gone():
     assert closed.gone()  # the tab was closed: at once
 
 
-def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_nobody(space, tiny_png, tmp_path):
+def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_nobody(
+    space, tiny_png, tmp_path, monkeypatch
+):
     demo, url = space
+    monkeypatch.setattr(guards, "REFUSED_DELAY_S", 0.01)  # the refusals' pace: its own test below
     table = demo._queue.pending_messages_per_session
     rules = demo._spectral_turns
     honest = visitor(url, "198.51.100.20", tmp_path)
@@ -456,6 +459,50 @@ def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_
         assert final[7] and all(os.path.isfile(f) for f in final[7])
     finally:
         honest.close()
+
+
+def test_a_join_refused_for_its_budget_is_answered_at_the_budgets_pace(space, monkeypatch):
+    """A script past its new sessions waits one refill for each refusal (Retry-After says so), holding no thread;
+    beyond REFUSED_HELD waiting at once, a refusal is answered at once."""
+    demo, url = space
+    rules = demo._spectral_turns
+    budget, rules.new_sessions = rules.new_sessions, turns.NewSessions(burst=0, clock=lambda: 0.0)  # none left
+    monkeypatch.setattr(guards, "REFUSED_DELAY_S", 0.5)
+    try:
+        body = {"data": [""], "fn_index": load.App.read(url).fn["page_load"], "session_hash": "script-1"}
+        headers = {"X-Forwarded-For": "203.0.113.67"}
+        t0 = time.monotonic()
+        r = httpx.post(url + "gradio_api/queue/join", json=body, headers=headers, timeout=30)
+        waited = time.monotonic() - t0
+        assert r.status_code == 429 and r.json()["detail"] == turns.NEW_SESSIONS_FULL
+        assert r.headers["retry-after"] == "1" and waited >= 0.5
+        monkeypatch.setattr(guards, "REFUSED_HELD", 0)  # as if 256 were waiting: answered at once
+        monkeypatch.setattr(guards, "REFUSED_DELAY_S", 600.0)
+        r = httpx.post(url + "gradio_api/queue/join", json=body, headers=headers, timeout=30)
+        assert r.status_code == 429 and "script-1" not in demo._queue.pending_messages_per_session
+    finally:
+        rules.new_sessions = budget
+
+
+@pytest.mark.parametrize("query", ["", "?tab=replays&iteration=810", "?task=inpaint&example=1"])
+def test_skipped_outputs_are_sent_as_gradio_sends_them_with_no_component_built(space, query):
+    """turns.cheap_skips: the page load's answer is Gradio's, value for value, and a skip builds no component (Gradio
+    keeps each one it builds in the session's state)."""
+    import asyncio
+    import copy
+
+    from gradio.state_holder import SessionState
+
+    demo, _ = space
+    fn = next(f for f in demo.fns.values() if f.api_name == "page_load")
+    gradios = type(demo).postprocess_data.__get__(demo)
+    outputs = list(asyncio.run(fn.fn(query)))
+    skipped = [b for v, b in zip(outputs, fn.outputs) if isinstance(v, dict) and v == turns.SKIP]
+    ours, theirs = SessionState(demo), SessionState(demo)
+    answer = asyncio.run(demo.postprocess_data(fn, copy.deepcopy(outputs), ours))
+    assert asyncio.run(gradios(fn, copy.deepcopy(outputs), theirs)) == answer
+    assert skipped and all(ours.blocks_config.blocks[b._id] is b for b in skipped)  # the page's own, unbuilt
+    assert not any(theirs.blocks_config.blocks[b._id] is b for b in skipped)  # Gradio's: each one built anew
 
 
 def test_a_message_for_a_session_that_is_gone_is_dropped(space):
@@ -606,14 +653,26 @@ def test_a_free_slot_goes_to_the_address_with_the_fewest_events_running():
 
 def test_events_nobody_reads_wait_for_the_readers_and_run_one_at_a_time():
     """A script that joins with fresh sessions and never opens a stream: its replays start only when no student's
-    waits, UNREAD_RUNNING at a time, whatever their order in the queue."""
+    waits in the group or runs anywhere but in a live run, UNREAD_RUNNING at a time, whatever their queue order."""
     flood, student = "203.0.113.66", "198.51.100.1"
     waiting = [(f"f{i}", flood, False, "replay") for i in range(5)] + [("s1", student, True, "replay")]
     waiting += [("s2", "198.51.100.2", True, "replay")]
-    rules, queue = slots([], {"replay": (8, 0, waiting)})
-    assert started(rules, queue) == ["s1", "s2", "f0"][: 2 + turns.UNREAD_RUNNING]
-    queue.active_jobs.pop()  # f0 ends
-    queue.event_queue_per_concurrency_id["replay"].current_concurrency -= 1
+    rules, queue = slots([], {"replay": (8, 0, waiting), "other": (8, 0, [])})
+    group = queue.event_queue_per_concurrency_id["replay"]
+
+    def end(i):
+        queue.active_jobs.pop(i)
+        group.current_concurrency -= 1
+
+    assert started(rules, queue) == ["s1", "s2"]  # seven places free: none for the script while students' run
+    end(-1)  # s2 ends; s1 still runs
+    assert started(rules, queue) == []
+    queue.active_jobs[-1][0].concurrency_id = "other"  # s1 in another group (as a Play): it holds them too
+    group.current_concurrency -= 1
+    assert started(rules, queue) == []
+    queue.active_jobs[-1][0].fn.api_name = "run"  # a live run: minutes long, it does not
+    assert started(rules, queue) == ["f0", "f1"][: turns.UNREAD_RUNNING]
+    end(-1)
     assert started(rules, queue) == ["f1"]
     rules.streams["f2"] = 1  # a stream opened for one of them: a reader now
     assert started(rules, queue) == ["f2"]
