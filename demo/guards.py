@@ -55,8 +55,9 @@ CLOSED = "this server does not offer {path}"
 JOIN_ROUTE = "/gradio_api/queue/join"
 #: A join refused for its address's new-session budget (429) is answered after one refill of the budget, holding no
 #: thread, with a Retry-After: a script's senders then join at its budget's pace, not as fast as the server can refuse
-#: them (2,100 refusals in 4 s, 0.8 ms of the event loop each, held a class's scrubs up to 2.5 s). At most
-#: REFUSED_HELD wait at once; beyond, refusals are answered at once.
+#: them (2,100 refusals in 4 s, 0.8 ms of the event loop each, held a class's scrubs up to 2.5 s); a new session
+#: within the budget waits for its address's pace (turns.NEW_SESSIONS_PER_S). At most REFUSED_HELD joins wait at once;
+#: beyond, they are answered (or admitted) at once.
 REFUSED_DELAY_S, REFUSED_HELD = NEW_SESSION_S, 256
 #: The page and its config: the same bytes for every visitor who reaches the server by the same name (Gradio deep-copies
 #: and rewrites a 250 KB config for each, 30-40 ms of the server's interpreter: a class opening the page at once queued
@@ -347,7 +348,16 @@ class RequestGuard:
             session = None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
         address = client_address(headers, (scope.get("client") or ("unknown",))[0], turns.hops)
-        if (why := turns.new_session(session if isinstance(session, str) else None, address)) is not None:
+        session = session if isinstance(session, str) else None
+        new = session is None or session not in turns.queue.pending_messages_per_session
+        if (why := turns.new_session(session, address)) is None and new and self.held < REFUSED_HELD:
+            if (wait := turns.new_sessions.pace(address)) > 0:  # a new session: at the address's pace
+                self.held += 1
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    self.held -= 1
+        if why is not None:
             status, line = why
             if status == 429 and self.held < REFUSED_HELD:  # the address's budget: answered at the budget's pace
                 self.held += 1

@@ -64,6 +64,9 @@ MAX_SESSIONS = 2000
 #: reloading twice), then one per NEW_SESSION_S seconds. Beyond it a join is refused before anything is built for it.
 NEW_SESSIONS = 120
 NEW_SESSION_S = 1.0
+#: ... admitted at most this many a second (a class behind one address opens about 8): a script's burst of 120 new
+#: sessions spreads over 6 s instead of landing on the server at once (0.4 s of its event loop in a third of a second).
+NEW_SESSIONS_PER_S = 20.0
 #: Events of visitors with no stream open that run at once in a group, and only while no reader's event waits there or
 #: runs anywhere but in a live run: a script's hundred unread replays (25 ms of the server each) wait for quiet.
 UNREAD_RUNNING = 1
@@ -245,7 +248,7 @@ class Sessions(OrderedDict):
 
 class NewSessions:
     """Per address, a budget of new session hashes: ``burst`` at once, then one every ``period`` seconds (a token
-    bucket; idle addresses are forgotten beyond ``remembered`` of them)."""
+    bucket; idle addresses are forgotten beyond ``remembered`` of them), admitted at most ``per_second`` a second."""
 
     def __init__(
         self,
@@ -253,9 +256,12 @@ class NewSessions:
         period: float = NEW_SESSION_S,
         clock: Callable[[], float] = time.monotonic,
         remembered: int = 10_000,
+        per_second: float = NEW_SESSIONS_PER_S,
     ) -> None:
         self.burst, self.period, self.clock, self.remembered = burst, period, clock, remembered
+        self.per_second = per_second
         self.tokens: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address → (tokens, when)
+        self.slots: OrderedDict[str, float] = OrderedDict()  # address → when its next new session may be admitted
 
     def take(self, address: str) -> bool:
         """Spend one of ``address``'s new sessions; False when it has none left (nothing is spent then)."""
@@ -267,6 +273,15 @@ class NewSessions:
         while len(self.tokens) > self.remembered:
             self.tokens.popitem(last=False)
         return ok
+
+    def pace(self, address: str) -> float:
+        """The seconds ``address``'s new session (within its budget) waits for its turn: one every 1/``per_second``."""
+        now = self.clock()
+        slot = max(now, self.slots.pop(address, now))
+        self.slots[address] = slot + 1.0 / self.per_second
+        while len(self.slots) > self.remembered:
+            self.slots.popitem(last=False)
+        return slot - now
 
 
 class Turns:

@@ -364,6 +364,32 @@ def test_new_sessions_per_address_come_in_a_burst_then_one_per_period():
     assert budget.take("a") and not budget.take("a")
 
 
+def test_new_sessions_of_one_address_are_admitted_at_its_pace():
+    now = [0.0]
+    budget = turns.NewSessions(clock=lambda: now[0], per_second=20.0)
+    assert [budget.pace("a") for _ in range(3)] == pytest.approx([0.0, 0.05, 0.1])  # a burst, spread
+    assert budget.pace("b") == 0.0  # another address has its own turns
+    now[0] = 1.0
+    assert budget.pace("a") == 0.0  # an address that paused waits for nothing
+
+
+def test_a_script_s_new_sessions_wait_for_their_address_s_pace(space):
+    """Through the server: three new sessions of one address take two turns of its pace; a join of a session the
+    queue knows waits for none."""
+    demo, url = space
+    rules = demo._spectral_turns
+    budget, rules.new_sessions = rules.new_sessions, turns.NewSessions(per_second=4.0)
+    try:
+        raw, t0 = load.Visitor(url, "203.0.113.68"), time.monotonic()
+        codes = [raw.join("page_load", [""], f"paced-{i}")[0] for i in range(3)]
+        assert codes == [200] * 3 and time.monotonic() - t0 >= 0.5
+        turn = rules.new_sessions.slots["203.0.113.68"]
+        assert raw.join("page_load", [""], "paced-2")[0] == 200
+        assert rules.new_sessions.slots["203.0.113.68"] == turn  # a known session took no turn
+    finally:
+        rules.new_sessions = budget
+
+
 def test_one_address_holds_at_most_half_of_the_waiting_places():
     class FakeQueue:
         def __init__(self, events):
@@ -442,7 +468,8 @@ def test_a_flood_of_fresh_sessions_registers_nothing_past_its_budget_and_evicts_
         assert wait_for(lambda: rules.holds(honest.session_hash, running=True), 60)
         size, max_size = len(table), table.max_size
         table.max_size = size + 5  # a small table: the flood would have evicted the visitor at Gradio's own
-        budget, rules.new_sessions = rules.new_sessions, turns.NewSessions(clock=lambda: 0.0)  # no refill meanwhile
+        no_refill = turns.NewSessions(clock=lambda: 0.0, per_second=1e9)  # no refill meanwhile, and no pace
+        budget, rules.new_sessions = rules.new_sessions, no_refill
         try:
             raw = load.Visitor(url, "203.0.113.66")
             codes = [raw.join("replay", ["denoise_house", "lam1", "", 10], f"flood-{i}")[0] for i in range(150)]
