@@ -20,8 +20,6 @@ from typing import Any
 
 import anyio
 import gradio as gr
-import orjson
-from gradio.components.plot import PlotData
 
 from dip_core.lesson import Event, lesson
 from dip_core.replay import Replays, Run
@@ -228,9 +226,9 @@ def show_replay(
     labelled: tuple[str, ...] = IMAGES,
 ) -> dict:
     """Everything the tab shows at one iteration of a lane (and optionally a second lane), by name (TAB_OUTPUTS); its
-    plots are ``figure`` of plots' figure dicts (plotly figures, or ``plot_data``'s JSON). The ``labelled`` images are
-    update dicts with their labels and visibility (all four for a new experiment, the lanes' for a new pair and the
-    ``replay`` endpoint); the others plain values (the captions say what changed)."""
+    plots are ``figure`` of plots' figure dicts (plotly figures, or ``plots.plot_data``'s JSON). The ``labelled``
+    images are update dicts with their labels and visibility (all four for a new experiment, the lanes' for a new pair
+    and the ``replay`` endpoint); the others plain values (the captions say what changed)."""
     r, a, b = check(experiment, lane, other)
     it = a.frame_iters[-1] if iteration is None else int(iteration)
     events = events_of(experiment, lane, other)
@@ -265,12 +263,6 @@ def show_replay(
     )
 
 
-def plot_data(figure: dict) -> PlotData:
-    """A figure dict (plots.curves_dict, spectrum_dict) as gr.Plot sends it: its JSON, made at once (no plotly
-    objects, whose copies and validation cost most of a frame), once per kept frame."""
-    return PlotData(type="plotly", plot=orjson.dumps(figure, option=orjson.OPT_SERIALIZE_NUMPY).decode())
-
-
 @functools.lru_cache(maxsize=FRAME_CACHE)
 def frame(
     experiment: str,
@@ -281,7 +273,7 @@ def frame(
     labelled: tuple[str, ...] = (),
 ) -> tuple:
     """TAB_OUTPUTS at ``iteration``, drawn once and kept (read-only: the events hand out copies, ``fresh``)."""
-    out = show_replay(experiment, lane, other, iteration, current, figure=plot_data, labelled=labelled)
+    out = show_replay(experiment, lane, other, iteration, current, figure=plots.plot_data, labelled=labelled)
     return tuple(out[k] for k in TAB_OUTPUTS)
 
 

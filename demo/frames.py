@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
+from gradio.components.plot import PlotData
 
 from dip_core.lesson import Event, lesson
 
@@ -24,8 +24,8 @@ class Frame:
     run: RunData
     results: dict[str, np.ndarray]  # run name → its current image
     captions: dict[str, str]  # run name → what its image is: the run's label, PSNR (or loss) and iteration
-    curves: go.Figure
-    spectrum: go.Figure
+    curves: PlotData  # as gr.Plot sends it (plots.plot_data)
+    spectrum: PlotData
     status: str
     animation: list[np.ndarray]  # the downloads' GIF frames so far (uint8 strips)
 
@@ -65,7 +65,7 @@ def frame(run: RunData, animation: Animation) -> Frame:
     """The current images, figures and status line of ``run`` (and one more animation frame)."""
     animation.add(run)
     spectra = [(t.short, run.spectra[name]) for name, t in run.tracks.items() if name in run.spectra]
-    curves = plots.curves_figure(
+    curves = plots.curves_dict(
         list(run.tracks.values()),
         run.iterations,
         run.clean is not None,
@@ -77,8 +77,8 @@ def frame(run: RunData, animation: Animation) -> Frame:
         run=run,
         results=run.images,
         captions={name: caption(t) for name, t in run.tracks.items()},
-        curves=curves,
-        spectrum=plots.spectrum_figure(spectra),
+        curves=plots.plot_data(curves),
+        spectrum=plots.plot_data(plots.spectrum_dict(spectra)),
         status=status(run),
         animation=animation.frames,
     )

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import orjson
 import plotly.graph_objects as go
+from gradio.components.plot import PlotData
 
 from dip_core.metrics import BAND_EDGES
 
@@ -72,6 +74,12 @@ def label_font(color: str, size: int = 11) -> dict:
 def as_figure(fig: dict) -> go.Figure:
     """Wrap a figure dict for ``gr.Plot`` without plotly's (slow) validation."""
     return go.Figure(fig, _validate=False)
+
+
+def plot_data(fig: dict) -> PlotData:
+    """A figure dict as ``gr.Plot`` sends it: its JSON, made at once (no plotly objects, whose copies, validation and
+    encoding cost most of a frame: a replay's, or a live run's in the server)."""
+    return PlotData(type="plotly", plot=orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
 def _axis(**kwargs) -> dict:

@@ -13,7 +13,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
 import pytest
+from gradio.components.plot import PlotData
 from outcomes import APP_LAMBDA, threshold
 from PIL import Image
 
@@ -33,7 +35,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_all(**kwargs) -> list[tuple]:
-    return list(events.run_lab(RunForm(**{**TINY, **kwargs})))
+    """The live run's outputs, frame by frame, its figures (sent as their JSON) read back as plotly figures."""
+    return [tuple(as_plotly(v) for v in out) for out in events.run_lab(RunForm(**{**TINY, **kwargs}))]
+
+
+def as_plotly(value):
+    return go.Figure(json.loads(value.plot), _validate=False) if isinstance(value, PlotData) else value
 
 
 def pixels(path: str | Path) -> np.ndarray:
@@ -296,7 +303,10 @@ def test_figures_have_shared_axes_and_markers():
     assert fig.layout.xaxis.range == (0, 20) and fig.layout.xaxis3.range == (0, 20)
     assert fig.layout.xaxis4.matches == "x" and fig.layout.yaxis2.type == "log"
     assert sum(1 for t in fig.data if t.mode == "markers+text") == 2  # best-so-far stars, one per run
-    assert "Spectrum ratio" in frame.spectrum.layout.title.text and len(frame.spectrum.data) == 2
+    spectrum = json.loads(frame.spectrum.plot)  # the live frame's figures go as their JSON (plots.plot_data)
+    assert "Spectrum ratio" in spectrum["layout"]["title"]["text"] and len(spectrum["data"]) == 2
+    curves = json.loads(frame.curves.plot)
+    assert curves["layout"]["xaxis"]["range"] == [0, 20] and curves["layout"]["yaxis2"]["type"] == "log"
     empty = plots.curves_figure([], 100, has_clean=False)
     assert empty.layout.yaxis.type == "log"
 
