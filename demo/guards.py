@@ -245,7 +245,7 @@ class RequestGuard:
     def __init__(self, app: Any, max_bytes: int = MAX_UPLOAD_BYTES + BODY_MARGIN) -> None:
         self.app, self.max_bytes = app, max_bytes
         self.pages: OrderedDict[tuple, tuple[float, dict, bytes]] = OrderedDict()  # key → (when, start, body)
-        self.held = 0  # refused joins waiting for their answer (REFUSED_HELD)
+        self.held = 0  # joins waiting here: refused ones for their answer, new sessions for their pace (REFUSED_HELD)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
