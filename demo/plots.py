@@ -514,11 +514,6 @@ def event_mark(n: int) -> str:
     return chr(0x2460 + n - 1) if 1 <= n <= 20 else f"({n})"
 
 
-def spectrum_figure(maps: Sequence[tuple[str, np.ndarray]]) -> go.Figure:
-    """``spectrum_dict``'s figure for ``gr.Plot``."""
-    return as_figure(spectrum_dict(maps))
-
-
 def spectrum_dict(maps: Sequence[tuple[str, np.ndarray]]) -> dict:
     """Heatmaps (stacked), one per (run's short name, ratio) of ``maps``, of the clipped ratio
     |F(output)| / |F(observation)| with the five FBC band circles."""
