@@ -10,7 +10,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speed": ("step", "ms per training step: the authors' step against ours, in one process"),
     "pair-speed": ("pair_step", "a compare run's two networks stepped separately, in threads or stacked"),
     "baseline-speed": ("baseline_speed", "seconds of each task's classical (OpenCV) baseline"),
-    "time-to-quality": ("time_to_quality", "seconds until denoising House reaches 30 dB, reference and preset"),
     "curves": ("curves", "two or more numeric paths on House: do their PSNR curves agree?"),
     "report": ("reproduce", "the reproduction report: vanilla against controlled DIP per image and seed"),
     "quality": ("quality", "DIP against CBM3D and the OpenCV baseline on the same observations"),
@@ -18,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app-overhead": ("app_overhead", "the live run's own cost: the app's steps/s against the bare pair's"),
     "load": ("load", "the app on loopback under concurrent clients, replay viewers or a hostile crowd"),
     "replays": ("make_replays", "build the app's replays of the paper's experiments"),
+    "auto-lambda": ("auto_lambda", "rules that set the Lipschitz bound from the run, against vanilla DIP and fixed λ"),
     "app-gpu": ("app_gpu", "the app as a ZeroGPU visitor meets it (gradio_client, GPU budget on)"),
 }
 #: retired one-off commands → the report that says which commit holds their script.
@@ -27,8 +27,8 @@ RETIRED: dict[str, str] = {
     "gpu-defaults": "reports/gpu_defaults_cpu/report.md",
     "compile-check": "reports/cpu_epyc/README.md",
     "decode-memory": "docs/app.md",
-    "auto-lambda": "reports/auto_lambda/README.md",
     "holdout": "reports/auto_lambda/notes.md",
+    "time-to-quality": "benchmarks/RESULTS.md",
 }
 
 

@@ -30,6 +30,7 @@ CONFIG_WIDGETS = (
     "level_slider",
     "sr_factor",
     "lipschitz",
+    "lipschitz_auto",
     "upsample",
     "gaussian_sigma",
     "iterations",
@@ -101,12 +102,15 @@ def mask_from_editor(editor: dict | None) -> np.ndarray:
     return np.where(painted, 0, 255).astype(np.uint8)
 
 
-def prepare_inputs(task: str, level: float, sr_factor: Any, mask_mode: str, editor: dict | None) -> tuple:
-    """The API's ``level`` and ``mask`` from the UI widgets (the SR factor radio and the mask editor)."""
+def prepare_inputs(
+    task: str, level: float, sr_factor: Any, mask_mode: str, editor: dict | None, lipschitz: Any, auto: bool
+) -> tuple:
+    """The API's ``level``, ``mask`` and ``lipschitz`` from the UI widgets (the SR factor radio, the mask editor, the
+    λ slider and its ``auto`` box)."""
     spec = TASKS[task]
     value = int(sr_factor) if spec.level.choices else level
     mask = mask_from_editor(editor) if spec.needs_mask and mask_mode == "drawn" else None
-    return value, mask
+    return value, mask, "auto" if auto else lipschitz
 
 
 def run_lab(form: RunForm, request: gr.Request | None = None) -> Iterator[tuple]:
@@ -170,10 +174,13 @@ def load_config(path: str | None) -> tuple:
         spec = TASKS[task]
         sigma = c.get("gaussian_sigma")
         lim = LIMITS
+        lam = RunConfig.check("lipschitz", c.get("lipschitz", 0.0), lim.lipschitz_cap)
+        auto = lam == "auto" or choice("bound", c.get("bound", "fixed"), choices("bound")) != "fixed"
         values = dict(
             task=task,
             level_slider=spec.level.check(c.get("level")),
-            lipschitz=RunConfig.check("lipschitz", c.get("lipschitz", 0.0), lim.lipschitz_cap),
+            lipschitz=default_control(task)["lipschitz"] if lam == "auto" else lam,
+            lipschitz_auto=auto,  # a run whose bound was learned came from auto: loaded, it runs auto again
             upsample=choice("upsample", c.get("upsample", "bilinear"), choices("upsample")),
             gaussian_sigma=0.5
             if sigma is None or isinstance(sigma, list)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dip_core import TASKS, InputError, RunConfig, Task, make_task, observed_task, preset
+from dip_core.bound import auto_control
 from dip_core.config import Range, choices
 from dip_core.errors import shown
 from dip_core.io import MIN_SIDE, load_image, load_mask
@@ -254,6 +255,8 @@ def parse_form(form: RunForm, limits: Limits = LIMITS) -> RunRequest:
     controlled = replace(base, **control)
     configs = {"vanilla": replace(base, **VANILLA)} if compare else {}
     configs["controlled"] = controlled
+    if s["lipschitz"] == "auto":  # what auto runs for this task, in its one line (dip_core/bound.py)
+        notes.append(auto_control(built)[1])
     return RunRequest(built, configs, observed, max_side, mask_img is not None, notes + built.notes)
 
 

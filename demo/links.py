@@ -43,7 +43,7 @@ PARAMS = VIEW_PARAMS + REPLAY_PARAMS + LIVE_PARAMS
 #: The live parameters the task sets when a link names a task (or an example) without them: like picking the task
 TASK_SET = ("level", "lipschitz", "upsample", "gaussian_sigma")
 #: The live lab's widgets a link sets, by name (the level is the slider's or the SR factor's, ``level_widgets``)
-LIVE_WIDGETS = ("image", "example", "task", "level_slider", "sr_factor", *LIVE_PARAMS[3:])
+LIVE_WIDGETS = ("image", "example", "task", "level_slider", "sr_factor", *LIVE_PARAMS[3:], "lipschitz_auto")
 #: The examples by name (their file's stem): "house256", "coffee", ...
 EXAMPLE_NAMES = {Path(file).stem: (file, task, kind) for file, task, kind, _ in EXAMPLES}
 DEFAULT_NAME = next(iter(EXAMPLE_NAMES))
@@ -157,7 +157,7 @@ def _live(given: dict[str, str], bounds: Mapping, limits: Limits, notices: list[
         def check(value: str, name: str = name) -> Any:
             checked = settings(RunForm(None, **{"task": task, name: value}), limits)[name]
             lo_hi = TASKS[task].level.slider[:2] if name == "level" and TASKS[task].level.slider else bounds.get(name)
-            if lo_hi is None:
+            if lo_hi is None or checked == "auto":  # λ auto: the box beside the slider (``live_values``)
                 return checked
             label = TASKS[task].level.name if name == "level" else name
             return Range(*lo_hi, integer=isinstance(checked, int) and not isinstance(checked, bool)).check(label, value)
@@ -210,9 +210,12 @@ def live_values(link: Link) -> dict[str, Any]:
         v.setdefault("observed", kind == "degraded")
     if "level" in v:  # checked for the link's task, else the page's first (RunForm's)
         v.setdefault("task", RunForm.task)
+    if v.get("lipschitz") == "auto":  # the slider shows the task's default λ, the box beside it says auto
+        v.setdefault("task", RunForm.task)
+        v["lipschitz"], v["lipschitz_auto"] = default_control(v["task"])["lipschitz"], True
     if "task" in v:
         spec = TASKS[v["task"]]
-        v = {**default_control(v["task"]), "level": spec.level.default, **v}
+        v = {**default_control(v["task"]), "level": spec.level.default, "lipschitz_auto": False, **v}
         level = v.pop("level")
         if spec.level.choices:
             out.update(level_slider=events.level_update(v["task"]), sr_factor=int(level))
@@ -240,6 +243,8 @@ def query(tab: str, values: Mapping[str, Any], hide_controls: bool = False) -> s
         out["task"] = task = values["task"]
         t = c["tasks"][task]
         given = dict(values, level=values.get("sr_factor" if t["radio"] else "level_slider"))
+        if values.get("lipschitz_auto"):
+            given["lipschitz"] = "auto"
         if given.get("upsample") != c["sigma_with"]:
             given["gaussian_sigma"] = None
         defaults = {**c["defaults"], **t, "observed": c["examples"].get(example, False)}
@@ -325,6 +330,7 @@ LOAD_JS = r"""
           if (example && example !== C.default_example) p.set("example", example);
           p.set("task", fmt(v.task));
           v.level = t.radio ? v.sr_factor : v.level_slider;
+          if (v.lipschitz_auto) v.lipschitz = "auto";
           if (v.upsample !== C.sigma_with) v.gaussian_sigma = null;
           const d = {...C.defaults, ...t, observed: C.examples[example] || false};
           C.live_params.forEach((name) => {

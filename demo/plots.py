@@ -163,6 +163,10 @@ def curves_dict(
     x_range = [0, max(1, iterations)]
     layout = _curves_layout(x_range, has_clean)
     layout["annotations"] += _panel_titles(tracks, has_clean, signal, clean_bands)
+    if learned(tracks):  # a learned bound's λ (dotted), on the signal panel's right axis
+        layout["yaxis6"] = dict(
+            overlaying="y2", side="right", anchor="x2", showgrid=False, tickformat=".2f", tickfont=dict(size=10)
+        )
     data = []
     if noise_energy is not None:
         data.append(_noise_line(x_range, noise_energy))
@@ -179,6 +183,11 @@ def curves_dict(
         layout["annotations"] += band_labels(t, key, axis)
     mark_events(layout, events, cursor, span=x_range[1])
     return dict(data=data, layout=layout)
+
+
+def learned(tracks: Sequence[Track]) -> bool:
+    """Whether a run's bound is learned (its snapshots carry the bounds' mean: ``lipschitz="auto"``)."""
+    return any(r.get("bound") is not None for t in tracks for r in t.records[-1:])
 
 
 def _curves_layout(x_range: list[int], has_clean: bool) -> dict:
@@ -224,6 +233,8 @@ def _panel_titles(tracks: Sequence[Track], has_clean: bool, signal: str, clean_b
         second = "Loss and noise level (auto-stop signal)"
     else:
         second = "Blur / sharpness ratio (auto-stop signal)"
+    if learned(tracks):
+        second += "; learned λ (dotted)"
     if len(tracks) == 2:
         fbc_titles = [f"FBC per band: {t.short}" for t in tracks]
     else:
@@ -314,6 +325,20 @@ def _run_lines(t: Track, color: str, dashes: tuple[str, str], has_clean: bool, s
             line=dict(color=color, width=2, dash=dashes[0]),
         )
     )
+    bound = [r.get("bound") for r in t.records]
+    if any(b is not None for b in bound):  # learned bounds (λ auto): their path, on the signal panel's right axis
+        out.append(
+            dict(
+                line,
+                y=_list(bound),
+                name=f"{t.short} λ (learned, geometric mean)",
+                showlegend=False,
+                xaxis="x2",
+                yaxis="y6",
+                line=dict(color=color, width=1.5, dash="dot"),
+                hovertemplate="λ %{y:.3f} at %{x}<extra></extra>",
+            )
+        )
     return out
 
 

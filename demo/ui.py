@@ -220,6 +220,7 @@ def build_demo() -> gr.Blocks:
         # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
         w["level"] = gr.Number(None, visible=False, label="level")
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
+        w["lipschitz_sent"] = gr.Textbox(None, visible=False, label="lipschitz")  # the slider's λ, or "auto"
         _wire(demo, w, o)
         _wire_replays(r)
         links.wire(demo, view, r, w, api_visibility="private", concurrency_id="ui", concurrency_limit=UI_EVENTS)
@@ -490,6 +491,12 @@ def _network_controls(w: dict) -> None:
     control = default_control(next(iter(TASKS)))
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
+        w["lipschitz_auto"] = gr.Checkbox(
+            False,
+            label="λ auto: the task's own rule",
+            info="a rule where one held on images nobody tuned on, else the task's best fixed λ; the status says which",
+            elem_id="lipschitz_auto",
+        )
         w["upsample"] = gr.Radio(
             [(v, k) for k, v in UPSAMPLE_LABELS.items()],
             value=control["upsample"],
@@ -611,6 +618,10 @@ def _views() -> dict:
     return o
 
 
+#: The form's fields the page sends from a hidden widget that ``events.prepare_inputs`` fills on Run
+SENT = {"lipschitz": "lipschitz_sent"}
+
+
 def form_endpoint(fn: Callable[[RunForm, gr.Request | None], Iterator]) -> Callable:
     """``fn(form, request)`` as Gradio calls it: RunForm's fields by name (the event's ``inputs_kwargs``), the form
     made once here. Its signature, made from RunForm's fields, names the API's parameters and their defaults."""
@@ -638,13 +649,16 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     w["upsample"].change(g(events.on_upsample_change), w["upsample"], w["gaussian_sigma"], **private)
     compared = [o["vanilla"], o["result"], o["vanilla_caption"]]
     w["compare"].change(g(events.on_compare_change), w["compare"], compared, **private)
-    prepare = [w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor")]
+    prepare = [
+        w[k] for k in ("task", "level_slider", "sr_factor", "mask_mode", "editor", "lipschitz", "lipschitz_auto")
+    ]
     shown = RUN_OUTPUTS + CAPTION_OUTPUTS  # the captions last: API clients do not receive them
-    w["run"].click(g(events.prepare_inputs), prepare, [w["level"], w["mask"]], **private).success(
+    prepared = [w["level"], w["mask"], w["lipschitz_sent"]]
+    w["run"].click(g(events.prepare_inputs), prepare, prepared, **private).success(
         g(form_endpoint(events.run_lab)),
         None,
         [o[k] for k in shown],
-        inputs_kwargs={name: w[name] for name in RunForm.names()},
+        inputs_kwargs={name: w[SENT.get(name, name)] for name in RunForm.names()},
         api_name="run",
         concurrency_limit=1,
         show_progress="hidden",

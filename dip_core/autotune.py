@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .bound import auto_control
 from .config import MAX_ITERATIONS, PRESET_NAMES, PRESETS, RunConfig, check_device
 from .engine import run
 from .errors import InputError
@@ -166,9 +167,15 @@ def preset(name: str = "auto", **overrides) -> RunConfig:
 
 
 def resolve(task: Task, config: RunConfig) -> RunConfig:
-    """``config`` with every ``auto`` choice made: the device (CUDA when present) and the convolution path (on CPU
-    the fastest candidate for this network here, on a GPU the direct cuDNN one). ``dip_core.run`` calls it, and
+    """``config`` with every ``auto`` choice made: λ (the task's rule or best fixed bound, with a note on ``task``),
+    the device (CUDA when present) and the convolution path (on CPU the fastest candidate for this network here, on
+    a GPU the direct cuDNN one). ``dip_core.run`` calls it, and
     the engine refuses a config that still says ``auto``."""
+    if config.lipschitz == "auto":  # the task's rule, or its best fixed λ (dip_core/bound.py), said in a note
+        control, note = auto_control(task)
+        config = replace(config, **control)
+        if note not in task.notes:
+            task.notes.append(note)
     device = resolve_device(config.device).type
     if config.device == "auto":
         config = replace(config, device=device)

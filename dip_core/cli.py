@@ -73,7 +73,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     control.add_argument(
         "--lipschitz",
         type=setting("lipschitz"),
-        help=f"λ bound of the controlled network (0 = vanilla DIP). Default: the controlled network, "
+        help=f"λ bound of the controlled network (0 = vanilla DIP; auto: the task's rule, or its best fixed λ, "
+        f"said in a note: dip_core/bound.py). Default: the controlled network, "
         f"with the paper's λ for the task on the paper/cuda presets, and on the cpu preset "
         f"{control_label(PRESETS['cpu'])} (chosen at that scale)",
     )
@@ -113,7 +114,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         type=setting("lipschitz"),
         nargs="+",
         default=None,
-        help="λ values (0 = vanilla DIP); default: the preset's controlled network's",
+        help="λ values (0 = vanilla DIP; auto: the task's rule); default: the preset's controlled network's",
     )
     w.add_argument(
         "--gaussian-sigma",

@@ -17,6 +17,8 @@ from .stopping import STOP_RULES
 from .tasks import TASKS
 
 MAX_ITERATIONS = 100_000
+#: How a run's bound moves: fixed at λ, or learned per layer from λ (``dip_core.bound.LearnedBounds``)
+BOUND_RULES = ("fixed", "learned")
 
 
 def setting(
@@ -27,12 +29,13 @@ def setting(
     integer: bool = False,
     choices: Sequence[str] = (),
     per_layer: bool = False,
+    word: str | None = None,
     help: str = "",
 ) -> Any:
     """A RunConfig field with its ``Range`` [lo, hi] (or ``choices``); ``per_layer``: a list of such numbers is
-    accepted too (one per layer)."""
+    accepted too (one per layer); ``word``: a word accepted instead of a number (``lipschitz="auto"``)."""
     accepted = Range(lo, hi, integer) if lo is not None and hi is not None else None
-    meta = dict(range=accepted, choices=tuple(choices), per_layer=per_layer, help=help)
+    meta = dict(range=accepted, choices=tuple(choices), per_layer=per_layer, word=word, help=help)
     return field(default=default, metadata=meta)
 
 
@@ -55,7 +58,12 @@ class RunConfig:
     width: int = setting(128, 4, 512, integer=True, help="channels of every layer")
     depth: int = setting(5, 1, 7, integer=True, help="upsampling stages")
     upsample: str = setting("bilinear", choices=UPSAMPLE_MODES)
-    lipschitz: float | Sequence[float] = setting(0.0, 0, 100, per_layer=True, help="λ bound (0 = vanilla DIP)")
+    lipschitz: float | Sequence[float] | str = setting(
+        0.0, 0, 100, per_layer=True, word="auto", help="λ bound (0 = vanilla DIP; auto: the task's rule sets it)"
+    )
+    # how the bound moves during the run: fixed at λ, or learned per layer from λ (dip_core.bound.LearnedBounds);
+    # ``lipschitz="auto"`` sets it per task (``autotune.resolve``: the rule that met the bar, dip_core/bound.py)
+    bound: str = setting("fixed", choices=BOUND_RULES)
     gaussian_sigma: float | Sequence[float] | None = setting(
         None, 0, 10, per_layer=True, help="σ of Gaussian upsampling (None: the code's per stage)"
     )
@@ -79,7 +87,7 @@ class RunConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.metadata and not (value is None and f.default is None):
-                if isinstance(value, str) and not f.metadata["choices"]:
+                if isinstance(value, str) and not f.metadata["choices"] and value != f.metadata["word"]:
                     raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted at the edges
                 object.__setattr__(self, f.name, self.check(f.name, value))
         for name, n, what in (
@@ -97,6 +105,8 @@ class RunConfig:
         """``value`` checked against field ``name``'s range (``hi`` narrows it) or choices; numbers given as
         text are converted; a per-layer list becomes a tuple. Else ``InputError`` (one line)."""
         meta = _FIELDS[name].metadata
+        if meta["word"] is not None and value == meta["word"]:
+            return value
         if meta["choices"]:
             if value not in meta["choices"]:
                 raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")

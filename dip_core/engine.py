@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from .bound import LearnedBounds
 from .config import RunConfig, check_device
 from .layers import POWER_WARMUP_STEPS
 from .machine import keep_freed_memory
@@ -67,6 +68,7 @@ class Snapshot:
     best_psnr: float | None = None
     best_iter: int | None = None
     fit: np.ndarray | None = None  # the network's own output f(z) when the result post-processes it (enhancement)
+    bound: float | None = None  # learned bounds: their geometric mean over the layers at this step
     # (t, value) of every step since the previous snapshot, when measured each step: the ratio for a ratio
     # auto-stop, the loss for the discrepancy one, all three (PSNR with a known clean image) with measure_every_step
     step_ratios: list[tuple[int, float]] = field(default_factory=list)
@@ -80,7 +82,7 @@ class Snapshot:
     def record(self) -> dict:
         """The JSON-ready log line (no image)."""
         keys = ("iter", "loss", "psnr", "ssim", "fbc", "fbc_clean", "ratio", "seconds")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in keys} | ({} if self.bound is None else {"bound": self.bound})
 
 
 @dataclass
@@ -190,8 +192,8 @@ class GraphStep:
 
 def graph_start(config: RunConfig) -> int | None:
     """The step at which ``run`` captures its CUDA graph, or None when the run stays eager."""
-    if not config.cuda_graph or config.reg_noise_std > 0 or config.backtrack:
-        return None  # fresh noise each step, or a host sync each step
+    if not config.cuda_graph or config.reg_noise_std > 0 or config.backtrack or config.bound != "fixed":
+        return None  # fresh noise each step, a host sync each step, or bounds a graph would replay as captured
     lams = [config.lipschitz] if isinstance(config.lipschitz, (int, float)) else config.lipschitz
     if not any(lam > 0 for lam in lams):
         return 4
@@ -425,9 +427,14 @@ def run(
     state = build(task, config)
     step = Stepper(state, config, task)
     watch = Watch(task, config, rule, state.device)
+    learned = LearnedBounds.for_run(state.net, task, config) if config.bound == "learned" else None
     for t in range(1, config.iterations + 1):
         last = t == config.iterations
+        if learned is not None:
+            learned.apply(state.net)
         stepped = step(t, last)
+        if learned is not None:
+            learned.step(stepped[1] if stepped is not None else None)
         if stepped is None:  # backtracking restored the weights: this step did not happen
             continue
         if on_step is not None:
@@ -435,6 +442,8 @@ def run(
         snap = watch(t, *stepped, last=last, cancelled=cancel is not None and cancel())
         if snap is None:
             continue
+        if learned is not None:
+            snap = replace(snap, bound=learned.mean())
         if snap.message is None:
             step.checkpoint()
         yield snap

@@ -42,6 +42,8 @@ def unstackable(configs: Sequence[RunConfig]) -> str | None:
             return f"the runs differ in {f.name}"
     if first.reg_noise_std > 0 or first.ema > 0 or first.backtrack:
         return "input noise, output averaging and backtracking are per-run tricks"
+    if first.bound != "fixed":
+        return "learned bounds have an optimiser of their own per run"
     if first.conv_algo != "direct":
         return f"conv_algo {first.conv_algo!r}: grouped convs take the direct path only"
     return None

@@ -44,7 +44,7 @@ class RunSpec:
 
     task: str
     image: str  # path to a clean image
-    lipschitz: float
+    lipschitz: float | str  # a λ, or "auto": the task's rule (dip_core/bound.py)
     upsample: str  # bilinear | nearest | gaussian
     gaussian_sigma: float | None
     seed: int
@@ -62,11 +62,11 @@ class RunSpec:
         return f"{Path(self.image).stem}__{self.variant}__s{self.seed}"
 
 
-def variant_name(lipschitz: float, upsample: str, gaussian_sigma: float | None) -> str:
-    """``vanilla`` for λ = 0 with bilinear upsampling, else e.g. ``lam1.4`` or ``lam1.4_gauss0.5``."""
+def variant_name(lipschitz: float | str, upsample: str, gaussian_sigma: float | None) -> str:
+    """``vanilla`` for λ = 0 with bilinear upsampling, else e.g. ``lam1.4``, ``lam1.4_gauss0.5`` or ``lamauto``."""
     if lipschitz == 0 and upsample == "bilinear":
         return "vanilla"
-    name = f"lam{lipschitz:g}"
+    name = f"lam{lipschitz}" if isinstance(lipschitz, str) else f"lam{lipschitz:g}"
     if upsample == "gaussian":
         name += f"_gauss{gaussian_sigma:g}" if gaussian_sigma is not None else "_gauss"
     elif upsample != "bilinear":
@@ -90,7 +90,7 @@ def image_files(spec: str) -> list[Path]:
 def grid(
     task: str,
     images: str,
-    lipschitz: Iterable[float],
+    lipschitz: Iterable[float | str],
     gaussian_sigmas: Iterable[float | None],
     seeds: int,
     **common,
@@ -106,7 +106,7 @@ def grid(
                         RunSpec(
                             task,
                             str(image),
-                            float(lam),
+                            lam if isinstance(lam, str) else float(lam),
                             up,
                             sigma,
                             seed,

@@ -336,11 +336,14 @@ def test_task_change_shows_the_right_widgets():
 def test_prepare_inputs_from_the_editor():
     layer = np.zeros((20, 30, 4), np.uint8)
     layer[5:10, 5:10] = (255, 45, 149, 255)
-    level, mask = events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [layer]})
+    level, mask, lam = events.prepare_inputs(
+        "inpaint", 0.5, 4, "drawn", {"background": None, "layers": [layer]}, 1, False
+    )
     assert level == 0.5 and mask.shape == (20, 30) and (mask == 0).sum() == 25 and mask.max() == 255
-    assert events.prepare_inputs("sr", 25, "8", "random", None) == (8, None)
+    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, False) == (8, None, 1.4)
+    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, True) == (8, None, "auto")
     with pytest.raises(gr.Error, match="Paint over"):
-        events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [np.zeros_like(layer)]})
+        events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [np.zeros_like(layer)]}, 1, 0)
 
 
 def test_config_round_trip(tmp_path, tiny_png):
@@ -355,8 +358,20 @@ def test_config_round_trip(tmp_path, tiny_png):
         seed=5,
     )
     config = next(f for f in outs[-1][7] if f.endswith("config.json"))
-    task, level, sr, lam, up, sigma, iters, seed, stop, compare, observed, side, width, lr = events.load_config(config)
-    assert (task, level, lam, up, sigma, iters, seed, stop) == ("jpeg", 30, 2, "gaussian", 0.7, 3, 5, "off")
+    task, level, sr, lam, auto, up, sigma, iters, seed, stop, compare, observed, side, width, lr = events.load_config(
+        config
+    )
+    assert (task, level, lam, auto, up, sigma, iters, seed, stop) == (
+        "jpeg",
+        30,
+        2,
+        False,
+        "gaussian",
+        0.7,
+        3,
+        5,
+        "off",
+    )
     assert compare is True and observed is False and side == 32 and width == 8 and math.isclose(lr, 0.01)
     bad = tmp_path / "bad.json"
     bad.write_text('{"task": "jpeg", "lipschitz": "NaN"}')

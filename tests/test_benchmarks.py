@@ -10,7 +10,7 @@ import outcomes
 import pytest
 import torch
 
-from benchmarks import baseline_speed, options, pair_step, portability, reference, step, time_to_quality
+from benchmarks import baseline_speed, options, pair_step, portability, reference, step
 from benchmarks import curves as curves_command
 from dip_core import RunConfig, make_task, run_to_end
 from dip_core import summary as curves
@@ -218,21 +218,6 @@ def test_the_shared_options_are_declared_once():
                 assert f'add_argument("{flag}"' not in path.read_text(), (path.name, flag)
 
 
-def test_time_to_quality_runs_tiny(capsys):
-    argv = ["--size", "64", "--steps", "12", "--ref-steps", "12", "--lanes", "reference_vanilla,preset"]
-    r = _json(capsys, time_to_quality.main, [*argv, "--chunk", "4", "--window", "4", "--target", "12", "--curves"])
-    for key in ("reference_s_to_30db", "preset_s_to_30db", "speedup", "preset_peak_psnr", "reference_peak_psnr"):
-        assert key in r
-    assert r["reference_peak_psnr"] is None  # no reference_controlled lane was run
-    for lane in ("reference_vanilla", "preset"):
-        s = r["lanes"][lane]
-        assert s["steps"] == 12 and len(r["curves"][lane]) == 12 and len(r["step_seconds"][lane]) == 12
-        assert 5 < s["peak_psnr"] < 40 and s["median_step_ms"] > 0
-        assert s["steps_to_target"] is not None and 4 <= s["steps_to_target"] <= 12  # noisy input is ~20 dB
-    assert r["preset_peak_psnr"] == r["lanes"]["preset"]["peak_psnr"]
-    assert r["speedup"] > 0
-
-
 def test_per_step_psnr_matches_the_snapshots(house64):
     task = make_task("denoise", house64, 25, seed=0)
     cfg = RunConfig(width=16, depth=3, iterations=12, every=5, lr=0.01, padding="zeros", sn_method="power")
@@ -300,22 +285,6 @@ def test_graph_capture_step():
     assert graph_start(RunConfig(cuda_graph=True, sn_method="svd", lipschitz=1.4)) is None  # SVD syncs
     assert graph_start(RunConfig(cuda_graph=True, reg_noise_std=0.03)) is None  # fresh noise per step
     assert graph_start(RunConfig(cuda_graph=True, backtrack=True)) is None  # host sync per step
-
-
-def test_engine_lane_times_every_step_of_engine_run(house64):
-    """The time-to-quality lanes take run()'s own PSNR curve, one time per step from the engine's on_step hook."""
-    from dataclasses import replace
-
-    from dip_core import preset
-
-    cfg = preset("cpu", width=16, depth=3, lr=0.01, lipschitz=1.4, iterations=12, every=4, device="cpu")
-    snaps = run_to_end(make_task("denoise", house64, 25, seed=0), replace(cfg, measure_every_step=True))
-    expected = [p for s in snaps for _, p in s.step_psnrs]
-    lane = time_to_quality.engine_lane("x", make_task("denoise", house64, 25, seed=0), cfg, 12, torch.device("cpu"))
-    while not lane.done:
-        lane.advance()
-    lane.close()
-    assert lane.psnr == expected and len(lane.seconds) == 12 and all(s > 0 for s in lane.seconds)
 
 
 def test_outcome_margins_cover_the_measured_spread():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dip_core.bound import bound_from_norms, trigger_for
+from dip_core.errors import InputError
 from dip_core.layers import spectral_norm_exact
 from dip_core.nets import Decoder
 from dip_core.stopping import DiscrepancyStop, RatioWindowStop
@@ -113,3 +114,70 @@ def test_the_relative_penalty_is_the_absolute_one_at_the_loss_times_alpha():
     rel = LearnedBounds(net, start=1.4, penalty=0.1, lr=0.01, relative=True)
     rel.step(torch.tensor(0.02))
     assert rel.optimizer.state[rel.rho]["exp_avg"].tolist() == pytest.approx([0.1 * 0.1 * 0.02] * 6)
+
+
+# ---------------------------------------------------------------- what ``lipschitz="auto"`` ships (issue 35)
+
+
+def test_the_detail_energy_tells_a_smooth_image_from_a_detailed_one_under_the_same_noise():
+    from dip_core.bound import DETAIL_SPLIT, denoise_lambda, detail_energy
+
+    flat = np.full((64, 64, 3), 0.5)
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, 64)[None, :, None], (64, 64, 3))
+    texture = np.random.default_rng(1).random((64, 64, 3))
+    for smooth in (flat, ramp):  # the noise's own share is taken off: about 0 left
+        task = make_task("denoise", smooth, 25, seed=0)
+        assert abs(detail_energy(task)) < 0.3 * DETAIL_SPLIT and denoise_lambda(task) == 1.0
+    task = make_task("denoise", texture, 25, seed=0)
+    assert detail_energy(task) > 5 * DETAIL_SPLIT and denoise_lambda(task) == 1.4
+    with pytest.raises(InputError, match="known noise level"):
+        detail_energy(make_task("jpeg", texture, 10))
+
+
+@pytest.mark.parametrize("name", ["denoise", "jpeg", "inpaint", "sr", "enhance"])
+def test_auto_resolves_for_every_task_to_a_bound_and_one_note(name):
+    from dip_core import RunConfig, resolve
+    from dip_core.bound import auto_control
+
+    img = np.random.default_rng(0).random((32, 32, 3))
+    task = make_task(name, img)
+    config = resolve(task, RunConfig(lipschitz="auto", width=8, depth=2, iterations=2, device="cpu"))
+    control, note = auto_control(task)
+    assert config.lipschitz == control["lipschitz"] > 0 and config.bound == control["bound"]
+    assert note.startswith("λ auto") and "\n" not in note and task.notes.count(note) == 1
+    resolve(task, RunConfig(lipschitz="auto", width=8, depth=2, iterations=2, device="cpu"))
+    assert task.notes.count(note) == 1  # said once, however often the config is resolved
+
+
+def test_lipschitz_takes_the_word_auto_and_no_other():
+    from dip_core import RunConfig
+
+    assert RunConfig(lipschitz="auto").lipschitz == "auto" == RunConfig.check("lipschitz", "auto")
+    for bad in ("Auto", "learned", "1.4x"):
+        with pytest.raises(InputError, match="lipschitz"):
+            RunConfig(lipschitz=bad)
+    with pytest.raises(InputError, match="bound"):
+        RunConfig(bound="auto")
+    with pytest.raises(InputError, match="auto_stop"):
+        RunConfig(auto_stop="auto")  # the word belongs to λ only
+
+
+def test_a_learned_run_moves_its_bounds_and_shows_their_path(house64):
+    from dataclasses import replace
+
+    from dip_core import preset, run_to_end
+    from dip_core.engine import graph_start
+    from dip_core.stacked import unstackable
+
+    cfg = preset("cpu", width=8, depth=2, lr=0.01, iterations=20, every=5, device="cpu", conv_algo="direct")
+    learned = replace(cfg, lipschitz=1.4, bound="learned")
+    snaps = run_to_end(make_task("jpeg", house64[:32, :32], 10), learned)
+    bounds = [s.bound for s in snaps]
+    assert all(b is not None and 0 < b for b in bounds) and bounds[-1] != pytest.approx(1.4, abs=1e-6)
+    assert snaps[-1].record()["bound"] == bounds[-1]
+    fixed = run_to_end(make_task("jpeg", house64[:32, :32], 10), replace(cfg, lipschitz=1.4))
+    assert all(s.bound is None for s in fixed) and "bound" not in fixed[-1].record()
+    assert graph_start(replace(learned, cuda_graph=True)) is None  # a graph would replay the captured bounds
+    assert "learned" in unstackable([learned, learned])
+    with pytest.raises(InputError, match="one positive"):
+        run_to_end(make_task("jpeg", house64[:32, :32], 10), replace(learned, lipschitz=0.0))
