@@ -10,9 +10,9 @@ image runs three tasks: denoising σ 25, JPEG q10, inpainting of a random half (
 Sets: ``tune`` (the repository's astronaut, chelsea, coffee), ``tune68`` (CBSD68 0060-0067), ``judge`` (CBSD68
 0010-0029, run only after the composition is written in reports/auto_lambda/notes.md).
 Lanes: ``vanilla``; ``lamX`` (a fixed λ X); ``learnA`` (per-layer bounds learned from the task's paper λ with the
-penalty α log Π λ: ``learn0`` has none; ``learnT`` the task's α, ``dip_core.bound.LEARN_PENALTY``); ``detail``
-(denoising: λ 1 or 1.4 from the image's detail energy, ``dip_core.bound.denoise_lambda``); ``auto``
-(``dip_core.bound.AUTO``, the composition judged). Outside ``judge`` the vanilla and
+penalty α log Π λ: ``learn0`` has none; ``learnT`` the second round's α per task, ``LEARN_T``); ``detail``
+(denoising: λ 1 or 1.4 from the image's detail energy, ``dip_core.bound.denoise_lambda``); ``auto`` (``AUTO``, the
+composition judged, registered in reports/auto_lambda/notes.md). Outside ``judge`` the vanilla and
 fixed-λ lanes also record where the task's stop rule would fire (``fired``: nothing acts on it). Runs are resumable
 (``results.jsonl``), shared out over ``--workers`` processes of one torch thread each.
 
@@ -37,6 +37,10 @@ SCALE = dict(size=128, steps=2000, every=10, width=24, lr=0.007, preset="cpu")
 #: ``--preset cuda``: the paper's scale on a GPU (benchmarks/gpu_session.sh part 7), the ``cuda`` preset eager
 PAPER = dict(size=512, steps=10_000, every=50, width=128, lr=0.001, preset="cuda")
 BAR = dict(vanilla_peak=0.3, best_fixed=0.1, hold=0.3, time=1.3, share=0.8)
+#: ``learnT``'s penalty α per task, chosen on the tuning photos in the second round
+LEARN_T = {"denoise": 3e-4, "jpeg": 3e-4, "inpaint": 1e-4}
+#: the lane each task's ``auto`` runs: issue 35's composition, registered before the judge set ran
+AUTO = {"denoise": "detail", "jpeg": "learnT", "inpaint": "learn0"}
 
 
 def jobs_of(data: Path | None, sets: list[str], lanes: list[str], seed: int, scale: dict) -> list[dict]:
@@ -62,8 +66,6 @@ def jobs_of(data: Path | None, sets: list[str], lanes: list[str], seed: int, sca
 
 def lane_settings(lane: str, task: str) -> dict:
     """{'lam': the λ to build with ("detail": the image's), 'learn': α or None} for ``lane`` on ``task``."""
-    from dip_core.bound import AUTO, LEARN_PENALTY
-
     if lane == "auto":
         return lane_settings(AUTO[task], task)
     if lane == "vanilla":
@@ -71,7 +73,7 @@ def lane_settings(lane: str, task: str) -> dict:
     if lane.startswith("lam"):
         return dict(lam=float(lane[3:]), learn=None)
     if lane == "learnT":
-        return dict(lam=None, learn=LEARN_PENALTY[task])
+        return dict(lam=None, learn=LEARN_T[task])
     if lane.startswith("learn"):  # learn0: α = 0.0, learned all the same (``learn is not None``)
         return dict(lam=None, learn=float(lane[5:]))
     if lane == "detail" and task == "denoise":
@@ -85,11 +87,12 @@ def run_job(job: dict) -> dict:
 
     import torch
 
-    from dip_core import metrics, preset, resolve
-    from dip_core.bound import LearnedBounds, denoise_lambda, trigger_for
+    from dip_core import make_task, metrics, preset, resolve
+    from dip_core.bound import LearnedBounds, denoise_lambda
     from dip_core.engine import Meter, Recorder, Stepper, build
     from dip_core.io import load_image
-    from dip_core.tasks import make_task, spec_of
+    from dip_core.stopping import stop_for
+    from dip_core.tasks import spec_of
 
     sc, lane = job["scale"], lane_settings(job["lane"], job["task"])
     steps, every = sc["steps"], sc["every"]
@@ -109,7 +112,8 @@ def run_job(job: dict) -> dict:
     step = Stepper(state, config, task)
     learned = None if lane["learn"] is None else LearnedBounds(state.net, lam, lane["learn"], sc["lr"])
     watch = job["set"] != "judge" and lane["learn"] is None  # where would the stop rule fire?
-    rule = trigger_for(task, steps) if watch else None
+    known = spec_of(task.name).noise_sigma(task.level) is not None  # the noise-level rule where σ is known
+    rule = stop_for("discrepancy" if known else "relative", steps, task) if watch else None
     recorder = Recorder(task, config, rule, Meter(task, state.device)) if rule is not None else None
     iters, psnr, fired = [], [], None
     begin = time.perf_counter()
@@ -118,7 +122,7 @@ def run_job(job: dict) -> dict:
             learned.apply(state.net)
         out, loss = step(t, t == steps)
         if learned is not None:
-            learned.step(loss)
+            learned.step()
         due = t % every == 0
         if recorder is not None:
             recorder.record(t, out, loss)
@@ -142,6 +146,28 @@ def run_job(job: dict) -> dict:
         "ms_per_step": round(1000 * seconds / steps, 3),
         "scale": sc,
     }
+
+
+def fixed_lambda(job: dict) -> float | None:
+    """The fixed λ a ``detail`` (or ``auto`` for denoising) run builds at, else None."""
+    if lane_settings(job["lane"], job["task"])["lam"] != "detail":
+        return None
+    from dip_core import make_task
+    from dip_core.bound import denoise_lambda
+    from dip_core.io import load_image
+
+    img, _ = load_image(job["image"], max_side=job["scale"]["size"])
+    return denoise_lambda(make_task(job["task"], img, job["level"], seed=job["seed"]))
+
+
+def compose(out: Path, same: dict[str, str]) -> None:
+    """Write the rows of the runs that are a fixed λ's run (``same``: key → that lane) as copies of its rows, marked."""
+    rows = {r["key"]: r for r in load_rows(out)}
+    with open(out / "results.jsonl", "a") as f:
+        for key, lane in same.items():
+            source = rows.get(key.replace(f"|{key.split('|')[3]}|", f"|{lane}|"))
+            if source is not None and key not in rows:
+                f.write(json.dumps({**source, "key": key, "lane": key.split("|")[3], "composed": lane}) + "\n")
 
 
 def worker(jobs: list[dict], out: Path, lock) -> None:  # noqa: ANN001 - a multiprocessing lock
@@ -259,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [j for j in jobs_of(args.data, args.sets, args.lanes, args.seed, scale) if j["key"] not in done]
         jobs = [j for j in jobs if not args.images or Path(j["image"]).name in args.images]
         jobs = [j for j in jobs if not args.tasks or j["task"] in args.tasks]
+        same = {j["key"]: f"lam{lam:g}" for j in jobs if (lam := fixed_lambda(j)) and f"lam{lam:g}" in args.lanes}
+        jobs = [j for j in jobs if j["key"] not in same]  # a lane that builds at a fixed λ run anyway: its row is that
         lock = mp.get_context("spawn").Lock()
         shards = [jobs[i :: args.workers] for i in range(args.workers)]
         procs = [mp.get_context("spawn").Process(target=worker, args=(s, args.out, lock)) for s in shards if s]
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.start()
         for proc in procs:
             proc.join()
+        compose(args.out, same)
     text = report(args.out)
     (args.out / "README.md").write_text(text + "\n")
     print(text)

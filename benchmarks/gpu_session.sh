@@ -6,7 +6,7 @@
 # benchmark at 512² (speed) and the CPU-vs-CUDA curves (curves), (4) the paper's full denoising setting (width 128,
 # 10,000 steps, vanilla and λ = 1.4, all in parallel) on REPRO_IMAGES from GPU_DATA until the deadline (report),
 # (5) with QUALITY_IMAGES set, the quality table against CBM3D and OpenCV at the paper's setting (quality) in the time
-# left (raise DEADLINE for it), (6) REPLAY_EXPERIMENTS, below. Every command is
+# left (raise DEADLINE for it), (6) REPLAY_EXPERIMENTS and (7) AUTO_LAMBDA_IMAGES, below. Every command is
 # python3 -m benchmarks COMMAND.
 # Everything lands in $OUT/session.tgz plus a log.
 #   OUT=DIR bash benchmarks/gpu_session.sh                 # on the GPU machine, repository root
@@ -111,6 +111,18 @@ if [ -n "${REPLAY_EXPERIMENTS:-}" ]; then
   if [ "${SMOKE:-0}" = 1 ]; then RPL=(--smoke); else RPL=(--preset cuda); fi
   part replays "$(left)" python3 -m benchmarks replays --data "${REPLAY_DATA:-.gpu_data}" --out "$OUT/replays" \
     --work "$W/replays" --experiments $REPLAY_EXPERIMENTS "${RPL[@]}"
+fi
+# (7) with AUTO_LAMBDA_IMAGES set (e.g. "0010.png 0011.png"), issue 35's lipschitz="auto" at the paper's scale: vanilla,
+# λ 1, λ 1.4 and the composition shipped, on those CBSD68 judge images from AUTO_LAMBDA_DATA (a folder with bsd68/),
+# each denoised, deblocked and inpainted (python -m benchmarks auto-lambda --preset cuda), in the time left
+if [ -n "${AUTO_LAMBDA_IMAGES:-}" ]; then
+  if [ "${SMOKE:-0}" = 1 ]; then
+    AL=(--preset cpu --sets tune --steps 40 --size 32 --width 8 --tasks jpeg)
+  else
+    AL=(--preset cuda --sets judge --data "${AUTO_LAMBDA_DATA:-.gpu_data}")
+  fi
+  part auto_lambda "$(left)" python3 -m benchmarks auto-lambda "${AL[@]}" --images $AUTO_LAMBDA_IMAGES \
+    --lanes vanilla lam1 lam1.4 auto --workers 1 --out "$W/auto_lambda"
 fi
 (cd "$W" && tar czf "$OUT/session.tgz" .) && rm -rf "$W"
 log "done"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -105,12 +106,12 @@ def mask_from_editor(editor: dict | None) -> np.ndarray:
 def prepare_inputs(
     task: str, level: float, sr_factor: Any, mask_mode: str, editor: dict | None, lipschitz: Any, auto: bool
 ) -> tuple:
-    """The API's ``level``, ``mask`` and ``lipschitz`` from the UI widgets (the SR factor radio, the mask editor, the
-    λ slider and its ``auto`` box)."""
+    """The API's ``level``, ``mask`` and ``lipschitz`` (as JSON) from the UI widgets (the SR factor radio, the mask
+    editor, the λ slider and its ``auto`` box)."""
     spec = TASKS[task]
     value = int(sr_factor) if spec.level.choices else level
     mask = mask_from_editor(editor) if spec.needs_mask and mask_mode == "drawn" else None
-    return value, mask, "auto" if auto else lipschitz
+    return value, mask, json.dumps("auto" if auto else lipschitz)  # the hidden JSON field keeps a number a number
 
 
 def run_lab(form: RunForm, request: gr.Request | None = None) -> Iterator[tuple]:

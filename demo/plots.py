@@ -185,9 +185,15 @@ def curves_dict(
     return dict(data=data, layout=layout)
 
 
+def bound_path(track: Track) -> list | None:
+    """A live run's learned bound over its snapshots (their geometric mean: ``lipschitz="auto"``), else None."""
+    path = [r.get("bound") for r in getattr(track, "records", ())]  # a replay's track keeps no records
+    return path if any(b is not None for b in path) else None
+
+
 def learned(tracks: Sequence[Track]) -> bool:
-    """Whether a run's bound is learned (its snapshots carry the bounds' mean: ``lipschitz="auto"``)."""
-    return any(r.get("bound") is not None for t in tracks for r in t.records[-1:])
+    """Whether a run's bound is learned."""
+    return any(bound_path(t) is not None for t in tracks)
 
 
 def _curves_layout(x_range: list[int], has_clean: bool) -> dict:
@@ -233,8 +239,8 @@ def _panel_titles(tracks: Sequence[Track], has_clean: bool, signal: str, clean_b
         second = "Loss and noise level (auto-stop signal)"
     else:
         second = "Blur / sharpness ratio (auto-stop signal)"
-    if learned(tracks):
-        second += "; learned λ (dotted)"
+    if learned(tracks):  # shorter, to leave room for the learned bound's (the panel's title is one line)
+        second = ("Loss" if signal == "loss" else "Ratio") + " (auto-stop) · learned λ (dotted)"
     if len(tracks) == 2:
         fbc_titles = [f"FBC per band: {t.short}" for t in tracks]
     else:
@@ -325,8 +331,8 @@ def _run_lines(t: Track, color: str, dashes: tuple[str, str], has_clean: bool, s
             line=dict(color=color, width=2, dash=dashes[0]),
         )
     )
-    bound = [r.get("bound") for r in t.records]
-    if any(b is not None for b in bound):  # learned bounds (λ auto): their path, on the signal panel's right axis
+    bound = bound_path(t)
+    if bound is not None:  # learned bounds (λ auto): their path, on the signal panel's right axis
         out.append(
             dict(
                 line,

@@ -26,11 +26,13 @@ def run_short(name: str, compare: bool) -> str:
 
 
 def run_settings(config: RunConfig) -> str:
-    """A run's settings as its label writes them: "λ 0, bilinear" or "λ 1.4, Gaussian σ 0.5"."""
+    """A run's settings as its label writes them: "λ 0, bilinear", "λ 1.4, Gaussian σ 0.5" or, bounds learned (λ auto),
+    "λ learned from 1.4, bilinear"."""
     up = UPSAMPLE_LABELS[config.upsample]
     if config.upsample == "gaussian":
         up += f" σ {values(config.gaussian_sigma)}"
-    return f"λ {values(config.lipschitz)}, {up}"
+    lam = values(config.lipschitz)
+    return f"λ {'learned from ' + lam if config.bound == 'learned' else lam}, {up}"
 
 
 @dataclass

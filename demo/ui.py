@@ -220,7 +220,8 @@ def build_demo() -> gr.Blocks:
         # the API's level (None = the task's default) and mask (white = known), filled from the widgets on Run
         w["level"] = gr.Number(None, visible=False, label="level")
         w["mask"] = image_input(value=None, format="png", visible=False, label="mask")
-        w["lipschitz_sent"] = gr.Textbox(None, visible=False, label="lipschitz")  # the slider's λ, or "auto"
+        # the slider's λ, or "auto": JSON keeps a number a number (a Textbox would send the API's numbers as text)
+        w["lipschitz_sent"] = gr.JSON(None, visible=False, label="lipschitz")
         _wire(demo, w, o)
         _wire_replays(r)
         links.wire(demo, view, r, w, api_visibility="private", concurrency_id="ui", concurrency_limit=UI_EVENTS)

@@ -88,7 +88,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if f.metadata and not (value is None and f.default is None):
                 if isinstance(value, str) and not f.metadata["choices"] and value != f.metadata["word"]:
-                    raise InputError(f"{f.name} must be a number, got {shown(value)}")  # text is converted at the edges
+                    word = f" or {f.metadata['word']}" if f.metadata["word"] else ""
+                    raise InputError(f"{f.name} must be a number{word}, got {shown(value)}")  # converted at the edges
                 object.__setattr__(self, f.name, self.check(f.name, value))
         for name, n, what in (
             ("lipschitz", convs(self.depth), "3×3 convolution"),
@@ -107,6 +108,11 @@ class RunConfig:
         meta = _FIELDS[name].metadata
         if meta["word"] is not None and value == meta["word"]:
             return value
+        if meta["word"] is not None and isinstance(value, str):  # text: a number, or the word misspelt
+            try:
+                float(value)
+            except ValueError:
+                raise InputError(f"{name} must be a number or {meta['word']}, got {shown(value)}") from None
         if meta["choices"]:
             if value not in meta["choices"]:
                 raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")

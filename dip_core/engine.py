@@ -434,7 +434,7 @@ def run(
             learned.apply(state.net)
         stepped = step(t, last)
         if learned is not None:
-            learned.step(stepped[1] if stepped is not None else None)
+            learned.step(stepped is not None)
         if stepped is None:  # backtracking restored the weights: this step did not happen
             continue
         if on_step is not None:

@@ -243,3 +243,25 @@ def test_closing_the_tab_mid_run_stops_the_run(page):
         time.sleep(0.1)
     assert STOPS.active() == 0, "the run went on after its tab was closed"
     print(f"run ended {time.monotonic() - closed:.1f} s after the tab closed")
+
+
+def test_lambda_auto_beside_the_slider_runs_and_travels_in_the_link(page):
+    """The box beside λ: the run says what auto ran (a learned bound for JPEG: its caption and its path on the
+    curves), and the address bar carries ``lipschitz=auto``."""
+    expect = playwright.expect
+    page.locator("#examples").get_by_text("Coffee · inpaint").click()
+    expect(page.locator("#task input")).to_have_value("Inpainting", timeout=20_000)
+    page.locator("#task input").click()
+    page.get_by_role("option", name="JPEG deblocking").click()
+    page.locator("#lipschitz_auto input").check()
+    page.get_by_text("Run settings").click()
+    set_number(page, "iterations", 20)
+    set_number(page, "width", 8)
+    page.locator("#run").click()
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: 20 iterations"), timeout=120_000)
+    expect(page.locator("#result_caption")).to_have_text(re.compile(r"λ learned from 1\.4"))
+    expect(page.locator("#curves")).to_contain_text("Ratio (auto-stop) · learned λ (dotted)")
+    expect(page).to_have_url(re.compile(r"lipschitz=auto"), timeout=5_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app_lambda_auto.png"), full_page=True)
+    assert not page.errors, page.errors

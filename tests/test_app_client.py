@@ -307,6 +307,11 @@ def test_a_grey_observed_image_runs_in_the_app(client, tmp_path):
             dict(upsample="gaussian", gaussian_sigma=-1.0),
             "gaussian_sigma must be a number between 0 and 3, got -1",
         ),
+        (
+            "λ as a word other than `auto` (`automatic`)",
+            dict(lipschitz="automatic"),
+            "lipschitz must be a number or auto",
+        ),
         ("absurd iterations (10⁹)", dict(iterations=10**9), "iterations must be a number between 10 and 5000"),
         ("negative seed", dict(seed=-3), "seed must be a number between 0 and"),
         (
@@ -417,6 +422,7 @@ def test_every_row_of_the_doc_table_has_an_app_case():
     covered = {c[0] for c in APP_FILES} | {
         "negative level",
         "negative Gaussian σ",
+        "λ as a word other than `auto` (`automatic`)",
         "absurd iterations (10⁹)",
         "negative seed",
         "noise-level auto-stop on a task without a noise level (JPEG, inpainting, SR, enhancement, or σ = 0)",
@@ -432,3 +438,26 @@ def test_every_row_of_the_doc_table_has_an_app_case():
         *LINK_ROWS,  # a link's parameters: the page-load event's notice (tests/test_links.py, its browser test)
     }
     assert sorted(rows) == sorted(covered)
+
+
+@pytest.mark.parametrize("task", ["jpeg", "denoise"])
+def test_lambda_auto_through_the_api_says_what_it_runs(client, tiny_png, task):
+    """``lipschitz="auto"``: the task's rule runs (a learned bound's path on the curves) or its fixed λ, and one
+    warning line says which (dip_core.bound.auto_control)."""
+    from dip_core.tasks import spec_of
+
+    job = client.submit(
+        image=handle_file(tiny_png), task=task, lipschitz="auto", iterations=20, compare=False, api_name="/run", **TINY
+    )
+    final = job.result(timeout=120)
+    assert final[6].startswith("Done")
+    updates, logs = job.communicator.updates, []
+    while not updates.empty():
+        update = updates.get_nowait()
+        logs += [update.log] if getattr(update, "log", None) else []
+    assert any(level == "warning" and text.startswith("λ auto") for text, level in logs), logs
+    traces = [t.get("name", "") for t in json.loads(final[4]["plot"])["data"]]
+    learned = spec_of(task).auto.rule == "learned"
+    assert any("λ (learned" in name for name in traces) == learned
+    config = json.loads(open(next(f for f in final[7] if f.endswith("config.json"))).read())
+    assert config["bound"] == ("learned" if learned else "fixed") and isinstance(config["lipschitz"], float)

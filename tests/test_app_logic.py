@@ -340,8 +340,8 @@ def test_prepare_inputs_from_the_editor():
         "inpaint", 0.5, 4, "drawn", {"background": None, "layers": [layer]}, 1, False
     )
     assert level == 0.5 and mask.shape == (20, 30) and (mask == 0).sum() == 25 and mask.max() == 255
-    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, False) == (8, None, 1.4)
-    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, True) == (8, None, "auto")
+    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, False) == (8, None, "1.4")
+    assert events.prepare_inputs("sr", 25, "8", "random", None, 1.4, True) == (8, None, '"auto"')
     with pytest.raises(gr.Error, match="Paint over"):
         events.prepare_inputs("inpaint", 0.5, 4, "drawn", {"background": None, "layers": [np.zeros_like(layer)]}, 1, 0)
 

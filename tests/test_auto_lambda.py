@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import auto_lambda as al
 from dip_core import bound
+from dip_core.tasks import spec_of
 
 TOY = {**al.SCALE, "size": 32, "steps": 300, "every": 10, "width": 16, "lr": 0.02}
 
@@ -20,9 +21,10 @@ def job(lane: str, task: str = "denoise", level: float = 50.0) -> dict:
 def test_lanes_parse_and_auto_is_the_composition():
     assert al.lane_settings("lam1.4", "jpeg") == dict(lam=1.4, learn=None)
     assert al.lane_settings("learn0", "inpaint")["learn"] == 0.0  # no penalty, and still learned
-    assert al.lane_settings("learnT", "jpeg")["learn"] == bound.LEARN_PENALTY["jpeg"]
+    assert al.lane_settings("learnT", "jpeg")["learn"] == al.LEARN_T["jpeg"] == spec_of("jpeg").auto.penalty
+    assert al.lane_settings("learn0", "inpaint")["learn"] == spec_of("inpaint").auto.penalty  # what ships is judged
     for task, _ in al.TASKS:
-        assert al.lane_settings("auto", task) == al.lane_settings(bound.AUTO[task], task)
+        assert al.lane_settings("auto", task) == al.lane_settings(al.AUTO[task], task)
     with pytest.raises(SystemExit, match="unknown lane"):
         al.jobs_of(None, ["tune"], ["lam1", "nope"], 0, TOY)
     with pytest.raises(SystemExit, match="needs --data"):

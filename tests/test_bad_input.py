@@ -146,6 +146,7 @@ CASES = [
     ("NaN level", lambda: make_task("denoise", np.zeros((32, 32, 3), np.float32), float("nan")), "between", None),
     ("negative level", lambda: make_task("jpeg", np.zeros((32, 32, 3), np.float32), -5), "between", None),
     ("infinite λ", run_config(lipschitz=float("inf")), "lipschitz", None),
+    ("λ as a word other than `auto` (`automatic`)", run_config(lipschitz="automatic"), "number or auto", None),
     ("negative Gaussian σ", run_config(gaussian_sigma=-1.0), "gaussian_sigma", None),
     ("absurd iterations (10⁹)", run_config(iterations=10**9), "iterations", None),
     ("negative seed", run_config(seed=-3), "seed", None),

@@ -95,6 +95,18 @@ class Level:
 
 
 @dataclass(frozen=True)
+class Auto:
+    """What ``lipschitz="auto"`` runs for a task (issue 35; ``dip_core.bound.auto_control``): ``rule`` is "fixed" (at
+    ``lipschitz``, the paper's λ when None), "learned" (per-layer bounds from the paper's λ, penalty α ``penalty``) or
+    "detail" (denoising: λ 1 or 1.4 from the image's detail energy); ``why`` is the line that says so."""
+
+    rule: str = "fixed"
+    lipschitz: float | None = None
+    penalty: float = 3e-4  # the learned bounds' α, whenever this task's bounds are learned (``bound="learned"``)
+    why: str = "λ auto: no rule was judged for this task; it runs the paper's λ {lam}"  # {lam}: the λ it runs
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One restoration task. Each module of ``dip_core/tasks/`` subclasses it and registers one instance; the
     defaults here are the plain case: A = identity, y given, the result is f(z), no known noise level."""
@@ -106,6 +118,7 @@ class TaskSpec:
     needs_mask: bool = False  # an observed image needs a mask (white = known), and the UI offers a mask editor
     estimates_level: bool = False  # an observed image without a level has it estimated (denoising's σ)
     order: int = 100  # where the CLI and the UI list it
+    auto: Auto = Auto()  # what ``lipschitz="auto"`` runs (dip_core/bound.py)
 
     def degrade(self, clean: np.ndarray, level: float, mask: np.ndarray | None, seed: int) -> Task:
         """The task made from a clean H×W×C image in [0, 1] (checked, at least MIN_SIDE a side)."""

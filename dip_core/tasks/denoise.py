@@ -7,7 +7,7 @@ import numpy as np
 from .. import baselines as cv
 from ..io import MIN_SIDE
 from ..metrics import noise_sigma_estimate
-from .base import Identity, Level, Task, TaskSpec, check_size, to_image, to_tensor
+from .base import Auto, Identity, Level, Task, TaskSpec, check_size, to_image, to_tensor
 
 
 class Denoise(TaskSpec):
@@ -58,4 +58,5 @@ SPEC = Denoise(
     estimates_level=True,
     order=1,
     paper_lipschitz=1.4,
+    auto=Auto(rule="detail", why="λ auto: the detail rule, which met the bar on 16 of 20 images nobody tuned on"),
 )

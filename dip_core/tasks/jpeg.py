@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .. import baselines as cv
-from .base import Identity, Level, Task, TaskSpec, to_image, to_tensor
+from .base import Auto, Identity, Level, Task, TaskSpec, to_image, to_tensor
 
 
 def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
@@ -48,4 +48,9 @@ SPEC = Jpeg(
     ),
     order=2,
     paper_lipschitz=1.4,
+    auto=Auto(
+        rule="learned",
+        penalty=3e-4,
+        why="λ auto: bounds learned from λ 1.4, which met the bar on 17 of 20 images nobody tuned on",
+    ),
 )
