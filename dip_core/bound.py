@@ -47,9 +47,10 @@ def detail_energy(task: Task) -> float:
     return 1e3 * (float(((y - blurred) ** 2).mean()) - leak * clipped_noise_energy(task.observation, sigma))
 
 
-def denoise_lambda(task: Task) -> float:
-    """Denoising's ``auto`` λ: 1 for a smooth image, 1.4 for a detailed one (``detail_energy`` against DETAIL_SPLIT)."""
-    return 1.0 if detail_energy(task) < DETAIL_SPLIT else 1.4
+def denoise_lambda(task: Task, energy: float | None = None) -> float:
+    """Denoising's ``auto`` λ: 1 for a smooth image, 1.4 for a detailed one (``detail_energy``, or ``energy`` when
+    already measured, against DETAIL_SPLIT)."""
+    return 1.0 if (detail_energy(task) if energy is None else energy) < DETAIL_SPLIT else 1.4
 
 
 def auto_control(task: Task) -> tuple[dict, str]:
@@ -64,8 +65,9 @@ def auto_control(task: Task) -> tuple[dict, str]:
             return dict(
                 lipschitz=paper, bound="fixed"
             ), f"λ auto: no noise level to weigh the detail against; λ {paper:g}"
-        lam = denoise_lambda(task)
-        return dict(lipschitz=lam, bound="fixed"), f"{auto.why} (detail energy {detail_energy(task):.1f} → λ {lam:g})"
+        energy = detail_energy(task)  # measured once: the λ and the note read it
+        lam = denoise_lambda(task, energy)
+        return dict(lipschitz=lam, bound="fixed"), f"{auto.why} (detail energy {energy:.1f} → λ {lam:g})"
     lam = paper if auto.lipschitz is None else auto.lipschitz
     return dict(lipschitz=lam, bound="fixed"), auto.why.format(lam=f"{lam:g}")
 
