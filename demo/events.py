@@ -64,9 +64,10 @@ def on_task_change(task: str) -> tuple:
 
 
 def on_task_input(task: str) -> tuple:
-    """When the user picks a task: its default level and its default λ (settings.default_control)."""
-    spec = TASKS[task]
-    return level_update(task, spec.level.default), default_control(task)["lipschitz"]
+    """When the user picks a task: its default level, its default λ and whether it starts on auto
+    (settings.default_control)."""
+    spec, control = TASKS[task], default_control(task)
+    return level_update(task, spec.level.default), control["lipschitz"], control["lipschitz_auto"]
 
 
 def describe_image(image: Any, max_side: float | None) -> tuple[str, dict | None]:

@@ -206,7 +206,7 @@ def settings(form: RunForm, limits: Limits = LIMITS) -> dict[str, Any]:
     # an already-noisy image without a level: its σ is estimated from it (Denoise.observe); else the default
     level = None if level is None and observed and spec.estimates_level else spec.level.check(level)
     control = default_control(task, limits)  # what None means for the controlled network's three settings
-    lam = control["lipschitz"] if f.lipschitz is None else f.lipschitz
+    lam = ("auto" if control["lipschitz_auto"] else control["lipschitz"]) if f.lipschitz is None else f.lipschitz
     upsample = control["upsample"] if f.upsample is None else f.upsample
     sigma = control["gaussian_sigma"] if f.gaussian_sigma is None else f.gaussian_sigma
     iterations = limits.iterations if f.iterations is None else f.iterations

@@ -210,12 +210,14 @@ def live_values(link: Link) -> dict[str, Any]:
         v.setdefault("observed", kind == "degraded")
     if "level" in v:  # checked for the link's task, else the page's first (RunForm's)
         v.setdefault("task", RunForm.task)
-    if v.get("lipschitz") == "auto":  # the slider shows the task's default λ, the box beside it says auto
+    if "lipschitz" in v:  # auto: the slider shows the task's default λ, the box beside it is ticked; a λ clears it
         v.setdefault("task", RunForm.task)
-        v["lipschitz"], v["lipschitz_auto"] = default_control(v["task"])["lipschitz"], True
+        auto = v["lipschitz"] == "auto"
+        v["lipschitz"] = default_control(v["task"])["lipschitz"] if auto else v["lipschitz"]
+        v["lipschitz_auto"] = auto
     if "task" in v:
         spec = TASKS[v["task"]]
-        v = {**default_control(v["task"]), "level": spec.level.default, "lipschitz_auto": False, **v}
+        v = {**default_control(v["task"]), "level": spec.level.default, **v}
         level = v.pop("level")
         if spec.level.choices:
             out.update(level_slider=events.level_update(v["task"]), sr_factor=int(level))
@@ -273,6 +275,8 @@ def writer_config(limits: Limits = LIMITS) -> dict:
     tasks = {}
     for name, spec in TASKS.items():
         control = default_control(name, limits)
+        if control.pop("lipschitz_auto"):  # a link says auto as its λ (and leaves it out when it is the default)
+            control["lipschitz"] = "auto"
         tasks[name] = dict(level=spec.level.default, radio=bool(spec.level.choices), **control)
     form = RunForm(None)
     defaults = dict(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dip_core import preset, resolve_device
+from dip_core import PRESETS, preset, resolve_device
 from dip_core.config import preset_control
 
 from . import budget
@@ -126,11 +126,14 @@ LIMITS = limits_for(resolve_device().type)  # the device dip_core resolves "auto
 
 
 def default_control(task: str, limits: Limits = LIMITS) -> dict:
-    """The controlled network a run starts with (the UI's λ, upsampling and σ; the API's defaults): the engine's one
-    rule for this device's preset (``dip_core.config.preset_control``), with σ 0.5 for the σ slider when the rule
-    has none (it applies only once Gaussian upsampling is picked)."""
+    """The controlled network a run starts with (the UI's λ, its auto box, upsampling and σ; the API's defaults): the
+    engine's one rule for this device's preset (``dip_core.config.preset_control``). Where it says ``auto`` the box
+    is ticked and the slider keeps the preset's own λ (what runs once the box is cleared); σ 0.5 for the σ slider
+    when the rule has none (it applies only once Gaussian upsampling is picked)."""
     control = preset_control(task, limits.preset)
-    return {**control, "gaussian_sigma": control["gaussian_sigma"] or 0.5}
+    auto = control["lipschitz"] == "auto"
+    lam = PRESETS[limits.preset]["lipschitz"] if auto else control["lipschitz"]
+    return {**control, "lipschitz": lam, "lipschitz_auto": auto, "gaussian_sigma": control["gaussian_sigma"] or 0.5}
 
 
 def device_label() -> str:

@@ -38,11 +38,13 @@ HELP = """**Images.** The observation is what the networks are fitted to; in com
 (λ = 0, bilinear) and your *controlled* network start from the same seed and input and advance in lockstep.
 
 **PSNR / SSIM** (when the clean image is known): vanilla DIP peaks, then decays as it fits the noise; the
-controlled network decays far more slowly. At this demo's CPU scale the default λ = 1 holds (it lost ≤ 0.1 dB over
-3000 steps on House, Peppers, F16 and kodim03) but learns more slowly: it reaches vanilla's best PSNR late (within
-0.3 dB of it on these four, or above); λ = 1.4 peaks higher but loses up to 2.3 dB
-(reports/live_default). ★ marks the best so far; the status line gives each run's drop from it (−). The
-numbered marks ①②… are the lessons as they happen (the *Paper experiments* tab explains them).
+controlled network decays far more slowly. At this demo's CPU scale λ = 1 holds (it lost ≤ 0.1 dB over 3000 steps
+on House, Peppers, F16 and kodim03) but learns more slowly: it reaches vanilla's best PSNR late (within 0.3 dB of it
+on these four, or above); λ = 1.4 peaks higher but loses up to 2.3 dB (reports/live_default). So denoising and
+JPEG start on **λ auto**, whose rules met the bar on 20 images nobody tuned on: λ 1 for a smooth image (House), 1.4
+for a detailed one (the zone plate), learned bounds for JPEG; the warning line says which ran. ★ marks the best so
+far; the status line gives each run's drop from it (−). The numbered marks ①②… are the lessons as they happen (the
+*Paper experiments* tab explains them).
 
 **FBC per band**: how much of each frequency band of the observation the output reproduces (band 1 = lowest,
 band 5 = highest, 1 = all of it). Low bands are fitted first (spectral bias); in vanilla DIP the high bands
@@ -440,14 +442,30 @@ def _task_controls(w: dict) -> None:
         elem_id="lipschitz",
         **later,
     )
+    w["lipschitz_auto"] = gr.Checkbox(
+        default_control(first.name)["lipschitz_auto"],
+        label="λ auto: the task's own rule",
+        info="a rule where one held on images nobody tuned on, else the task's best fixed λ; the status says which",
+        elem_id="lipschitz_auto",
+        **later,
+    )
     # the example shown, by name, for a link (demo/links.py; an upload clears it)
     w["example"] = gr.Textbox(links.DEFAULT_NAME, visible=False, label="example")
     gr.Examples(
         [
-            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, default_control(t)["lipschitz"], name]
+            [str(ASSETS / f), t, kind == "degraded", TASKS[t].level.default, c["lipschitz"], c["lipschitz_auto"], name]
             for name, (f, t, kind) in links.EXAMPLE_NAMES.items()
+            if (c := default_control(t))
         ],
-        inputs=[w["image"], w["task"], w["observed"], w["level_slider"], w["lipschitz"], w["example"]],
+        inputs=[
+            w["image"],
+            w["task"],
+            w["observed"],
+            w["level_slider"],
+            w["lipschitz"],
+            w["lipschitz_auto"],
+            w["example"],
+        ],
         label="Examples (click one, then Run)",
         elem_id="examples",
         example_labels=[caption for *_, caption in EXAMPLES],
@@ -492,12 +510,7 @@ def _network_controls(w: dict) -> None:
     control = default_control(next(iter(TASKS)))
     with gr.Accordion("Controlled network", open=True):
         w["lipschitz"].render()
-        w["lipschitz_auto"] = gr.Checkbox(
-            False,
-            label="λ auto: the task's own rule",
-            info="a rule where one held on images nobody tuned on, else the task's best fixed λ; the status says which",
-            elem_id="lipschitz_auto",
-        )
+        w["lipschitz_auto"].render()
         w["upsample"] = gr.Radio(
             [(v, k) for k, v in UPSAMPLE_LABELS.items()],
             value=control["upsample"],
@@ -646,7 +659,9 @@ def _wire(demo: gr.Blocks, w: dict, o: dict) -> None:
     for trigger in (w["image"].change, w["max_side"].release):
         trigger(g(events.describe_image), [w["image"], w["max_side"]], [w["notice"], w["editor"]], **private)
     w["task"].change(g(events.on_task_change), w["task"], [w["level_slider"], w["sr_factor"], w["mask_box"]], **private)
-    w["task"].input(g(events.on_task_input), w["task"], [w["level_slider"], w["lipschitz"]], **private)
+    w["task"].input(
+        g(events.on_task_input), w["task"], [w["level_slider"], w["lipschitz"], w["lipschitz_auto"]], **private
+    )
     w["upsample"].change(g(events.on_upsample_change), w["upsample"], w["gaussian_sigma"], **private)
     compared = [o["vanilla"], o["result"], o["vanilla_caption"]]
     w["compare"].change(g(events.on_compare_change), w["compare"], compared, **private)

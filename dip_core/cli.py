@@ -16,6 +16,7 @@ from .config import PRESET_NAMES, PRESETS, RunConfig, choices, preset_control
 from .engine import run
 from .errors import InputError
 from .io import load_image, save_png
+from .stopping import stop_for
 from .summary import summarise
 from .tasks import TASKS, Task, baseline, make_task, observed_task, to_image
 
@@ -75,8 +76,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         type=setting("lipschitz"),
         help=f"λ bound of the controlled network (0 = vanilla DIP; auto: the task's rule, or its best fixed λ, "
         f"said in a note: dip_core/bound.py). Default: the controlled network, "
-        f"with the paper's λ for the task on the paper/cuda presets, and on the cpu preset "
-        f"{control_label(PRESETS['cpu'])} (chosen at that scale)",
+        f"with the paper's λ for the task on the paper/cuda presets; on the cpu preset auto for "
+        f"{' and '.join(n for n, s in TASKS.items() if s.auto.met)} (their rules met the bar at that scale), "
+        f"else {control_label(PRESETS['cpu'])} (chosen at that scale)",
     )
     control.add_argument("--controlled", action="store_true", help="the paper's λ for the task, on any preset")
     control.add_argument(
@@ -204,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create output folder {out}: {err.strerror}") from None
+    stop_for(config.auto_stop, config.iterations, task)  # a stop this task cannot use: its one line, before any note
     for note in task.notes:
         print(f"note: {note}", file=sys.stderr)
     save_png(to_image(task.observation), out / "observed.png")

@@ -197,13 +197,14 @@ PRESET_NAMES = ("auto", *PRESETS)
 def preset_control(task: str, preset: str) -> dict:
     """The controlled network when none is asked for (λ, upsampling, σ), the one rule of the CLI's ``run`` and
     ``sweep``, the API and the app: on the paper's scale (``paper``, ``cuda``) the paper's λ for the task with
-    bilinear upsampling; on the CPU preset its own control (``CPU_CONTROL``, chosen at that scale). ``preset`` is a
-    resolved name (``autotune.preset_name`` makes ``auto`` one)."""
+    bilinear upsampling; on the CPU preset ``lipschitz="auto"`` for a task whose rule met issue 35's bar there
+    (``TaskSpec.auto.met``: denoising, JPEG), else its own control (``CPU_CONTROL``, chosen at that scale).
+    ``preset`` is a resolved name (``autotune.preset_name`` makes ``auto`` one)."""
     if preset not in PRESETS:
         raise ValueError(f"preset_control takes a resolved preset name, got {preset!r} (autotune.preset_name)")
-    if preset in PAPER_SCALE:
+    if preset in PAPER_SCALE:  # the rules were judged at the CPU scale only: the paper's λ here until they are
         return dict(lipschitz=TASKS[task].paper_lipschitz, upsample="bilinear", gaussian_sigma=None)
-    return dict(CPU_CONTROL)
+    return {**CPU_CONTROL, "lipschitz": "auto"} if TASKS[task].auto.met else dict(CPU_CONTROL)
 
 
 def check_device(name: str) -> str:

@@ -246,14 +246,17 @@ def test_closing_the_tab_mid_run_stops_the_run(page):
 
 
 def test_lambda_auto_beside_the_slider_runs_and_travels_in_the_link(page):
-    """The box beside λ: the run says what auto ran (a learned bound for JPEG: its caption and its path on the
-    curves), and the address bar carries ``lipschitz=auto``."""
+    """The box beside λ: ticked by default for a task whose rule met the bar (JPEG on CPU), clear for one where none
+    did (inpainting); the run says what auto ran (a learned bound: its caption and its path on the curves), and the
+    address bar leaves the default out and carries λ once the box is cleared."""
     expect = playwright.expect
+    box = page.locator("#lipschitz_auto input")
     page.locator("#examples").get_by_text("Coffee · inpaint").click()
     expect(page.locator("#task input")).to_have_value("Inpainting", timeout=20_000)
+    expect(box).not_to_be_checked()
     page.locator("#task input").click()
     page.get_by_role("option", name="JPEG deblocking").click()
-    page.locator("#lipschitz_auto input").check()
+    expect(box).to_be_checked(timeout=10_000)
     page.get_by_text("Run settings").click()
     set_number(page, "iterations", 20)
     set_number(page, "width", 8)
@@ -261,7 +264,10 @@ def test_lambda_auto_beside_the_slider_runs_and_travels_in_the_link(page):
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: 20 iterations"), timeout=120_000)
     expect(page.locator("#result_caption")).to_have_text(re.compile(r"λ learned from 1\.4"))
     expect(page.locator("#curves")).to_contain_text("Ratio (auto-stop) · learned λ (dotted)")
-    expect(page).to_have_url(re.compile(r"lipschitz=auto"), timeout=5_000)
+    expect(page).to_have_url(re.compile(r"task=jpeg"), timeout=5_000)
+    assert "lipschitz=" not in page.url  # auto is JPEG's default: a link leaves it out
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app_lambda_auto.png"), full_page=True)
+    box.uncheck()
+    expect(page).to_have_url(re.compile(r"lipschitz=1(&|$)"), timeout=5_000)  # the slider's λ now runs
     assert not page.errors, page.errors

@@ -26,12 +26,20 @@ from demo.inputs import parse_request, scaled_every
 from demo.records import Track, run_short
 from demo.session import SPECTRUM_SIDE, STOPS, LabRun, SpectrumView
 from demo.settings import LIMITS, default_control, limits_for
-from dip_core import InputError, RunConfig, Snapshot, make_task, observed_task
+from dip_core import InputError, RunConfig, Snapshot, bound, make_task, observed_task
+from dip_core.tasks import TASKS
 
 TINY = dict(max_side=32, width=8, lr=0.01)  # a run of a few seconds on 2 cores
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def default_lambda(image: str, task: str = "denoise") -> float:
+    """The λ a default run of ``task`` on ``image`` shows: auto's for this image where auto is the default."""
+    req = parse_request(image, task=task, max_side=32)
+    lam = req.configs["controlled"].lipschitz
+    return bound.auto_control(req.task)[0]["lipschitz"] if lam == "auto" else lam
 
 
 def run_all(**kwargs) -> list[tuple]:
@@ -102,11 +110,13 @@ def test_request_defaults_and_compare(tiny_png):
     req = parse_request(tiny_png, max_side=32)
     assert list(req.configs) == ["vanilla", "controlled"] and req.compare
     assert req.configs["vanilla"].lipschitz == 0 and req.configs["vanilla"].upsample == "bilinear"
-    assert req.configs["controlled"].lipschitz == default_control("denoise")["lipschitz"] and req.task.level == 25
-    assert req.configs["controlled"].iterations == LIMITS.iterations
+    denoise = default_control("denoise")  # on this machine's preset: auto on CPU (its rule met the bar there)
+    assert req.configs["controlled"].lipschitz == ("auto" if denoise["lipschitz_auto"] else denoise["lipschitz"])
+    assert req.task.level == 25 and req.configs["controlled"].iterations == LIMITS.iterations
     single = parse_request(tiny_png, compare=False, lipschitz=None, task="inpaint", max_side=32)
     assert list(single.configs) == ["controlled"]
     assert single.configs["controlled"].lipschitz == default_control("inpaint")["lipschitz"]
+    assert not default_control("inpaint")["lipschitz_auto"]  # no rule met the bar for inpainting
 
 
 def test_large_images_are_resized_with_a_notice(tmp_path):
@@ -157,7 +167,7 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert len(outs) >= 4
     obs, vanilla, result, clean, curves, spectrum, status, files, baseline, *_captions = outs[-1]
     assert pixels(outs[0][0]["value"]).shape == (32, 32, 3) and outs[0][0]["label"] == "Observation (σ 25)"
-    lam = default_control("denoise")["lipschitz"]
+    lam = default_lambda(tiny_png)
     assert pixels(result).shape == (32, 32, 3) and outs[0][2]["label"] == f"Controlled (λ {lam:g}, bilinear)"
     assert outs[0][1]["label"] == "Vanilla DIP (λ 0, bilinear)" and pixels(vanilla).shape == (32, 32, 3)
     assert status.startswith("Done: 30 iterations") and "cpu" in status
@@ -185,8 +195,8 @@ def test_run_streams_frames_then_downloads(tiny_png):
     assert "fbc_5" in rows[0] and "fbc_clean_1" in rows[0]
     config = json.loads((folder / "config.json").read_text())
     assert (
-        RunConfig.from_dict(config).lipschitz == default_control("denoise")["lipschitz"] and config["task"] == "denoise"
-    )
+        RunConfig.from_dict(config).lipschitz == lam and config["task"] == "denoise"
+    )  # what ran: auto's λ for this image (config.json keeps the number, with its bound)
     gif = Image.open(folder / "evolution.gif")
     assert gif.n_frames >= 3
     log = json.loads((folder / "log.json").read_text())
@@ -325,9 +335,15 @@ def test_task_change_shows_the_right_widgets():
     assert level["visible"] is False and sr["visible"] is True and mask_box["visible"] is False
     level, _, mask_box = events.on_task_change("inpaint")
     assert level["maximum"] < 1 and "value" not in level and mask_box["visible"] is True
-    level, lam = events.on_task_input("jpeg")
+    level, lam, auto = events.on_task_input("jpeg")
     assert level["value"] == 10 and "JPEG" in level["label"] and lam == default_control("jpeg")["lipschitz"]
-    assert events.on_task_input("inpaint")[1] == default_control("inpaint")["lipschitz"]
+    assert auto == default_control("jpeg")["lipschitz_auto"]
+    assert events.on_task_input("inpaint")[1:] == (default_control("inpaint")["lipschitz"], False)
+    # on CPU a task whose rule met the bar starts on auto, the slider at the preset's λ (what runs without the box)
+    cpu = limits_for("cpu")
+    assert [default_control(t, cpu)["lipschitz_auto"] for t in TASKS] == [TASKS[t].auto.met for t in TASKS]
+    assert {default_control(t, cpu)["lipschitz"] for t in TASKS} == {1.0}
+    assert default_control("jpeg", limits_for("cuda"))["lipschitz_auto"] is False
     # on the paper's scale (CUDA) each task has the paper's λ; on CPU the one control chosen at that scale
     assert default_control("inpaint", limits_for("cuda"))["lipschitz"] == 1.6
     assert default_control("jpeg", limits_for("cuda"))["lipschitz"] == 1.4
@@ -502,7 +518,7 @@ def test_each_run_image_says_what_it_is_at_the_shown_iteration(tiny_png):
     assert first["vanilla_caption"]["visible"] and first["vanilla_caption"]["value"].startswith(
         "Vanilla DIP (λ 0, bilinear) · PSNR "
     )
-    lam = default_control("denoise")["lipschitz"]
+    lam = default_lambda(tiny_png)
     assert re.fullmatch(
         rf"Controlled \(λ {lam:g}, bilinear\) · PSNR \d+\.\d\d dB at iteration 20", last["result_caption"]
     )

@@ -165,14 +165,28 @@ def test_bad_input_exits_2_with_one_line(tmp_path, image64, args, match):
 def test_the_default_is_the_controlled_network_and_vanilla_is_one_flag_away(tmp_path, image64, flags, expected):
     from dip_core.config import PRESETS
 
-    expected = expected or {k: PRESETS["cpu"][k] for k in ("lipschitz", "upsample", "gaussian_sigma")}
+    expected = expected or {k: PRESETS["cpu"][k] for k in ("upsample", "gaussian_sigma")}
     task = [] if "--task" in flags else ["--task", "denoise"]
     res = cli("run", *task, "--image", str(image64), "--out", str(tmp_path), *flags, *FAST)
     assert res.returncode == 0, res.stderr
     config = json.loads((tmp_path / "summary.json").read_text())["config"]
     assert {k: config[k] for k in expected} == expected
-    if not flags:
-        assert config["lipschitz"] > 0  # not vanilla DIP
+    if not flags:  # denoising's default on the cpu preset is auto (its rule met the bar): λ 1 or 1.4, said in a note
+        assert config["lipschitz"] in (1.0, 1.4) and config["bound"] == "fixed"
+        assert "note: λ auto: the detail rule" in res.stderr
+
+
+def test_the_cpu_preset_runs_auto_where_a_rule_met_the_bar_and_its_own_lambda_elsewhere(tmp_path, image64):
+    """JPEG by default: learned bounds (its rule met the bar), said in a note; inpainting: the preset's λ, no note."""
+    res = cli("run", "--task", "jpeg", "--image", str(image64), "--out", str(tmp_path / "j"), *FAST)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "j" / "summary.json").read_text())["config"]["bound"] == "learned"
+    assert "note: λ auto: bounds learned from λ 1.4" in res.stderr
+    res = cli("run", "--task", "inpaint", "--image", str(image64), "--out", str(tmp_path / "i"), *FAST)
+    config = json.loads((tmp_path / "i" / "summary.json").read_text())["config"]
+    assert (
+        res.returncode == 0 and config["lipschitz"] == 1.0 and config["bound"] == "fixed" and "λ auto" not in res.stderr
+    )
 
 
 def test_vanilla_and_a_lambda_together_are_a_usage_error(tmp_path, image64):

@@ -168,11 +168,21 @@ def test_a_state_writes_its_link_and_the_link_restores_it():
     link = parse(query)
     assert link.replay == replay and link.hide_controls and not link.notices
     # the live lab: the defaults are left out (a task's own λ and level too); what differs is written
-    defaults = dict(task="denoise", level_slider=25.0, lipschitz=default_control("denoise")["lipschitz"])
+    denoise = default_control("denoise")
+    defaults = dict(task="denoise", level_slider=25.0, lipschitz=denoise["lipschitz"])
+    defaults["lipschitz_auto"] = denoise["lipschitz_auto"]  # ticked on CPU: denoising's rule met the bar there
     defaults.update(upsample="bilinear", gaussian_sigma=0.5, iterations=LIMITS.iterations, seed=0, auto_stop="off")
     defaults.update(compare=True, observed=False, max_side=LIMITS.max_side, width=LIMITS.width, lr=LIMITS.lr)
     assert links.query("live", {**defaults, "example": "house256"}) == "tab=live&task=denoise"
+    # the box cleared where it is ticked by default (or ticked where it is not): the link says so, and restores it
+    flipped = {**defaults, "lipschitz_auto": not defaults["lipschitz_auto"]}
+    lam = "auto" if flipped["lipschitz_auto"] else f"{denoise['lipschitz']:g}"
+    assert links.query("live", flipped) == f"tab=live&task=denoise&lipschitz={lam}"
+    restored = links.live_values(parse(links.query("live", flipped)))
+    assert restored["lipschitz_auto"] == flipped["lipschitz_auto"] and restored["lipschitz"] == denoise["lipschitz"]
+    assert links.live_values(parse("tab=live&task=denoise"))["lipschitz_auto"] == denoise["lipschitz_auto"]
     state = {**defaults, "example": "coffee", "task": "inpaint", "level_slider": 0.3, "lipschitz": 2.0}
+    state["lipschitz_auto"] = False
     state.update(upsample="gaussian", gaussian_sigma=1.0, iterations=500, seed=3, compare=False, width=16)
     query = links.query("live", state)
     assert dict(parse_qsl(query)) == dict(
@@ -180,11 +190,12 @@ def test_a_state_writes_its_link_and_the_link_restores_it():
         gaussian_sigma="1", iterations="500", seed="3", compare="false", width="16",
     )  # fmt: skip
     restored = links.live_values(parse(query))
-    for name in ("task", "lipschitz", "upsample", "gaussian_sigma", "iterations", "seed", "compare", "width"):
+    for name in ("task", "lipschitz", "lipschitz_auto", "upsample", "gaussian_sigma", "iterations", "seed"):
         assert restored[name] == state[name], name
+    assert restored["compare"] == state["compare"] and restored["width"] == state["width"]
     assert restored["level_slider"]["value"] == 0.3 and restored["example"] == "coffee"
     # the SR factor is the level; a σ without Gaussian upsampling is not written
-    sr = {**defaults, "task": "sr", "sr_factor": 8, "gaussian_sigma": 2.0}
+    sr = {**defaults, "task": "sr", "sr_factor": 8, "gaussian_sigma": 2.0, "lipschitz_auto": False}
     assert links.query("live", sr) == "tab=live&task=sr&level=8"
 
 

@@ -105,6 +105,12 @@ class Auto:
     penalty: float = 3e-4  # the learned bounds' α, whenever this task's bounds are learned (``bound="learned"``)
     why: str = "λ auto: no rule was judged for this task; it runs the paper's λ {lam}"  # {lam}: the λ it runs
 
+    @property
+    def met(self) -> bool:
+        """Whether a rule met issue 35's bar for this task (at the CPU scale): then ``auto`` is its default there
+        (``dip_core.config.preset_control``); a task where none did runs a fixed λ."""
+        return self.rule != "fixed"
+
 
 @dataclass(frozen=True)
 class TaskSpec:
