@@ -23,7 +23,7 @@ import torch
 from demo.settings import limits_for
 from dip_core import sweep
 from dip_core.machine import cpu
-from dip_core.replay import EXPERIMENTS, FORMAT, LANES, MAX_FRAMES, curves_of, experiment_entry, frame_every
+from dip_core.replay import EXPERIMENTS, FORMAT, LANES, MAX_FRAMES, curves_of, experiment_entry, frame_every, ran_as
 
 from .options import parser
 
@@ -37,10 +37,12 @@ SCALES = {
 }
 
 
-def specs_for(data: Path, scale: dict, experiments, lanes, preset: str) -> list[tuple]:
-    """(experiment, lane, RunSpec) for every pair; the spec's variant names both, so keys never clash."""
+def specs_for(data: Path, scale: dict, experiments, lanes, preset: str, kept: dict | None = None) -> list[tuple]:
+    """(experiment, lane, the lane it runs as or None, RunSpec) for every pair (``kept``: each experiment's lanes
+    already in the folder); the spec's variant names both, so keys never clash."""
     out = []
     for exp in experiments:
+        there = [x for x in LANES if x in lanes or x.name in (kept or {}).get(exp.name, ())]
         for lane in lanes:
             overrides = {k: scale[k] for k in ("width", "lr", "iterations", "every")}
             overrides["measure_every_step"] = False  # replays need snapshots only (and run faster without)
@@ -59,16 +61,25 @@ def specs_for(data: Path, scale: dict, experiments, lanes, preset: str) -> list[
                 mask=str(data / exp.mask) if exp.mask else None,
                 frames=MAX_FRAMES,
             )
-            out.append((exp, lane, spec))
+            out.append((exp, *ran_as(lane, sweep.task_of(spec), there), spec))
     return out
 
 
-def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str, threads: int) -> dict:
-    """Copy the runs' frames into the replay layout and write the manifest; returns it."""
+def assemble(
+    work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str, threads: int, add: bool
+) -> dict:
+    """Copy the runs' frames into the replay layout and write the manifest (``add``: these lanes into the folder's
+    manifest, each with its machine); returns it."""
     rows = {r["key"]: r for r in sweep.load_rows(work)}
     out.mkdir(parents=True, exist_ok=True)
-    entries: dict[str, dict] = {}
-    for exp, lane, spec in triples:
+    old = json.loads((out / "manifest.json").read_text()) if add else {}
+    entries: dict[str, dict] = {e["name"]: e for e in old.get("experiments", [])}
+    for exp, lane, same, spec in triples:
+        if exp.name in entries:  # a lane built again replaces its entry (sorted into LANES' order below)
+            entries[exp.name]["lanes"] = [x for x in entries[exp.name]["lanes"] if x["name"] != lane.name]
+        if same is not None:  # auto runs a fixed λ whose lane is here: that run, not a copy
+            entries[exp.name]["lanes"].append({**asdict(lane), "same_as": same})
+            continue
         src, row = work / spec.key, rows[spec.key]
         dst = out / exp.name / lane.name
         if dst.exists():
@@ -86,9 +97,13 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
             base = json.loads((src / "baseline.json").read_text())
             entries[exp.name] = experiment_entry(exp, [], {"baseline": base, "seconds": {}})
         entry = entries[exp.name]
-        entry["lanes"].append(asdict(lane))
+        entry["lanes"].append(
+            asdict(lane) | ({"machine": str(cpu()), "date": time.strftime("%Y-%m-%d")} if add else {})
+        )
         entry["seconds"][lane.name] = round(row["seconds"], 1)
-    manifest = {
+    for entry in entries.values():
+        entry["lanes"].sort(key=lambda x: [lane.name for lane in LANES].index(x["name"]))
+    manifest = old or {
         "format": FORMAT,
         "scale": {
             "preset": preset,
@@ -97,13 +112,13 @@ def assemble(work: Path, out: Path, triples: list[tuple], scale: dict, preset: s
             "frame_every": frame_every(scale["iterations"], scale["every"]),
             "machine": str(cpu()),
             "threads_per_run": threads,
-            "device": rows[triples[0][2].key]["device"],
+            "device": rows[triples[0][3].key]["device"],
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
         },
         "command": command,
-        "experiments": list(entries.values()),
     }
+    manifest["experiments"] = list(entries.values())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -117,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=None, help="the sweep folder (resumable); default build/replays-<preset>")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (local processes, one thread each)")
     p.add_argument("--experiments", nargs="+", default=None, help="names (default: all)")
+    p.add_argument("--lanes", nargs="+", default=None, help="only these lanes, added to --out's manifest")
     args = p.parse_args(argv)
     scale = SCALES["smoke" if args.smoke else args.preset]
-    experiments = [e for e in EXPERIMENTS if args.experiments is None or e.name in args.experiments]
-    lanes = list(LANES)
-    if args.smoke:
+    old = json.loads((Path(args.out) / "manifest.json").read_text()) if args.lanes else {}
+    scale = {k: old["scale"][k] for k in scale} if old else scale  # lanes added to a replay folder: at its scale
+    kept = {e["name"]: [x["name"] for x in e["lanes"]] for e in old.get("experiments", [])}
+    experiments = [e for e in EXPERIMENTS if e.name in (args.experiments or kept or [e.name])]  # added: the folder's
+    lanes = [x for x in LANES if args.lanes is None or x.name in args.lanes]
+    if args.smoke and args.lanes is None:
         experiments, lanes = experiments[:2] if args.experiments is None else experiments, lanes[:3:2]
     data = Path(args.data)
     for exp in experiments:
@@ -129,18 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             if path and not (data / path).is_file():
                 sys.exit(f"error: {data / path}: not found (--data is the benchmark image folder)")
     work = Path(args.work or f"build/replays-{'smoke' if args.smoke else args.preset}")
-    triples = specs_for(data, scale, experiments, lanes, args.preset)
+    triples = specs_for(data, scale, experiments, lanes, args.preset, kept)
     start = time.perf_counter()
     sweep.execute(
-        [t[2] for t in triples],
+        [t[3] for t in triples if t[2] is None],
         work,
         use_ray=False,
         jobs=args.jobs,
         cpus_per_run=1 if args.jobs > 1 else 0,
         on_row=lambda r: print(
-            f"done {r['key']}: best {r['best_psnr']}, final {r['final_psnr']}, {r['seconds']:.0f} s",
-            file=sys.stderr,
-            flush=True,
+            f"done {r['key']}: final {r['final_psnr']:.2f} dB, {r['seconds']:.0f} s", file=sys.stderr
         ),
     )
     given = list(argv if argv is not None else sys.argv[1:])
@@ -150,11 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     given = ["--data=DATA" if a.startswith("--data=") else a for a in given]
     command = "python -m benchmarks replays " + " ".join(given)
     threads = 1 if args.jobs > 1 else torch.get_num_threads()
-    manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads)
+    manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads, args.lanes is not None)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
-    print(
-        f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB, "
-        f"{len(manifest['experiments'])} experiments",
-        file=sys.stderr,
-    )
+    took = f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB"
+    print(f"{took}, {len(manifest['experiments'])} experiments", file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ import anyio
 import gradio as gr
 
 from dip_core.lesson import Event, lesson
+from dip_core.replay import LANES as OWN_LANES
 from dip_core.replay import Replays, Run
 
 from . import plots
@@ -72,8 +73,9 @@ def experiment_choices() -> list[tuple[str, str]]:
 
 
 def lane_choices(experiment: str = DEFAULT_EXPERIMENT, none: bool = False) -> list[tuple[str, str]]:
-    r = replays()
-    lanes = [] if r is None else [(lane["label"], lane["name"]) for lane in r.lanes(experiment)]
+    """The lanes by their own labels, the same for every experiment ("λ auto": its captions say what it ran)."""
+    r, own = replays(), {lane.name: lane.label for lane in OWN_LANES}
+    lanes = [] if r is None else [(own.get(x["name"], x["label"]), x["name"]) for x in r.lanes(experiment)]
     return ([("none", "")] if none else []) + lanes
 
 
@@ -88,6 +90,12 @@ def scale_note() -> str:
         f"Precomputed at {scale}: images at most {s['max_side']} px, network width {s['width']}, "
         f"Adam lr {s['lr']:g}, {s['iterations']} steps, seed {s['seed']} ({s['device']}, {s['machine']}, "
         f"{s['date']}). The paper: 512 px, width 128, 10,000 steps. Rebuilt by: `{r.manifest['command']}`"
+        + "".join(
+            f". {e['label']}, {x['label']}: added on {x['machine']}, {x['date']} (`--lanes {x['name']}`)"
+            for e in r.manifest["experiments"]
+            for x in e["lanes"]
+            if "machine" in x
+        )
     )
 
 

@@ -96,6 +96,9 @@ def events(run: RunData) -> list[Event]:
     """The lesson events the curves show so far (dip_core.lesson), marked on the plots as they happen."""
     keys = ("iter", "psnr", "fbc")
     curves = {n: {k: t.column(k) for k in keys} for n, t in run.tracks.items() if t.records}
+    for n, curve in curves.items():  # learned bounds: their moves are a lesson too
+        if (bound := plots.bound_path(run.tracks[n])) is not None:
+            curve["bound"] = bound
     return lesson(curves, {n: t.short for n, t in run.tracks.items()}, done=run.done)
 
 

@@ -186,9 +186,11 @@ def curves_dict(
 
 
 def bound_path(track: Track) -> list | None:
-    """A live run's learned bound over its snapshots (their geometric mean: ``lipschitz="auto"``), else None."""
-    path = [r.get("bound") for r in getattr(track, "records", ())]  # a replay's track keeps no records
-    return path if any(b is not None for b in path) else None
+    """A run's learned bound over its snapshots (their geometric mean: ``lipschitz="auto"``), else None: a live
+    track's records, a replay's curves."""
+    records, run = getattr(track, "records", None), getattr(track, "run", None)
+    path = [r.get("bound") for r in records] if records is not None else run and run.curves.get("bound")
+    return path if path and any(b is not None for b in path) else None
 
 
 def learned(tracks: Sequence[Track]) -> bool:

@@ -6,7 +6,9 @@ A curve here is a dict of lists over snapshots: ``iter``, ``psnr`` (None where t
 - ``low_first``: the first snapshot where band 1 is ≥ LOW_FITTED reproduced while band 5 is still < HIGH_UNFITTED;
 - ``best``: the peak of the smoothed PSNR (once it has fallen DROP_DB below it, or the run has ended);
 - ``noise``: after the peak, band 5 has risen NOISE_RISE above its value at the peak while PSNR fell NOISE_DROP_DB;
-- ``control``: at the end, the controlled network lost at most HOLD_SHARE of what vanilla DIP lost from its peak.
+- ``control``: at the end, the controlled network lost at most HOLD_SHARE of what vanilla DIP lost from its peak;
+- ``bound``: learned bounds (``lipschitz="auto"``, a curve's ``bound``: their geometric mean) have moved BOUND_MOVE
+  from where they started.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ SMOOTH = 5  # snapshots in the PSNR's centred moving average (one snapshot's PSN
 DROP_DB = 0.5  # a live run's peak counts as the peak once PSNR has fallen this far below it
 NOISE_RISE, NOISE_DROP_DB = 0.1, 1.0
 DECAY_DB, HOLD_SHARE = 1.0, 0.5  # "the control holds": vanilla lost ≥ DECAY_DB, the controlled ≤ HOLD_SHARE of it
+BOUND_MOVE = 0.1  # "the bound moves": the learned bounds' geometric mean is 10 % from its first snapshot's
 
 TITLES = {
     "low_first": "Low frequencies first",
     "best": "The best image",
     "noise": "Now it fits the noise",
     "control": "The control holds",
+    "bound": "The bound moves",
 }
 
 
@@ -82,6 +86,7 @@ def lane_events(curve: Mapping[str, Sequence], lane: str, label: str, done: bool
                 )
             )
             break
+    events += bound_event(curve, lane, label, done)
     top = peak(curve, done)
     if top is None:
         return events
@@ -110,6 +115,29 @@ def lane_events(curve: Mapping[str, Sequence], lane: str, label: str, done: bool
             )
             break
     return events
+
+
+def bound_event(curve: Mapping[str, Sequence], lane: str, label: str, done: bool = True) -> list[Event]:
+    """Where learned bounds first moved BOUND_MOVE from their start (none for a fixed λ)."""
+    bound, iters = curve.get("bound"), list(curve["iter"])
+    if not bound or any(b is None for b in bound):
+        return []
+    first = bound[0]
+    i = next((i for i, b in enumerate(bound) if abs(b / first - 1) >= BOUND_MOVE), None)
+    if i is None:
+        return []
+    way = "tightened" if bound[i] < first else "loosened"
+    end = f", and end at {bound[-1]:.2f}" if done else ""
+    return [
+        Event(
+            "bound",
+            iters[i],
+            lane,
+            f"{label}, iteration {iters[i]}: the learned bounds have {way} from λ {first:.2f} to {bound[i]:.2f} "
+            f"(their geometric mean over the layers){end}. A layer's bound grows only while loosening it lowers "
+            "the loss by more than the penalty costs; elsewhere the penalty pulls it down.",
+        )
+    ]
 
 
 def drop(curve: Mapping[str, Sequence]) -> tuple[float, float] | None:
@@ -154,4 +182,4 @@ def lesson(
     return sorted(events, key=lambda e: (e.iter, order.index(e.kind)))
 
 
-__all__ = ["Event", "TITLES", "control_event", "lane_events", "lesson", "peak"]
+__all__ = ["Event", "TITLES", "bound_event", "control_event", "lane_events", "lesson", "peak"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .bound import auto_control
 from .io import to_uint8
 from .metrics import amplitude_spectrum_t, spectrum_ratio_t, to_chw
 from .tasks import Task, baseline, to_image, to_tensor
@@ -52,7 +54,7 @@ class Lane:
 
     name: str  # as dip_core.sweep.variant_name spells it
     label: str
-    lipschitz: float
+    lipschitz: float | str  # a λ, or "auto" (dip_core/bound.py: resolved per experiment)
     upsample: str = "bilinear"
     gaussian_sigma: float | None = None
 
@@ -92,7 +94,20 @@ LANES: tuple[Lane, ...] = (
     Lane("lam3", "λ = 3", 3.0),
     Lane("lam1.8_gauss0.5", "λ = 1.8, Gaussian σ = 0.5", 1.8, "gaussian", 0.5),
     Lane("lam1.8_gauss1", "λ = 1.8, Gaussian σ = 1", 1.8, "gaussian", 1.0),
+    Lane("lamauto", "λ auto", "auto"),  # where it runs a fixed λ of a lane above, the manifest says same_as
 )
+
+
+def ran_as(lane: Lane, task: Task, lanes: Sequence[Lane] = LANES) -> tuple[Lane, str | None]:
+    """A lane as it runs on ``task``: ``auto`` named by what it resolves to ("λ auto: λ = 1", "λ auto: learned from
+    λ = 1.4"), with the fixed-λ lane of ``lanes`` it then is (a replay shows that lane's run: ``same_as``), else
+    None."""
+    if lane.lipschitz != "auto":
+        return lane, None
+    control = auto_control(task)[0]
+    lam, fixed = control["lipschitz"], control["bound"] == "fixed"
+    same = next((x.name for x in lanes if fixed and x.lipschitz == lam and x.upsample == "bilinear"), None)
+    return replace(lane, label=f"λ auto: {'λ =' if fixed else 'learned from λ ='} {lam:g}"), same
 
 
 def frame_every(iterations: int, every: int, frames: int = MAX_FRAMES) -> int:
@@ -181,7 +196,7 @@ def curves_of(records: list[dict]) -> dict:
         "loss": [None if rec["loss"] is None else float(f"{rec['loss']:.4g}") for rec in records],
         "ratio": [None if rec["ratio"] is None else float(f"{rec['ratio']:.4g}") for rec in records],
         "fbc": [[r(v) for v in rec["fbc"]] for rec in records],
-    }
+    } | ({"bound": [r(rec["bound"]) for rec in records]} if "bound" in records[0] else {})  # learned bounds
 
 
 @dataclass
@@ -232,9 +247,11 @@ class Replays:
         return self.experiments[experiment]["lanes"]
 
     def run(self, experiment: str, lane: str) -> Run:
+        """A lane's run (a lane that ran as another, ``same_as``, is that lane's folder)."""
         key = (experiment, lane)
         if key not in self._runs:
-            folder = self.root / experiment / lane
+            entry = next((e for e in self.lanes(experiment) if e["name"] == lane), {})
+            folder = self.root / experiment / entry.get("same_as", lane)
             curves = json.loads((folder / "curves.json").read_text())
             with np.load(folder / "spectrum.npz") as z:
                 iters, ratio = z["iters"].tolist(), z["ratio"]
@@ -252,4 +269,14 @@ def experiment_entry(exp: Experiment, lanes: list[Lane], extra: dict) -> dict:
     return {**asdict(exp), "lanes": [asdict(lane) for lane in lanes], **extra}
 
 
-__all__ = ["EXPERIMENTS", "LANES", "Experiment", "FrameWriter", "Lane", "Replays", "SpectrumView", "curves_of"]
+__all__ = [
+    "EXPERIMENTS",
+    "LANES",
+    "Experiment",
+    "FrameWriter",
+    "Lane",
+    "Replays",
+    "SpectrumView",
+    "curves_of",
+    "ran_as",
+]

@@ -33,7 +33,7 @@ from .io import load_image, resize_mask, resize_max_side
 from .replay import FrameWriter, frame_every, write_images
 from .stopping import task_noise_energy
 from .summary import run_stats
-from .tasks import baseline, make_task
+from .tasks import Task, baseline, make_task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -132,10 +132,8 @@ def config_of(spec: RunSpec) -> RunConfig:
     )
 
 
-def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = None) -> dict:
-    """Execute one run to the end of its budget; returns its result row (and writes its curve if asked)."""
-    if threads:
-        torch.set_num_threads(threads)
+def task_of(spec: RunSpec) -> Task:
+    """The task a spec runs: its image brought within ``max_side``, its mask to the image's size, its seed's noise."""
     img, _ = load_image(spec.image)
     if spec.max_side and max(img.shape[:2]) > spec.max_side:
         img = resize_max_side(img, spec.max_side)[0]
@@ -144,7 +142,14 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
         mask = load_image(spec.mask)[0]
         if mask.shape[:2] != img.shape[:2]:
             mask = resize_mask(mask, img.shape[:2])
-    task = make_task(spec.task, img, spec.level, mask=mask, seed=spec.seed)
+    return make_task(spec.task, img, spec.level, mask=mask, seed=spec.seed)
+
+
+def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = None) -> dict:
+    """Execute one run to the end of its budget; returns its result row (and writes its curve if asked)."""
+    if threads:
+        torch.set_num_threads(threads)
+    task = task_of(spec)
     config = resolve(task, config_of(spec))  # the device and convolution path, chosen once for this machine
     frames = None
     if spec.frames and curve_dir:
@@ -179,6 +184,7 @@ def run_spec(spec: RunSpec, curve_dir: str | None = None, threads: int | None = 
     stats = run_stats(records, config.iterations)
     row = {"key": spec.key, "spec": asdict(spec), "iterations": records[-1]["iter"], "seconds": records[-1]["seconds"]}
     row["device"] = config.device
+    row["lipschitz"], row["bound"] = config.lipschitz, config.bound  # what ran: auto's λ and bound, resolved
     row["final_psnr"] = stats.pop("final_psnr")
     classical = baseline(task)  # the task's OpenCV baseline on the same observation
     row["baseline_method"], row["baseline_psnr"] = classical.method, classical.psnr

@@ -19,6 +19,7 @@ from benchmarks import make_replays as builder
 from demo import experiments as tab
 from dip_core import lesson
 from dip_core.replay import EXPERIMENTS, LANES, MAX_FRAMES, Replays
+from dip_core.tasks import TASKS
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 COMMITTED = tab.ROOT
@@ -62,6 +63,30 @@ def test_committed_replays_cover_the_issue_and_match_their_manifest(committed):
                 assert max(im.size) <= 256
             if exp["task"] != "enhance":
                 assert all(p is not None for p in c["psnr"])
+
+
+def test_the_auto_lane_is_what_auto_ran_and_marks_the_bound_moving(committed):
+    """Issue 35: every experiment has a ``lamauto`` lane. Where auto ran a fixed λ at this scale, its lane is that
+    lane's run (``same_as``, named in its label); the learned bounds (JPEG) ran for real, on a machine the entry
+    names, and their move is a lesson, drawn dotted on the curves."""
+    learned = set()
+    for exp in committed.manifest["experiments"]:
+        entry = next(x for x in exp["lanes"] if x["name"] == "lamauto")
+        run = committed.run(exp["name"], "lamauto")
+        if "same_as" in entry:
+            same = next(x for x in exp["lanes"] if x["name"] == entry["same_as"])
+            assert same["upsample"] == "bilinear" and entry["label"] == f"λ auto: λ = {same['lipschitz']:g}"
+            assert run.curves == committed.run(exp["name"], entry["same_as"]).curves and "bound" not in run.curves
+            continue
+        learned.add(exp["task"])
+        assert entry["label"] == "λ auto: learned from λ = 1.4" and entry["machine"] and entry["date"]
+        bound = run.curves["bound"]
+        assert len(bound) == len(run.curves["iter"]) and all(0 < b < 10 for b in bound)
+        (event,) = [e for e in lesson.lane_events(run.curves, "lamauto", entry["label"]) if e.kind == "bound"]
+        assert abs(bound[run.curves["iter"].index(event.iter)] / bound[0] - 1) >= lesson.BOUND_MOVE
+        figure = tab.frame(exp["name"], "lamauto", "vanilla", event.iter, None)
+        assert any("λ (learned" in str(x) for x in figure), "the learned bound's path is not on the curves"
+    assert learned == {name for name, spec in TASKS.items() if spec.auto.rule == "learned"}
 
 
 def test_committed_replays_stay_small():
@@ -109,6 +134,18 @@ def test_the_builder_writes_a_replay_the_tab_plays(tmp_path, house):
         ["--data", str(data), "--out", str(out), "--smoke", "--work", str(tmp_path / "work"), "--experiments", *names]
     )
     assert json.loads((out / names[0] / lanes[0] / "curves.json").read_text()) == before
+    # a lane added to the folder (issue 35's auto): at the folder's scale, the other lanes and the scale kept
+    manifest = r.manifest
+    builder.main(["--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--lanes", "lamauto"])
+    added = Replays(out)
+    assert added.manifest["scale"] == manifest["scale"] and added.manifest["command"] == manifest["command"]
+    for exp in added.manifest["experiments"]:
+        entry = exp["lanes"][-1]
+        assert [x["name"] for x in exp["lanes"]] == [*lanes, "lamauto"] and entry["label"].startswith("λ auto: ")
+        assert entry.get("same_as", "lamauto") in [*lanes, "lamauto"]  # a run of its own where none is here
+        run = added.run(exp["name"], "lamauto")
+        assert run.curves["iter"][-1] == builder.SCALES["smoke"]["iterations"]
+    assert json.loads((out / names[0] / lanes[0] / "curves.json").read_text()) == before
 
 
 # ---------------------------------------------------------------- lesson events on synthetic curves
@@ -150,6 +187,25 @@ def test_lesson_events_are_absent_where_the_curves_lack_them():
     assert {e.kind for e in lesson.lane_events(unknown, "a", "a")} == {"low_first"}
     rising = synthetic(peak_at=99, decay=0)  # still rising: a live run has no peak yet
     assert lesson.peak(rising, done=False) is None and lesson.peak(rising, done=True) is not None
+
+
+def test_the_bound_event_marks_where_learned_bounds_first_moved():
+    c = synthetic()
+    n = len(c["iter"])
+    tightening = dict(c, bound=[1.4 * (1 - 0.3 * i / n) for i in range(n)])  # 10 % lower at a third of the run
+    (e,) = lesson.bound_event(tightening, "auto", "λ auto")
+    assert e.kind == "bound" and e.title == "The bound moves" and "tightened from λ 1.40" in e.caption
+    assert e.iter == c["iter"][next(i for i in range(n) if 0.3 * i / n >= lesson.BOUND_MOVE - 1e-12)]
+    assert (
+        "end at" in e.caption
+        and "end at" not in lesson.bound_event(tightening, "auto", "λ auto", done=False)[0].caption
+    )
+    loosening = dict(c, bound=[1.0 + 0.01 * i for i in range(n)])
+    assert "loosened" in lesson.bound_event(loosening, "a", "a")[0].caption
+    assert lesson.bound_event(dict(c, bound=[1.4] * n), "a", "a") == []  # a fixed λ never moves
+    assert lesson.bound_event(dict(c, bound=[1.4 * (1 - 0.05 * i / n) for i in range(n)]), "a", "a") == []
+    assert lesson.bound_event(c, "a", "a") == [] and lesson.bound_event(dict(c, bound=[None] * n), "a", "a") == []
+    assert "bound" in {e.kind for e in lesson.lesson({"auto": tightening}, {"auto": "λ auto"})}
 
 
 def test_the_control_event_compares_the_two_drops():
