@@ -61,18 +61,18 @@ def specs_for(data: Path, scale: dict, experiments, lanes, preset: str, kept: di
                 mask=str(data / exp.mask) if exp.mask else None,
                 frames=MAX_FRAMES,
             )
-            out.append((exp, *ran_as(lane, sweep.task_of(spec), there), spec))
+            ran = ran_as(lane, sweep.task_of(spec), there) if lane.lipschitz == "auto" else (lane, None)
+            out.append((exp, *ran, spec))
     return out
 
 
 def assemble(
-    work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str, threads: int, add: bool
+    work: Path, out: Path, triples: list[tuple], scale: dict, preset: str, command: str, threads: int, old: dict
 ) -> dict:
-    """Copy the runs' frames into the replay layout and write the manifest (``add``: these lanes into the folder's
-    manifest, each with its machine); returns it."""
+    """Copy the runs' frames into the replay layout and write the manifest (into ``old``, the folder's manifest
+    when lanes are added, each with its machine); returns it."""
     rows = {r["key"]: r for r in sweep.load_rows(work)}
     out.mkdir(parents=True, exist_ok=True)
-    old = json.loads((out / "manifest.json").read_text()) if add else {}
     entries: dict[str, dict] = {e["name"]: e for e in old.get("experiments", [])}
     for exp, lane, same, spec in triples:
         if exp.name in entries:  # a lane built again replaces its entry (sorted into LANES' order below)
@@ -98,7 +98,7 @@ def assemble(
             entries[exp.name] = experiment_entry(exp, [], {"baseline": base, "seconds": {}})
         entry = entries[exp.name]
         entry["lanes"].append(
-            asdict(lane) | ({"machine": str(cpu()), "date": time.strftime("%Y-%m-%d")} if add else {})
+            asdict(lane) | ({"machine": str(cpu()), "date": time.strftime("%Y-%m-%d")} if old else {})
         )
         entry["seconds"][lane.name] = round(row["seconds"], 1)
     for entry in entries.values():
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     given = ["--data=DATA" if a.startswith("--data=") else a for a in given]
     command = "python -m benchmarks replays " + " ".join(given)
     threads = 1 if args.jobs > 1 else torch.get_num_threads()
-    manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads, args.lanes is not None)
+    manifest = assemble(work, Path(args.out), triples, scale, args.preset, command, threads, old)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     took = f"{len(triples)} runs in {time.perf_counter() - start:.0f} s; {args.out}: {size / 1e6:.1f} MB"
     print(f"{took}, {len(manifest['experiments'])} experiments", file=sys.stderr)
