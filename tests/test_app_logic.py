@@ -631,3 +631,17 @@ def test_a_stop_that_crosses_its_runs_end_leaves_the_worker_serving(tiny_png):
     *_, last = LabRun(parse_request(tiny_png, iterations=20, compare=False, **TINY)).stream()
     assert last.done and last.iteration == 20 and last.ending.reason == "complete"
     assert [w.process.pid for w in WORKERS.idle] == [pid] and WORKERS.idle[0].alive()
+
+
+def test_the_worker_process_runs_at_the_niceness_it_is_given(monkeypatch):
+    """SPECTRAL_BIAS_LAB_WORKER_NICE (default 10; the suite's 0, tests/conftest.py): the worker lowers its own
+    priority by that much when it starts."""
+    from demo.worker import Worker
+
+    monkeypatch.setenv("SPECTRAL_BIAS_LAB_WORKER_NICE", "3")  # a spawned worker reads it as it imports demo.worker
+    worker = Worker()
+    try:
+        assert worker.wait_ready()
+        assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+    finally:
+        worker.close()
