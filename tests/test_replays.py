@@ -80,6 +80,7 @@ def test_the_auto_lane_is_what_auto_ran_and_marks_the_bound_moving(committed):
             continue
         learned.add(exp["task"])
         assert entry["label"] == "λ auto: learned from λ = 1.4" and entry["machine"] and entry["date"]
+        assert f"{entry['label']}: added on {entry['machine']}, {entry['date']}" in tab.scale_note()  # the tab says
         bound = run.curves["bound"]
         assert len(bound) == len(run.curves["iter"]) and all(0 < b < 10 for b in bound)
         (event,) = [e for e in lesson.lane_events(run.curves, "lamauto", entry["label"]) if e.kind == "bound"]
